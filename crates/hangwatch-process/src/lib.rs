@@ -1,0 +1,37 @@
+//! hangwatch's operating-system layer for process lifecycle.
+//!
+//! This crate owns everything that *changes* processes: starting a program in a process group
+//! of its own ([`spawn`]), becoming a subreaper and reaping ([`reap`]), naming processes in a way
+//! that a reused PID cannot fool ([`pid`], [`pidfd`]), and stopping a whole tree with an
+//! escalation ladder ([`stop`]). Read-only inspection (thread states, stacks) lives elsewhere.
+//!
+//! All `unsafe` code and every raw system call is in `sys/`, one file per platform exporting the
+//! same functions; the logic above it has no `cfg`. Only Linux is supported today (pidfds,
+//! `PR_SET_CHILD_SUBREAPER`, `/proc`); `sys/other.rs` marks where a port would begin.
+//!
+//! # Caveats
+//!
+//! - Reaping must happen in one place ([`reap::reap_exited`]); never combine this crate with
+//!   `tokio::process` or `std::process::Child::wait` in the same process.
+//! - Descendants are found by scanning `/proc`, which costs about a millisecond per hundred
+//!   processes on the machine. It runs only when a stop begins or a tracked process exits.
+
+#[cfg_attr(target_os = "linux", path = "sys/linux.rs")]
+#[cfg_attr(not(target_os = "linux"), path = "sys/other.rs")]
+mod sys;
+
+pub mod exit_watch;
+pub mod pid;
+pub mod pidfd;
+pub mod reap;
+pub mod signal;
+pub mod spawn;
+pub mod stat;
+pub mod stop;
+pub mod tree;
+
+pub use pid::ProcessId;
+pub use reap::ExitStatus;
+pub use signal::Signal;
+pub use spawn::{ProgramCommand, SpawnError, SpawnOptions, Spawned, spawn};
+pub use stop::{StopPlan, TreeStop};

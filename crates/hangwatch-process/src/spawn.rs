@@ -1,0 +1,180 @@
+//! Starting a program in a process group of its own.
+
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::Command;
+
+use crate::pid::ProcessId;
+use crate::sys;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct ProgramCommand {
+    /// The program, looked up in `PATH` when it has no `/`.
+    pub program: OsString,
+    /// Its arguments.
+    pub args: Vec<OsString>,
+    /// Variables added to (or replacing in) hangwatch's own environment.
+    pub env: Vec<(OsString, OsString)>,
+    /// Working directory; hangwatch's own when `None`.
+    pub cwd: Option<PathBuf>,
+}
+
+impl ProgramCommand {
+    /// A command from argv: the first element is the program.
+    #[must_use]
+    pub fn from_argv(argv: &[OsString]) -> Option<ProgramCommand> {
+        let (program, args) = argv.split_first()?;
+        Some(ProgramCommand {
+            program: program.clone(),
+            args: args.to_vec(),
+            env: Vec::new(),
+            cwd: None,
+        })
+    }
+}
+
+/// How to start it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SpawnOptions {
+    /// If hangwatch's standard input is a terminal and hangwatch is in its foreground, make the
+    /// program's group the foreground group, so it can read the terminal and gets Ctrl-C
+    /// directly, as a job started by a shell would (see [`Foreground`]).
+    pub foreground_tty: bool,
+    /// Kill the program with `SIGKILL` if hangwatch dies (`PR_SET_PDEATHSIG`). This follows the
+    /// *thread* that spawned it: spawn only from a thread that lives as long as hangwatch.
+    pub die_with_parent: bool,
+}
+
+/// A program started by [`spawn`]. It is not reaped here: see [`crate::reap`].
+#[derive(Debug)]
+pub struct Spawned {
+    /// The program's identity.
+    pub id: ProcessId,
+    /// Its process group: its own PID.
+    pub pgid: i32,
+    /// Set when the program was given the terminal; restores it when dropped.
+    pub foreground: Option<Foreground>,
+}
+
+/// Why a program could not be started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SpawnError {
+    /// No such program (exit code 127).
+    #[error("command not found: {program}")]
+    NotFound {
+        /// The program as given.
+        program: String,
+    },
+    /// The program exists but cannot be executed (exit code 126).
+    #[error("cannot execute {program}: {source}")]
+    NotExecutable {
+        /// The program as given.
+        program: String,
+        /// What `execve` said.
+        source: io::Error,
+    },
+    /// Anything else went wrong.
+    #[error("failed to {about}: {source}")]
+    Io {
+        /// What was being done.
+        about: &'static str,
+        /// The underlying error.
+        source: io::Error,
+    },
+}
+
+/// Starts `command` as the leader of a new process group.
+///
+/// Standard input, output and error are inherited untouched. The child's signal mask and
+/// dispositions are reset by std before `exec`.
+pub fn spawn(command: &ProgramCommand, options: SpawnOptions) -> Result<Spawned, SpawnError> {
+    let own_pgrp = nix::unistd::getpgrp().as_raw();
+    let take_terminal = options.foreground_tty && sys::terminal_foreground(0) == Some(own_pgrp);
+
+    let mut cmd = Command::new(&command.program);
+    cmd.args(&command.args)
+        .envs(command.env.iter().map(|(k, v)| (k, v)))
+        .process_group(0);
+    if let Some(cwd) = &command.cwd {
+        cmd.current_dir(cwd);
+    }
+    sys::configure_child(
+        &mut cmd,
+        sys::ChildSetup {
+            foreground_tty: take_terminal,
+            die_with_parent: options.die_with_parent,
+            parent_pid: std::process::id() as i32,
+        },
+    );
+
+    let program = command.program.to_string_lossy().into_owned();
+    let child = cmd.spawn().map_err(|source| classify(program, source))?;
+    // std's `Child` is dropped without waiting: dropping neither kills nor reaps, and reaping
+    // belongs to `reap_exited` alone.
+    let pid = child.id() as i32;
+    drop(child);
+
+    let id = ProcessId::of(pid)
+        .map_err(|source| SpawnError::Io {
+            about: "read the new program's /proc entry",
+            source,
+        })?
+        .ok_or_else(|| SpawnError::Io {
+            about: "find the new program in /proc",
+            source: io::Error::from(io::ErrorKind::NotFound),
+        })?;
+
+    let foreground = if take_terminal {
+        // The child already took the terminal before exec; doing it here too closes the race
+        // in which we would act on the terminal before the child got there (as shells do).
+        let _ = sys::give_terminal(0, pid);
+        Some(Foreground {
+            restore_to: own_pgrp,
+        })
+    } else {
+        None
+    };
+
+    Ok(Spawned {
+        id,
+        pgid: pid,
+        foreground,
+    })
+}
+
+fn classify(program: String, source: io::Error) -> SpawnError {
+    match source.kind() {
+        io::ErrorKind::NotFound => SpawnError::NotFound { program },
+        io::ErrorKind::PermissionDenied | io::ErrorKind::IsADirectory => {
+            SpawnError::NotExecutable { program, source }
+        }
+        _ if source.raw_os_error() == Some(libc::ENOEXEC) => {
+            SpawnError::NotExecutable { program, source }
+        }
+        _ => SpawnError::Io {
+            about: "start the program",
+            source,
+        },
+    }
+}
+
+/// The program's group holds the terminal; dropping this gives it back to hangwatch's group.
+///
+/// Keystroke signals (Ctrl-C, Ctrl-\) then reach the program directly, as with any shell job,
+/// rather than through hangwatch.
+#[derive(Debug)]
+pub struct Foreground {
+    restore_to: i32,
+}
+
+impl Drop for Foreground {
+    fn drop(&mut self) {
+        if let Err(err) = sys::give_terminal(0, self.restore_to) {
+            tracing::debug!(%err, "could not take the terminal back");
+        }
+    }
+}

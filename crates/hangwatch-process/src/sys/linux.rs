@@ -1,0 +1,148 @@
+//! The raw Linux calls of this crate: every `unsafe` block lives here, each with its reason.
+#![allow(
+    unsafe_code,
+    reason = "raw syscalls without a safe wrapper in nix (pidfd) and the pre-exec hook of a \
+              forked child; each block states why it is sound"
+)]
+
+use std::io;
+use std::os::fd::{BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+/// `pidfd_open(2)`: a file descriptor that refers to process `pid` for as long as it is open,
+/// whatever happens to the number. Readable (for `poll`/`epoll`) once the process has exited.
+pub(crate) fn pidfd_open(pid: i32) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1; it touches no memory
+    // of ours.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, libc::PIDFD_NONBLOCK) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = i32::try_from(fd).map_err(|_| io::Error::other("pidfd out of range"))?;
+    // SAFETY: the kernel just returned this fd to us; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `pidfd_send_signal(2)`: signals exactly the process the pidfd refers to, never a process that
+/// reused its PID.
+pub(crate) fn pidfd_send_signal(fd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a null siginfo is allowed (the kernel fills one as for kill(2)); fd is a live
+    // pidfd borrowed for the duration of the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// What the child must do between `fork` and `exec`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ChildSetup {
+    /// Make the child's new process group the terminal's foreground group (the terminal is fd 0).
+    pub foreground_tty: bool,
+    /// Send `SIGKILL` to the child when the thread that forked it exits (`PR_SET_PDEATHSIG`).
+    pub die_with_parent: bool,
+    /// The PID of the parent, to detect that it died before the death signal was armed.
+    pub parent_pid: i32,
+}
+
+/// Installs the pre-exec hook for `setup` on `command`. The process group itself is set by
+/// `Command::process_group`, which std applies before this hook runs.
+pub(crate) fn configure_child(command: &mut Command, setup: ChildSetup) {
+    let hook = move || -> io::Result<()> {
+        // Only async-signal-safe calls below: prctl, getppid, sigprocmask, ioctl, getpid.
+        if setup.die_with_parent {
+            // SAFETY: prctl with integer arguments only.
+            if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // The parent may have died before the signal was armed; then nobody will send it.
+            // SAFETY: getppid has no preconditions.
+            if unsafe { libc::getppid() } != setup.parent_pid {
+                // SAFETY: _exit never returns and is async-signal-safe.
+                unsafe { libc::_exit(125) };
+            }
+        }
+        if setup.foreground_tty {
+            // A background group calling tcsetpgrp gets SIGTTOU unless it is blocked; with it
+            // blocked the kernel makes the change without sending anything.
+            // SAFETY: the sets are stack values initialised by sigemptyset before use.
+            unsafe {
+                let mut block: libc::sigset_t = std::mem::zeroed();
+                let mut old: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut block);
+                libc::sigaddset(&mut block, libc::SIGTTOU);
+                libc::sigprocmask(libc::SIG_BLOCK, &block, &mut old);
+                libc::tcsetpgrp(0, libc::getpid());
+                libc::sigprocmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+            }
+        }
+        Ok(())
+    };
+    // SAFETY: the hook only makes async-signal-safe calls and allocates nothing; it runs in the
+    // forked child before exec.
+    unsafe { command.pre_exec(hook) };
+}
+
+/// Gives the terminal on `fd` to process group `pgrp`, from a process that may be in the
+/// background (SIGTTOU is blocked for the duration, so the call is not stopped).
+pub(crate) fn give_terminal(fd: i32, pgrp: i32) -> io::Result<()> {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+    let mut block = SigSet::empty();
+    block.add(Signal::SIGTTOU);
+    let mut old = SigSet::empty();
+    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&block), Some(&mut old))?;
+    // SAFETY: fd is one of the process's standard descriptors, open for the whole call.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    let result = nix::unistd::tcsetpgrp(borrowed, nix::unistd::Pid::from_raw(pgrp));
+    pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None)?;
+    result.map_err(io::Error::from)
+}
+
+/// The process group in the foreground of the terminal on `fd`, if `fd` is a terminal.
+pub(crate) fn terminal_foreground(fd: i32) -> Option<i32> {
+    // SAFETY: fd is one of the process's standard descriptors, open for the whole call.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    if !nix::unistd::isatty(borrowed).unwrap_or(false) {
+        return None;
+    }
+    nix::unistd::tcgetpgrp(borrowed)
+        .ok()
+        .map(|pid| pid.as_raw())
+}
+
+/// `PR_SET_CHILD_SUBREAPER`: orphaned descendants are re-parented to this process instead of
+/// init, so a `setsid` + double fork cannot escape its supervisor.
+pub(crate) fn become_subreaper() -> io::Result<()> {
+    nix::sys::prctl::set_child_subreaper(true).map_err(io::Error::from)
+}
+
+/// An epoll instance, owned, for registration with the tokio reactor.
+#[derive(Debug)]
+pub(crate) struct EpollFd(pub nix::sys::epoll::Epoll);
+
+impl std::os::fd::AsRawFd for EpollFd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.0.as_raw_fd()
+    }
+}
+
+/// A new epoll instance registered with the current tokio reactor (panics outside a runtime).
+pub(crate) fn async_epoll() -> io::Result<tokio::io::unix::AsyncFd<EpollFd>> {
+    use nix::sys::epoll::{Epoll, EpollCreateFlags};
+    let epoll = EpollFd(Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)?);
+    // SAFETY: the fd is owned by `EpollFd`, which the AsyncFd owns until it is dropped, and
+    // `as_raw_fd` always returns that same fd.
+    unsafe { tokio::io::unix::AsyncFd::register(epoll) }.map_err(|err| err.into_parts().1)
+}

@@ -1,0 +1,52 @@
+//! Stubs for platforms without pidfds, subreapers and `/proc`: everything reports
+//! `Unsupported`, so the workspace builds elsewhere and fails clearly at run time.
+
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::process::Command;
+
+fn unsupported() -> io::Error {
+    io::Error::new(io::ErrorKind::Unsupported, "hangwatch supports only Linux")
+}
+
+pub(crate) fn pidfd_open(_pid: i32) -> io::Result<OwnedFd> {
+    Err(unsupported())
+}
+
+pub(crate) fn pidfd_send_signal(_fd: BorrowedFd<'_>, _signal: i32) -> io::Result<()> {
+    Err(unsupported())
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ChildSetup {
+    pub foreground_tty: bool,
+    pub die_with_parent: bool,
+    pub parent_pid: i32,
+}
+
+pub(crate) fn configure_child(_command: &mut Command, _setup: ChildSetup) {}
+
+pub(crate) fn give_terminal(_fd: i32, _pgrp: i32) -> io::Result<()> {
+    Err(unsupported())
+}
+
+pub(crate) fn terminal_foreground(_fd: i32) -> Option<i32> {
+    None
+}
+
+pub(crate) fn become_subreaper() -> io::Result<()> {
+    Err(unsupported())
+}
+
+#[derive(Debug)]
+pub(crate) struct EpollFd(std::os::fd::OwnedFd);
+
+impl std::os::fd::AsRawFd for EpollFd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+pub(crate) fn async_epoll() -> io::Result<tokio::io::unix::AsyncFd<EpollFd>> {
+    Err(unsupported())
+}

@@ -1,0 +1,119 @@
+//! The process tree under a root, found by scanning `/proc`.
+//!
+//! Linux offers no cheap "descendants of P" query without cgroups (`/proc/PID/task/TID/children`
+//! needs `CONFIG_PROC_CHILDREN`, which many kernels lack), so a scan reads each process's parent
+//! from `/proc/*/stat` and walks down from the root. A process may exit mid-scan; it is skipped.
+
+use std::collections::HashMap;
+use std::io;
+
+use crate::stat::{Stat, is_gone, read_stat};
+
+/// One scan of `/proc`: every process with its parent.
+#[derive(Debug, Default)]
+pub struct ProcessTable {
+    by_pid: HashMap<i32, Stat>,
+}
+
+impl ProcessTable {
+    /// Reads every process in `/proc`.
+    pub fn scan() -> io::Result<ProcessTable> {
+        let mut by_pid = HashMap::new();
+        for entry in std::fs::read_dir("/proc")? {
+            let entry = match entry {
+                Ok(entry) => entry,
+                Err(err) if is_gone(&err) => continue,
+                Err(err) => return Err(err),
+            };
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|name| name.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if let Some(stat) = read_stat(pid)? {
+                by_pid.insert(pid, stat);
+            }
+        }
+        Ok(ProcessTable { by_pid })
+    }
+
+    /// A table built from already parsed entries (for tests of the walk).
+    #[must_use]
+    pub fn from_stats(stats: impl IntoIterator<Item = Stat>) -> ProcessTable {
+        ProcessTable {
+            by_pid: stats.into_iter().map(|stat| (stat.pid, stat)).collect(),
+        }
+    }
+
+    /// The entry for `pid`, if it was seen.
+    #[must_use]
+    pub fn get(&self, pid: i32) -> Option<&Stat> {
+        self.by_pid.get(&pid)
+    }
+
+    /// Every descendant of `root` (not `root` itself), parents before children, zombies
+    /// included (they still need reaping but no signal).
+    #[must_use]
+    pub fn descendants(&self, root: i32) -> Vec<&Stat> {
+        let mut children: HashMap<i32, Vec<&Stat>> = HashMap::new();
+        for stat in self.by_pid.values() {
+            // PID 0's "children" are init and kthreadd; never walk from there by accident.
+            if stat.pid != stat.ppid {
+                children.entry(stat.ppid).or_default().push(stat);
+            }
+        }
+        let mut out = Vec::new();
+        let mut next = vec![root];
+        while let Some(parent) = next.pop() {
+            if let Some(kids) = children.get(&parent) {
+                for kid in kids {
+                    out.push(*kid);
+                    next.push(kid.pid);
+                }
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat(pid: i32, ppid: i32) -> Stat {
+        Stat {
+            pid,
+            comm: format!("p{pid}"),
+            state: 'S',
+            ppid,
+            pgrp: pid,
+            session: 1,
+            start_time: 1000 + pid as u64,
+        }
+    }
+
+    #[test]
+    fn walks_every_level_below_the_root_only() {
+        let table = ProcessTable::from_stats([
+            stat(1, 0),
+            stat(10, 1),
+            stat(11, 10),
+            stat(12, 11),
+            stat(13, 10),
+            stat(20, 1),
+            stat(21, 20),
+        ]);
+        let mut pids: Vec<_> = table.descendants(10).iter().map(|s| s.pid).collect();
+        pids.sort_unstable();
+        assert_eq!(pids, vec![11, 12, 13]);
+        assert!(table.descendants(12).is_empty());
+    }
+
+    #[test]
+    fn a_scan_sees_this_process() {
+        let table = ProcessTable::scan().expect("scan /proc");
+        assert!(table.get(std::process::id() as i32).is_some());
+    }
+}

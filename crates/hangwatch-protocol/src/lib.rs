@@ -1,0 +1,13 @@
+//! The types that hangwatch and everything reading its output agree on.
+//!
+//! This crate depends on no other hangwatch crate, so that a consumer of `--json` output or of a
+//! `--report` file can use it without pulling in the supervisor. It owns:
+//!
+//! - [`exit_code`]: the documented exit statuses of `hangwatch run`, as named constants.
+//! - [`report`]: the JSON report of a guarded run (`hangwatch run --report`).
+//!
+//! Every record carries a format version ([`report::REPORT_VERSION`]); fields are only ever added.
+#![forbid(unsafe_code)]
+
+pub mod exit_code;
+pub mod report;

@@ -1,0 +1,237 @@
+//! The JSON report of a guarded run, written by `hangwatch run --report PATH`.
+//!
+//! One JSON object per run. Times are wall-clock RFC 3339 strings for people and logs, plus
+//! millisecond offsets from the program's start for arithmetic. A stop is described twice on
+//! purpose: [`StopRecord`] says why and when the stop began, [`StoppedProcess`] says what each
+//! process received and whether it needed `KILL`.
+
+use serde::{Deserialize, Serialize};
+
+/// The version of this report format. Bumped when a field changes meaning; new fields may be
+/// added without a bump.
+pub const REPORT_VERSION: u32 = 1;
+
+/// Everything hangwatch knows about one guarded run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunReport {
+    /// [`REPORT_VERSION`] of the writer.
+    pub version: u32,
+    /// The command as given after `--`.
+    pub command: Vec<String>,
+    /// PID of the program, when it started.
+    pub pid: Option<i32>,
+    /// When hangwatch started the program (RFC 3339, UTC).
+    pub started_at: String,
+    /// When hangwatch finished: the program and every descendant gone (RFC 3339, UTC).
+    pub ended_at: String,
+    /// `ended_at - started_at`, in milliseconds.
+    pub duration_ms: f64,
+    /// The `--timeout` in milliseconds, if one was set.
+    pub timeout_ms: Option<u64>,
+    /// How the run ended and the exit code hangwatch returned.
+    pub outcome: Outcome,
+    /// Why and when hangwatch began to stop the program, if it had to.
+    pub stop: Option<StopRecord>,
+    /// Every process hangwatch signalled to end the run, with what and when.
+    pub stopped: Vec<StoppedProcess>,
+    /// Descendants still alive after the program itself ended. They were stopped too and also
+    /// appear in [`RunReport::stopped`].
+    pub leftovers: Vec<ProcessInfo>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Outcome {
+    /// Why the run ended.
+    pub reason: EndReason,
+    /// The exit code hangwatch returned (see [`crate::exit_code`]).
+    pub exit_code: i32,
+    /// What the program's own wait status was, if it ran.
+    pub program: Option<ProgramStatus>,
+    /// Why the program could not be started, for [`EndReason::FailedToStart`].
+    pub error: Option<String>,
+}
+
+/// Why a run ended.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum EndReason {
+    /// The program exited by itself.
+    Exited,
+    /// The program died of a signal hangwatch did not send as part of a stop (for example one it
+    /// forwarded, or one from elsewhere).
+    Signalled,
+    /// The `--timeout` deadline passed and hangwatch stopped the program.
+    TimedOut,
+    /// hangwatch received a termination signal again while the program was still running, and
+    /// stopped it.
+    StoppedOnRequest,
+    /// The program could not be started.
+    FailedToStart,
+}
+
+impl EndReason {
+    /// The kebab-case name used in the JSON report and in summaries.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Exited => "exited",
+            EndReason::Signalled => "signalled",
+            EndReason::TimedOut => "timed-out",
+            EndReason::StoppedOnRequest => "stopped-on-request",
+            EndReason::FailedToStart => "failed-to-start",
+        }
+    }
+}
+
+/// The program's own wait status.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum ProgramStatus {
+    /// `exit(code)`.
+    Exited {
+        /// The exit code, 0–255.
+        code: i32,
+    },
+    /// Killed by a signal.
+    Signalled {
+        /// Signal number.
+        signal: i32,
+        /// Signal name without the `SIG` prefix (`TERM`).
+        name: String,
+        /// Whether a core dump was written.
+        core_dumped: bool,
+    },
+}
+
+/// Why and when hangwatch began to stop the program.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StopRecord {
+    /// What made hangwatch stop the program.
+    pub cause: StopCause,
+    /// When the stop began, in milliseconds since the program started.
+    pub began_at_ms: f64,
+    /// For a timeout: how late the first stop signal was sent after the deadline, in milliseconds.
+    pub late_ms: Option<f64>,
+    /// The stop signal sent first (`TERM` unless `--stop-signal` said otherwise).
+    pub signal: String,
+    /// The grace given after the stop signal before `KILL`, in milliseconds.
+    pub grace_ms: u64,
+    /// Whether any process needed `KILL`.
+    pub escalated_to_kill: bool,
+    /// How long the stop took until every process was gone, in milliseconds.
+    pub took_ms: f64,
+}
+
+/// What made hangwatch stop the program.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum StopCause {
+    /// The `--timeout` deadline passed.
+    Timeout,
+    /// hangwatch was asked to stop (a second INT or TERM).
+    Request,
+    /// The program exited and left descendants behind.
+    Leftovers,
+}
+
+/// Identity and command line of a process, as seen in `/proc`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProcessInfo {
+    /// Process ID.
+    pub pid: i32,
+    /// Start time in clock ticks since boot (field 22 of `/proc/PID/stat`); with `pid`, the
+    /// process's identity that a reused PID cannot fake.
+    pub start_time: u64,
+    /// Parent PID when it was seen.
+    pub ppid: i32,
+    /// Process group ID.
+    pub pgid: i32,
+    /// Command line, arguments joined by spaces (or `[comm]` when it has none).
+    pub command: String,
+}
+
+/// A process hangwatch signalled to end the run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StoppedProcess {
+    /// Which process.
+    #[serde(flatten)]
+    pub process: ProcessInfo,
+    /// Whether it had left the program's process group (`setsid`, `setpgid`): found only through
+    /// descendant tracking.
+    pub escaped_group: bool,
+    /// The signals sent to it, in order.
+    pub signals: Vec<SentSignal>,
+    /// Whether it was still alive when the grace ran out and needed `KILL`.
+    pub killed: bool,
+}
+
+/// One signal sent to one process.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SentSignal {
+    /// Signal name without the `SIG` prefix.
+    pub signal: String,
+    /// Milliseconds after the stop began.
+    pub after_ms: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn report_round_trips_through_json() {
+        let report = RunReport {
+            version: REPORT_VERSION,
+            command: vec!["sleep".into(), "100".into()],
+            pid: Some(42),
+            started_at: "2026-01-01T00:00:00.000Z".into(),
+            ended_at: "2026-01-01T00:00:01.000Z".into(),
+            duration_ms: 1000.0,
+            timeout_ms: Some(1000),
+            outcome: Outcome {
+                reason: EndReason::TimedOut,
+                exit_code: crate::exit_code::TIMED_OUT,
+                program: Some(ProgramStatus::Signalled {
+                    signal: 15,
+                    name: "TERM".into(),
+                    core_dumped: false,
+                }),
+                error: None,
+            },
+            stop: Some(StopRecord {
+                cause: StopCause::Timeout,
+                began_at_ms: 1000.2,
+                late_ms: Some(0.2),
+                signal: "TERM".into(),
+                grace_ms: 10_000,
+                escalated_to_kill: false,
+                took_ms: 1.0,
+            }),
+            stopped: vec![StoppedProcess {
+                process: ProcessInfo {
+                    pid: 42,
+                    start_time: 7,
+                    ppid: 1,
+                    pgid: 42,
+                    command: "sleep 100".into(),
+                },
+                escaped_group: false,
+                signals: vec![SentSignal {
+                    signal: "TERM".into(),
+                    after_ms: 0.0,
+                }],
+                killed: false,
+            }],
+            leftovers: vec![],
+        };
+        let json = serde_json::to_string(&report).expect("serialize");
+        assert!(json.contains(r#""reason":"timed-out""#), "{json}");
+        assert!(json.contains(r#""kind":"signalled""#), "{json}");
+        let back: RunReport = serde_json::from_str(&json).expect("deserialize");
+        assert_eq!(back, report);
+    }
+}

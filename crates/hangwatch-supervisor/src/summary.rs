@@ -1,0 +1,117 @@
+//! The one-line human summary of a run, printed to stderr when hangwatch had to intervene.
+
+use hangwatch_protocol::report::{EndReason, RunReport, StopCause, StoppedProcess};
+
+/// The summary line, or `None` when the program simply exited and hangwatch did nothing.
+pub(crate) fn summarize(report: &RunReport) -> Option<String> {
+    let code = report.outcome.exit_code;
+    if report.outcome.reason == EndReason::FailedToStart {
+        let error = report.outcome.error.as_deref().unwrap_or("unknown error");
+        return Some(format!("hangwatch: {error} (exit {code})"));
+    }
+    let stop = report.stop.as_ref()?;
+    let head = match stop.cause {
+        StopCause::Timeout => format!(
+            "timed out after {}",
+            seconds(report.timeout_ms.unwrap_or_default())
+        ),
+        StopCause::Request => "stopped on request".to_owned(),
+        StopCause::Leftovers => format!(
+            "the program exited ({}) but left {} behind",
+            program_status(report),
+            processes(report.leftovers.len())
+        ),
+        _ => "stopped".to_owned(),
+    };
+    let (killed, polite): (Vec<&StoppedProcess>, Vec<&StoppedProcess>) =
+        report.stopped.iter().partition(|p| p.killed);
+    let mut parts = vec![head];
+    if !polite.is_empty() {
+        parts.push(format!(
+            "{} ended on {}: {}",
+            processes(polite.len()),
+            stop.signal,
+            list(&polite)
+        ));
+    }
+    if !killed.is_empty() {
+        parts.push(format!(
+            "{} killed with KILL after the {} grace: {}",
+            processes(killed.len()),
+            seconds(stop.grace_ms),
+            list(&killed)
+        ));
+    }
+    Some(format!("hangwatch: {} (exit {code})", parts.join("; ")))
+}
+
+fn program_status(report: &RunReport) -> String {
+    match &report.outcome.program {
+        Some(hangwatch_protocol::report::ProgramStatus::Exited { code }) => {
+            format!("status {code}")
+        }
+        Some(hangwatch_protocol::report::ProgramStatus::Signalled { name, .. }) => {
+            format!("killed by {name}")
+        }
+        _ => "unknown status".to_owned(),
+    }
+}
+
+fn processes(n: usize) -> String {
+    if n == 1 {
+        "1 process".to_owned()
+    } else {
+        format!("{n} processes")
+    }
+}
+
+fn seconds(ms: u64) -> String {
+    humantime::format_duration(std::time::Duration::from_millis(ms)).to_string()
+}
+
+/// Up to three processes as `PID (command)`, then a count of the rest.
+fn list(stopped: &[&StoppedProcess]) -> String {
+    let mut names: Vec<String> = stopped
+        .iter()
+        .take(3)
+        .map(|p| {
+            let escaped = if p.escaped_group { ", escaped its group" } else { "" };
+            format!("{} ({}{escaped})", p.process.pid, short(&p.process.command))
+        })
+        .collect();
+    if stopped.len() > 3 {
+        names.push(format!("{} more", stopped.len() - 3));
+    }
+    names.join(", ")
+}
+
+/// The command with the program's directory dropped and the whole cut to a readable length.
+fn short(command: &str) -> String {
+    const MAX: usize = 48;
+    let (program, args) = command.split_once(' ').unwrap_or((command, ""));
+    let program = program.rsplit('/').next().unwrap_or(program);
+    let text = if args.is_empty() {
+        program.to_owned()
+    } else {
+        format!("{program} {args}")
+    };
+    if text.chars().count() <= MAX {
+        text
+    } else {
+        let cut: String = text.chars().take(MAX - 1).collect();
+        format!("{cut}…")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_lose_their_directory_and_stay_short() {
+        assert_eq!(short("/usr/bin/python3 job.py"), "python3 job.py");
+        assert_eq!(short("sleep"), "sleep");
+        let long = format!("/x/prog {}", "a".repeat(100));
+        assert_eq!(short(&long).chars().count(), 48);
+    }
+}

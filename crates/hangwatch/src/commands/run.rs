@@ -1,0 +1,86 @@
+//! `hangwatch run`: a guarded one-shot run.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::Context;
+use hangwatch_process::StopPlan;
+use hangwatch_protocol::exit_code;
+use hangwatch_protocol::report::RunReport;
+use hangwatch_supervisor::run::{RunSpec, run};
+
+use crate::cli::RunArgs;
+
+/// Where the report goes, opened before the program starts so that a bad path is refused with
+/// nothing started.
+enum ReportSink {
+    Stderr,
+    File(File, std::path::PathBuf),
+}
+
+pub fn main(args: RunArgs) -> i32 {
+    match run_command(args) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("hangwatch: error: {err:#}");
+            exit_code::HANGWATCH_FAILED
+        }
+    }
+}
+
+fn run_command(args: RunArgs) -> anyhow::Result<i32> {
+    let sink = match &args.report {
+        None => None,
+        Some(path) if path == Path::new("-") => Some(ReportSink::Stderr),
+        Some(path) => Some(ReportSink::File(
+            File::create(path)
+                .with_context(|| format!("failed to create report file {}", path.display()))?,
+            path.clone(),
+        )),
+    };
+    let spec = RunSpec {
+        argv: args.command,
+        timeout: args.timeout,
+        stop: StopPlan {
+            signal: args.stop_signal,
+            grace: args.grace,
+        },
+        foreground_tty: !args.no_foreground,
+    };
+
+    // One thread: the program's death signal (PR_SET_PDEATHSIG) follows the thread that
+    // spawned it, so that thread must live as long as hangwatch.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("failed to start the event loop")?;
+    let outcome = runtime
+        .block_on(run(spec))
+        .context("failed to run the program")?;
+
+    if let Some(summary) = outcome.summary() {
+        eprintln!("{summary}");
+    }
+    if let Some(sink) = sink {
+        write_report(sink, &outcome.report)?;
+    }
+    Ok(outcome.exit_code())
+}
+
+fn write_report(sink: ReportSink, report: &RunReport) -> anyhow::Result<()> {
+    let mut json = serde_json::to_string_pretty(report).context("failed to encode the report")?;
+    json.push('\n');
+    match sink {
+        ReportSink::Stderr => {
+            // A closed stderr must not turn a finished run into a failure.
+            let _ = std::io::stderr().write_all(json.as_bytes());
+        }
+        ReportSink::File(mut file, path) => {
+            file.write_all(json.as_bytes())
+                .and_then(|()| file.sync_all())
+                .with_context(|| format!("failed to write report file {}", path.display()))?;
+        }
+    }
+    Ok(())
+}

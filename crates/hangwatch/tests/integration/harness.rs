@@ -1,0 +1,305 @@
+//! What every integration test needs: the binaries, scratch directories, bounded runs of
+//! hangwatch, and a guard that kills by PID (start time checked) whatever a test started.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use hangwatch_process::ProcessId;
+use hangwatch_protocol::report::RunReport;
+
+/// The longest any single hangwatch run in a test may take before the test fails (and kills it).
+pub const RUN_DEADLINE: Duration = Duration::from_secs(20);
+
+/// Path of the `hangwatch` binary under test.
+pub fn hangwatch() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_hangwatch"))
+}
+
+/// Path of the misbehaving test programs (`crates/test-programs`), built beside `hangwatch` by
+/// `cargo nextest run --workspace`.
+pub fn fixture() -> PathBuf {
+    let path = hangwatch()
+        .parent()
+        .expect("binary directory")
+        .join("hw-fixture");
+    assert!(
+        path.exists(),
+        "{} is missing: run the tests with `cargo nextest run --workspace` (or `cargo build --workspace` first)",
+        path.display()
+    );
+    path
+}
+
+/// A scratch directory removed on drop.
+pub struct Scratch {
+    pub path: PathBuf,
+}
+
+impl Scratch {
+    pub fn new(name: &str) -> Scratch {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "hangwatch-test-{name}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path).expect("create scratch dir");
+        Scratch { path }
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// Reads `<pid> <starttime>` lines written by the fixture.
+pub fn read_pids(path: &Path) -> Vec<ProcessId> {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| {
+            let mut parts = line.split_whitespace();
+            Some(ProcessId {
+                pid: parts.next()?.parse().ok()?,
+                start_time: parts.next()?.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+/// Owns every process a test knows of; on drop, kills each still alive (identity checked) so a
+/// failing test leaves nothing behind.
+#[derive(Default)]
+pub struct Guard {
+    ids: Vec<ProcessId>,
+}
+
+impl Guard {
+    pub fn track(&mut self, ids: impl IntoIterator<Item = ProcessId>) {
+        self.ids.extend(ids);
+    }
+
+    /// Asserts that none of the tracked processes exists any more, not even as a zombie: with
+    /// PID 1 of a container not reaping, a zombie would mean hangwatch failed to reap.
+    pub fn assert_all_gone(&self) {
+        let survivors: Vec<_> = self.ids.iter().filter(|id| exists(id)).collect();
+        assert!(survivors.is_empty(), "processes survived: {survivors:?}");
+    }
+}
+
+/// Whether the process exists in any state, zombie included.
+pub fn exists(id: &ProcessId) -> bool {
+    hangwatch_process::stat::read_stat(id.pid)
+        .ok()
+        .flatten()
+        .is_some_and(|stat| stat.start_time == id.start_time)
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        for id in &self.ids {
+            if let Ok(Some(pidfd)) = hangwatch_process::pidfd::PidFd::open(*id) {
+                let _ = pidfd.send(hangwatch_process::Signal::KILL);
+            }
+        }
+    }
+}
+
+/// A running `hangwatch` under test, with its output collected by threads.
+pub struct Hangwatch {
+    child: Child,
+    id: ProcessId,
+    stdout_lines: mpsc::Receiver<String>,
+    stdout_done: mpsc::Receiver<String>,
+    stderr_done: mpsc::Receiver<String>,
+    stdout_seen: String,
+}
+
+/// The end of a hangwatch run.
+pub struct Finished {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Finished {
+    pub fn code(&self) -> i32 {
+        self.status.code().unwrap_or_else(|| {
+            panic!(
+                "hangwatch died of a signal: {:?}\nstderr:\n{}",
+                self.status, self.stderr
+            )
+        })
+    }
+}
+
+impl Hangwatch {
+    /// Starts `hangwatch ARGS` with stdin closed and stdout/stderr piped, in a process group of
+    /// its own so that a failing test can kill everything.
+    pub fn start<I, S>(args: I) -> Hangwatch
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        use std::os::unix::process::CommandExt;
+        let mut child = Command::new(hangwatch())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("spawn hangwatch");
+        let id = ProcessId::of(child.id() as i32)
+            .expect("read /proc")
+            .expect("hangwatch in /proc");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let (line_tx, stdout_lines) = mpsc::channel();
+        let (out_tx, stdout_done) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut all = String::new();
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                let _ = line_tx.send(line.clone());
+                all.push_str(&line);
+                line.clear();
+            }
+            let _ = out_tx.send(all);
+        });
+        let (err_tx, stderr_done) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut all = String::new();
+            let _ = BufReader::new(stderr).read_to_string(&mut all);
+            let _ = err_tx.send(all);
+        });
+        Hangwatch {
+            child,
+            id,
+            stdout_lines,
+            stdout_done,
+            stderr_done,
+            stdout_seen: String::new(),
+        }
+    }
+
+    /// Waits (bounded) for a stdout line starting with `prefix` and returns it.
+    pub fn wait_line(&mut self, prefix: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stdout_lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.stdout_seen.push_str(&line);
+                    if line.starts_with(prefix) {
+                        return line;
+                    }
+                }
+                Err(_) => {
+                    self.kill();
+                    panic!(
+                        "no line starting with {prefix:?} within 10 s; stdout so far:\n{}",
+                        self.stdout_seen
+                    );
+                }
+            }
+        }
+    }
+
+    /// Sends `signal` to hangwatch itself.
+    pub fn signal(&self, signal: hangwatch_process::Signal) {
+        let pidfd = hangwatch_process::pidfd::PidFd::open(self.id)
+            .expect("open pidfd")
+            .expect("hangwatch alive");
+        pidfd.send(signal).expect("send signal");
+    }
+
+    /// Waits for hangwatch to exit, at most [`RUN_DEADLINE`], and for both pipes to close.
+    pub fn finish(mut self) -> Finished {
+        let started = Instant::now();
+        let deadline = started + RUN_DEADLINE;
+        let status = loop {
+            // A test may poll: it is bounded, and the code under test must not.
+            if let Some(status) = self.child.try_wait().expect("wait for hangwatch") {
+                break status;
+            }
+            if Instant::now() > deadline {
+                self.kill();
+                panic!("hangwatch did not exit within {RUN_DEADLINE:?}");
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        };
+        let elapsed = started.elapsed();
+        let left = deadline.saturating_duration_since(Instant::now()) + Duration::from_secs(1);
+        let stdout = self
+            .stdout_done
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("hangwatch's stdout still open after it exited"));
+        let stderr = self
+            .stderr_done
+            .recv_timeout(Duration::from_secs(5))
+            .unwrap_or_else(|_| panic!("hangwatch's stderr still open after it exited"));
+        Finished {
+            status,
+            stdout: format!("{}{stdout}", self.stdout_seen),
+            stderr,
+            elapsed,
+        }
+    }
+
+    fn kill(&mut self) {
+        // hangwatch's group: hangwatch and anything that stayed in it.
+        let _ = nix::sys::signal::killpg(
+            nix::unistd::Pid::from_raw(self.id.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Hangwatch {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.kill();
+        }
+    }
+}
+
+/// Runs `hangwatch ARGS` to the end.
+pub fn run<I, S>(args: I) -> Finished
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    Hangwatch::start(args).finish()
+}
+
+/// Parses a report file.
+pub fn read_report(path: &Path) -> RunReport {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|err| panic!("read report {}: {err}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|err| panic!("parse report: {err}\n{text}"))
+}
+
+/// The identities of every process a report says hangwatch stopped, plus the program.
+pub fn report_ids(report: &RunReport) -> Vec<ProcessId> {
+    report
+        .stopped
+        .iter()
+        .map(|p| ProcessId {
+            pid: p.process.pid,
+            start_time: p.process.start_time,
+        })
+        .collect()
+}

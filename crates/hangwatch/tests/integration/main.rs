@@ -1,0 +1,11 @@
+//! Integration tests of the `hangwatch` binary against real processes.
+//!
+//! Each test runs the real binary on the misbehaving programs of `crates/test-programs`, bounds
+//! every wait, and checks through `/proc` that nothing it started is left (not even a zombie).
+
+mod harness;
+
+mod exit_codes;
+mod leftovers;
+mod signals;
+mod timeout;

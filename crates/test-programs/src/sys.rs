@@ -1,0 +1,105 @@
+//! Every `unsafe` call of the fixture: fork, signal dispositions, `_exit`.
+//!
+//! The workspace denies `unsafe_code`; it is lifted here only, because a
+//! program that misbehaves on purpose needs raw process and signal control.
+#![expect(
+    unsafe_code,
+    reason = "fork(2), sigaction(2), raise(3) and _exit(2) have no safe wrappers"
+)]
+
+use std::io;
+
+use libc::c_int;
+use nix::sys::signal::{self, SaFlags, SigAction, SigHandler, SigSet, Signal};
+use nix::unistd::{self, ForkResult, Pid};
+
+use crate::common::Error;
+
+/// Which side of a `fork(2)` the caller is on.
+pub(crate) enum Forked {
+    /// The new process.
+    Child,
+    /// The original process, with the PID of the new one.
+    Parent(Pid),
+}
+
+/// Forks this process.
+pub(crate) fn fork() -> Result<Forked, Error> {
+    // SAFETY: the fixture never starts a second thread (see the crate docs),
+    // so no lock can be held by a thread that does not exist in the child, and
+    // the child may go on running ordinary Rust code.
+    match unsafe { unistd::fork() } {
+        Ok(ForkResult::Child) => Ok(Forked::Child),
+        Ok(ForkResult::Parent { child }) => Ok(Forked::Parent(child)),
+        Err(errno) => Err(Error::io("fork", errno)),
+    }
+}
+
+/// Ends this process at once with `code`, without running exit handlers or
+/// flushing stdio buffers, which belong to the process that forked it.
+pub(crate) fn exit_immediately(code: c_int) -> ! {
+    // SAFETY: _exit(2) takes no pointers and is always sound to call.
+    unsafe { libc::_exit(code) }
+}
+
+/// Sets `sig` to be ignored (`SIG_IGN`).
+pub(crate) fn ignore(sig: Signal) -> Result<(), Error> {
+    // SAFETY: SIG_IGN installs no handler, so no Rust code runs in signal
+    // context.
+    unsafe { signal::signal(sig, SigHandler::SigIgn) }
+        .map(drop)
+        .map_err(|errno| Error::io("ignore signal", errno))
+}
+
+/// Installs `handler` for `sig`, without `SA_RESTART`, with an empty mask.
+///
+/// `handler` must be async-signal-safe: it may only touch atomics.
+pub(crate) fn install_handler(sig: Signal, handler: extern "C" fn(c_int)) -> Result<(), Error> {
+    let action = SigAction::new(
+        SigHandler::Handler(handler),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
+    // SAFETY: the only handlers passed here store into atomics, which is
+    // async-signal-safe; the previous action is not needed.
+    unsafe { signal::sigaction(sig, &action) }
+        .map(drop)
+        .map_err(|errno| Error::io("install signal handler", errno))
+}
+
+/// Resets `signo` to its default disposition, unblocks it and raises it.
+///
+/// This returns only if the default action of `signo` does not end the
+/// process (SIGCHLD, say) or after a stopping signal was continued. A plain
+/// number is taken rather than [`Signal`] so that real-time signals work too.
+pub(crate) fn raise_with_default_action(signo: c_int) -> Result<(), Error> {
+    // KILL and STOP cannot be caught or ignored, so there is nothing to reset
+    // (and signal(2) refuses them with EINVAL).
+    let resettable = signo != libc::SIGKILL && signo != libc::SIGSTOP;
+    // SAFETY: SIG_DFL installs no handler; an invalid number makes signal(2)
+    // fail with EINVAL, reported below.
+    if resettable && unsafe { libc::signal(signo, libc::SIG_DFL) } == libc::SIG_ERR {
+        return Err(Error::io(
+            "reset signal disposition",
+            io::Error::last_os_error(),
+        ));
+    }
+    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    // SAFETY: sigemptyset initialises the set it is given, sigaddset and
+    // sigprocmask only read it afterwards, and `signo` was accepted by
+    // signal(2) above. A null old set is allowed by sigprocmask(2).
+    let unblocked = unsafe {
+        libc::sigemptyset(set.as_mut_ptr()) == 0
+            && libc::sigaddset(set.as_mut_ptr(), signo) == 0
+            && libc::sigprocmask(libc::SIG_UNBLOCK, set.as_ptr(), std::ptr::null_mut()) == 0
+    };
+    if !unblocked {
+        return Err(Error::io("unblock signal", io::Error::last_os_error()));
+    }
+    // SAFETY: raise(3) takes no pointers; the disposition is the default, so
+    // no handler runs.
+    if unsafe { libc::raise(signo) } != 0 {
+        return Err(Error::io("raise signal", io::Error::last_os_error()));
+    }
+    Ok(())
+}
