@@ -28,6 +28,7 @@ pub mod signal;
 pub mod spawn;
 pub mod stat;
 pub mod stop;
+pub mod timer;
 pub mod tree;
 
 pub use pid::ProcessId;

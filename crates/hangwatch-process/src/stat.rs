@@ -71,11 +71,40 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
 /// `Ok(None)` means the process does not exist (any more): a process can exit between any two
 /// reads, and that is not an error.
 pub fn read_stat(pid: i32) -> io::Result<Option<Stat>> {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(text) => Ok(parse_stat(&text)),
-        Err(err) if is_gone(&err) => Ok(None),
-        Err(err) => Err(err),
+    use std::io::Read;
+    // open + read + close into a stack buffer: `fs::read_to_string` would add a `statx` per
+    // file for its size hint, and the scan reads every process on the machine.
+    let mut path = [0u8; 32];
+    let path = {
+        use std::io::Write;
+        let mut cursor = io::Cursor::new(&mut path[..]);
+        write!(cursor, "/proc/{pid}/stat")?;
+        let len = usize::try_from(cursor.position()).unwrap_or_default();
+        std::str::from_utf8(&path[..len]).map_err(io::Error::other)?
+    };
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(err) if is_gone(&err) => return Ok(None),
+        Err(err) => return Err(err),
+    };
+    // A stat line is about 300 bytes: 52 numbers and a name of at most 64 bytes.
+    let mut buf = [0u8; 1024];
+    let mut len = 0;
+    loop {
+        match file.read(&mut buf[len..]) {
+            Ok(0) => break,
+            Ok(n) => {
+                len += n;
+                if len == buf.len() {
+                    break;
+                }
+            }
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(err) if is_gone(&err) => return Ok(None),
+            Err(err) => return Err(err),
+        }
     }
+    Ok(std::str::from_utf8(&buf[..len]).ok().and_then(parse_stat))
 }
 
 /// Reads `/proc/PID/cmdline` as a space-joined string; `[comm]` for kernel threads and zombies,

@@ -5,7 +5,8 @@
 //! One task owns everything and `select!`s over:
 //!
 //! - `SIGCHLD`: reap every exited child ([`reap_exited`]); one of them may be the program;
-//! - the `--timeout` deadline: begin a [`TreeStop`];
+//! - the `--timeout` deadline (a [`DeadlineTimer`], exact to microseconds): begin a
+//!   [`TreeStop`];
 //! - signals sent to hangwatch: forwarded to the program's process group; a second `INT`/`TERM`
 //!   begins a stop, and one more during a stop sends `KILL` at once;
 //! - while a stop is under way: the pidfds of the tree (any exit) and the grace deadline.
@@ -20,6 +21,7 @@ use std::ffi::OsString;
 use std::time::{Duration, SystemTime};
 
 use hangwatch_process::reap::{become_subreaper, has_children, reap_exited};
+use hangwatch_process::timer::DeadlineTimer;
 use hangwatch_process::{
     ExitStatus, ProgramCommand, Signal, SpawnError, SpawnOptions, StopPlan, TreeStop, spawn,
 };
@@ -28,7 +30,7 @@ use hangwatch_protocol::report::{
     EndReason, Outcome, ProcessInfo, REPORT_VERSION, RunReport, StopCause, StopRecord,
 };
 use tokio::signal::unix::{Signal as SignalStream, SignalKind, signal};
-use tokio::time::{Instant, sleep_until};
+use tokio::time::Instant;
 
 /// What to run and how to guard it.
 #[derive(Debug, Clone)]
@@ -133,9 +135,9 @@ enum Wake {
     /// A process of the tree being stopped exited.
     TreeExit(std::io::Result<()>),
     /// The stop's grace ran out.
-    GraceOver,
+    GraceOver(std::io::Result<()>),
     /// The `--timeout` deadline passed.
-    Deadline,
+    Deadline(std::io::Result<()>),
     /// hangwatch received a signal to forward or act on.
     Signal(Signal),
 }
@@ -224,6 +226,8 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
     tracing::debug!(pid = main.pid, "program started");
 
     let deadline = spec.timeout.map(|t| started + t);
+    let mut timeout_timer = DeadlineTimer::new().map_err(io("create a timer"))?;
+    let mut grace_timer = DeadlineTimer::new().map_err(io("create a timer"))?;
     let mut main_status: Option<ExitStatus> = None;
     let mut stopping: Option<Stopping> = None;
     let mut stop_requests = 0u32;
@@ -261,14 +265,19 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
             }
         }
 
-        let grace = stopping.as_ref().and_then(|s| s.tree.grace_deadline());
-        let timer_armed = deadline.is_some() && stopping.is_none() && main_status.is_none();
+        let running = stopping.is_none() && main_status.is_none();
+        timeout_timer
+            .set(deadline.filter(|_| running))
+            .map_err(io("arm the timeout"))?;
+        grace_timer
+            .set(stopping.as_ref().and_then(|s| s.tree.grace_deadline()))
+            .map_err(io("arm the grace timer"))?;
         let wake = tokio::select! {
             biased;
             _ = sigchld.recv() => Wake::Child,
             result = tree_exit(stopping.as_ref()) => Wake::TreeExit(result),
-            () = sleep_until(grace.unwrap_or(started)), if grace.is_some() => Wake::GraceOver,
-            () = sleep_until(deadline.unwrap_or(started)), if timer_armed => Wake::Deadline,
+            result = grace_timer.fired() => Wake::GraceOver(result),
+            result = timeout_timer.fired() => Wake::Deadline(result),
             sig = incoming.recv() => Wake::Signal(sig),
         };
 
@@ -285,13 +294,15 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                     stop.tree.refresh().map_err(io("rescan the process tree"))?;
                 }
             }
-            Wake::GraceOver => {
+            Wake::GraceOver(result) => {
+                result.map_err(io("wait for the grace timer"))?;
                 if let Some(stop) = &mut stopping {
                     tracing::debug!("grace over, sending KILL");
                     stop.tree.kill_now().map_err(io("kill the process tree"))?;
                 }
             }
-            Wake::Deadline => {
+            Wake::Deadline(result) => {
+                result.map_err(io("wait for the timeout"))?;
                 let late_ms = deadline.map(|d| d.elapsed().as_secs_f64() * 1000.0);
                 let tree = TreeStop::begin(spec.stop, own_pid, Some(spawned.pgid))
                     .map_err(io("stop the program"))?;

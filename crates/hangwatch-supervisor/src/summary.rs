@@ -75,7 +75,11 @@ fn list(stopped: &[&StoppedProcess]) -> String {
         .iter()
         .take(3)
         .map(|p| {
-            let escaped = if p.escaped_group { ", escaped its group" } else { "" };
+            let escaped = if p.escaped_group {
+                ", escaped its group"
+            } else {
+                ""
+            };
             format!("{} ({}{escaped})", p.process.pid, short(&p.process.command))
         })
         .collect();

@@ -146,3 +146,26 @@ pub(crate) fn async_epoll() -> io::Result<tokio::io::unix::AsyncFd<EpollFd>> {
     // `as_raw_fd` always returns that same fd.
     unsafe { tokio::io::unix::AsyncFd::register(epoll) }.map_err(|err| err.into_parts().1)
 }
+
+/// A non-blocking `CLOCK_MONOTONIC` timerfd, owned, for registration with the tokio reactor.
+#[derive(Debug)]
+pub(crate) struct TimerFd(pub nix::sys::timerfd::TimerFd);
+
+impl std::os::fd::AsRawFd for TimerFd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsFd;
+        self.0.as_fd().as_raw_fd()
+    }
+}
+
+/// A new timerfd registered with the current tokio reactor (panics outside a runtime).
+pub(crate) fn async_timerfd() -> io::Result<tokio::io::unix::AsyncFd<TimerFd>> {
+    use nix::sys::timerfd::{ClockId, TimerFlags};
+    let timer = TimerFd(nix::sys::timerfd::TimerFd::new(
+        ClockId::CLOCK_MONOTONIC,
+        TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
+    )?);
+    // SAFETY: the fd is owned by `TimerFd`, which the AsyncFd owns until it is dropped, and
+    // `as_raw_fd` always returns that same fd.
+    unsafe { tokio::io::unix::AsyncFd::register(timer) }.map_err(|err| err.into_parts().1)
+}
