@@ -19,6 +19,8 @@ impl Signal {
     pub const KILL: Signal = Signal(RawSignal::SIGKILL);
     /// `SIGINT`: what Ctrl-C sends.
     pub const INTERRUPT: Signal = Signal(RawSignal::SIGINT);
+    /// `SIGCONT`: resumes a stopped process so that it can act on a pending signal.
+    pub const CONTINUE: Signal = Signal(RawSignal::SIGCONT);
 
     /// The short name without `SIG` (`TERM`).
     #[must_use]

@@ -222,7 +222,10 @@ impl TreeStop {
         let group_signalled = match self.group {
             Some(group) if pending.iter().any(|id| self.members[id].info.pgid == group) => {
                 match nix::sys::signal::killpg(Pid::from_raw(group), signal.0) {
-                    Ok(()) => Some((group, after_ms)),
+                    Ok(()) => {
+                        wake_group(group, signal);
+                        Some((group, after_ms))
+                    }
                     Err(Errno::ESRCH) => None,
                     Err(err) => return Err(err.into()),
                 }
@@ -239,7 +242,13 @@ impl TreeStop {
             };
             let (delivered, at_ms) = match group_signalled {
                 Some((group, at_ms)) if group == member.info.pgid => (true, at_ms),
-                _ => (pidfd.send(signal)?, after_ms),
+                _ => {
+                    let sent = pidfd.send(signal)?;
+                    if sent && signal != Signal::KILL {
+                        let _ = pidfd.send(Signal::CONTINUE);
+                    }
+                    (sent, after_ms)
+                }
             };
             if delivered {
                 member.signals.push(SentSignal {
@@ -250,5 +259,15 @@ impl TreeStop {
             }
         }
         Ok(())
+    }
+}
+
+/// A stopped process (Ctrl-Z, `SIGTTIN` from reading a terminal it does not own, `SIGSTOP`)
+/// keeps every signal but `KILL` pending until it is continued, so a polite stop signal is
+/// followed by `CONT`, as systemd does: a suspended program can then shut down cleanly within
+/// the grace instead of always needing `KILL`.
+fn wake_group(group: i32, signal: Signal) {
+    if signal != Signal::KILL {
+        let _ = nix::sys::signal::killpg(Pid::from_raw(group), Signal::CONTINUE.0);
     }
 }

@@ -8,4 +8,5 @@ mod harness;
 mod exit_codes;
 mod leftovers;
 mod signals;
+mod terminal;
 mod timeout;
