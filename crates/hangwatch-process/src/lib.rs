@@ -20,6 +20,7 @@
 #[cfg_attr(not(target_os = "linux"), path = "sys/other.rs")]
 mod sys;
 
+pub mod async_fd;
 pub mod exit_watch;
 pub mod pid;
 pub mod pidfd;

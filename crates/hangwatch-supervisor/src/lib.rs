@@ -9,5 +9,6 @@
 #![forbid(unsafe_code)]
 
 pub mod duration;
+pub mod liveness;
 pub mod run;
 mod summary;

@@ -169,3 +169,10 @@ pub(crate) fn async_timerfd() -> io::Result<tokio::io::unix::AsyncFd<TimerFd>> {
     // `as_raw_fd` always returns that same fd.
     unsafe { tokio::io::unix::AsyncFd::register(timer) }.map_err(|err| err.into_parts().1)
 }
+
+/// Registers an owned fd with the current tokio reactor (panics outside a runtime).
+pub(crate) fn async_owned_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    // SAFETY: `OwnedFd` owns the fd and returns that same fd from `as_raw_fd` until it is
+    // dropped, which happens only when the AsyncFd is.
+    unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(|err| err.into_parts().1)
+}

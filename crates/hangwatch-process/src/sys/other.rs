@@ -50,3 +50,7 @@ impl std::os::fd::AsRawFd for EpollFd {
 pub(crate) fn async_epoll() -> io::Result<tokio::io::unix::AsyncFd<EpollFd>> {
     Err(unsupported())
 }
+
+pub(crate) fn async_owned_fd(_fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    Err(unsupported())
+}
