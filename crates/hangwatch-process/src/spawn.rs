@@ -10,7 +10,7 @@ use crate::pid::ProcessId;
 use crate::sys;
 
 /// What to run.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ProgramCommand {
     /// The program, looked up in `PATH` when it has no `/`.
     pub program: OsString,
@@ -20,6 +20,12 @@ pub struct ProgramCommand {
     pub env: Vec<(OsString, OsString)>,
     /// Working directory; hangwatch's own when `None`.
     pub cwd: Option<PathBuf>,
+    /// Set this variable to the program's own PID (`WATCHDOG_PID`, as systemd does).
+    pub pid_env: Option<String>,
+    /// The program's standard output; hangwatch's own when `None`.
+    pub stdout: Option<std::os::fd::OwnedFd>,
+    /// The program's standard error; hangwatch's own when `None`.
+    pub stderr: Option<std::os::fd::OwnedFd>,
 }
 
 impl ProgramCommand {
@@ -32,6 +38,9 @@ impl ProgramCommand {
             args: args.to_vec(),
             env: Vec::new(),
             cwd: None,
+            pid_env: None,
+            stdout: None,
+            stderr: None,
         })
     }
 }
@@ -91,17 +100,39 @@ pub enum SpawnError {
 ///
 /// Standard input, output and error are inherited untouched. The child's signal mask and
 /// dispositions are reset by std before `exec`.
-pub fn spawn(command: &ProgramCommand, options: SpawnOptions) -> Result<Spawned, SpawnError> {
+pub fn spawn(command: ProgramCommand, options: SpawnOptions) -> Result<Spawned, SpawnError> {
     let own_pgrp = nix::unistd::getpgrp().as_raw();
     let take_terminal = options.foreground_tty && sys::terminal_foreground(0) == Some(own_pgrp);
 
     let mut cmd = Command::new(&command.program);
-    cmd.args(&command.args)
-        .envs(command.env.iter().map(|(k, v)| (k, v)))
-        .process_group(0);
+    cmd.args(&command.args).process_group(0);
     if let Some(cwd) = &command.cwd {
         cmd.current_dir(cwd);
     }
+    if let Some(fd) = command.stdout {
+        cmd.stdout(fd);
+    }
+    if let Some(fd) = command.stderr {
+        cmd.stderr(fd);
+    }
+    // The environment is built here, before fork, and installed by the pre-exec hook, because
+    // one variable (the PID) can only be known in the child. Without changes, the child simply
+    // inherits hangwatch's environment.
+    let env = if command.env.is_empty() && command.pid_env.is_none() {
+        None
+    } else {
+        let mut vars: Vec<(OsString, OsString)> = std::env::vars_os()
+            .filter(|(k, _)| {
+                !command.env.iter().any(|(set, _)| set == k)
+                    && command
+                        .pid_env
+                        .as_deref()
+                        .is_none_or(|pid_var| k != pid_var)
+            })
+            .collect();
+        vars.extend(command.env.iter().cloned());
+        Some(sys::ChildEnv::new(vars, command.pid_env.as_deref()))
+    };
     sys::configure_child(
         &mut cmd,
         sys::ChildSetup {
@@ -109,6 +140,7 @@ pub fn spawn(command: &ProgramCommand, options: SpawnOptions) -> Result<Spawned,
             die_with_parent: options.die_with_parent,
             parent_pid: std::process::id() as i32,
         },
+        env,
     );
 
     let program = command.program.to_string_lossy().into_owned();
@@ -176,5 +208,40 @@ impl Drop for Foreground {
         if let Err(err) = sys::give_terminal(0, self.restore_to) {
             tracing::debug!(%err, "could not take the terminal back");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads the environment of `pid` once its exec is done (bounded wait).
+    fn environ_of(pid: i32, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            let env = String::from_utf8_lossy(&env).replace('\0', "\n");
+            if env.contains(needle) || std::time::Instant::now() > deadline {
+                return env;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn child_gets_added_variables_and_its_own_pid() {
+        let mut command =
+            ProgramCommand::from_argv(&["sleep".into(), "30".into()]).expect("command");
+        command.env.push(("HANGWATCH_TEST_VAR".into(), "42".into()));
+        command.pid_env = Some("WATCHDOG_PID".into());
+        let spawned = spawn(command, SpawnOptions::default()).expect("spawn");
+        let pid = spawned.id.pid;
+        let env = environ_of(pid, "HANGWATCH_TEST_VAR");
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        assert!(env.contains("HANGWATCH_TEST_VAR=42\n"), "{env}");
+        assert!(env.contains(&format!("WATCHDOG_PID={pid}\n")), "{env}");
+        assert!(env.contains("PATH="), "inherited variables are kept: {env}");
+        assert_eq!(spawned.pgid, pid, "the program leads its own group");
     }
 }

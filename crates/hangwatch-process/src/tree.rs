@@ -78,6 +78,27 @@ impl ProcessTable {
     }
 }
 
+/// Whether `pid` is a descendant of `ancestor` (walking parents through `/proc`).
+///
+/// `false` when `pid` is gone: a process that has exited cannot be placed in a tree any more.
+pub fn is_descendant(pid: i32, ancestor: i32) -> io::Result<bool> {
+    let mut current = pid;
+    // Deeper trees exist in theory; 4096 levels is past any real one and bounds the walk.
+    for _ in 0..4096 {
+        let Some(stat) = read_stat(current)? else {
+            return Ok(false);
+        };
+        if stat.ppid == ancestor {
+            return Ok(true);
+        }
+        if stat.ppid <= 1 {
+            return Ok(false);
+        }
+        current = stat.ppid;
+    }
+    Ok(false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,6 +130,15 @@ mod tests {
         pids.sort_unstable();
         assert_eq!(pids, vec![11, 12, 13]);
         assert!(table.descendants(12).is_empty());
+    }
+
+    #[test]
+    fn this_process_descends_from_its_parent_and_not_from_itself() {
+        let me = std::process::id() as i32;
+        let parent = nix::unistd::getppid().as_raw();
+        assert!(is_descendant(me, parent).expect("walk"));
+        assert!(!is_descendant(me, me).expect("walk"));
+        assert!(!is_descendant(parent, me).expect("walk"));
     }
 
     #[test]

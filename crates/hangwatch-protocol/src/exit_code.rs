@@ -8,6 +8,11 @@
 /// This constant exists for documentation; the real value is the program's.
 pub const PROGRAM_EXIT_CODE: &str = "the program's own exit code";
 
+/// The program stalled (no heartbeat within its bound, `WATCHDOG=trigger`, or `STOPPING=1`
+/// without an exit) and hangwatch stopped it. Below GNU `timeout`'s range, and distinct from
+/// every code a shell gives a signal.
+pub const STALLED: i32 = 122;
+
 /// The timeout fired and hangwatch stopped the program (GNU `timeout`'s code).
 pub const TIMED_OUT: i32 = 124;
 
@@ -43,6 +48,10 @@ pub const RUN_EXIT_CODES: &[ExitCodeDoc] = &[
     ExitCodeDoc {
         code: "N",
         meaning: "the program exited by itself with status N",
+    },
+    ExitCodeDoc {
+        code: "122",
+        meaning: "the program stalled (no heartbeat within its bound) and hangwatch stopped it",
     },
     ExitCodeDoc {
         code: "124",
@@ -94,7 +103,7 @@ mod tests {
     #[test]
     fn table_lists_every_code() {
         let table = run_exit_codes_table();
-        for code in ["124", "125", "126", "127", "128+N"] {
+        for code in ["122", "124", "125", "126", "127", "128+N"] {
             assert!(table.contains(code), "{code} missing from:\n{table}");
         }
     }

@@ -37,6 +37,113 @@ pub struct RunReport {
     /// Descendants still alive after the program itself ended. They were stopped too and also
     /// appear in [`RunReport::stopped`].
     pub leftovers: Vec<ProcessInfo>,
+    /// The stall that made hangwatch stop the program, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stall: Option<StallRecord>,
+    /// Soft deadlines (`--stall-warn`) that passed while the program went on running.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<StallRecord>,
+    /// What the program said over the notify socket, if anything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<NotifySummary>,
+}
+
+/// A heartbeat deadline that passed: which source, how late, and what the program looked like.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StallRecord {
+    /// Which heartbeat stopped, or what else declared the stall.
+    pub source: StallSource,
+    /// The bound that was exceeded, in milliseconds.
+    pub bound_ms: u64,
+    /// When the stall was detected, in milliseconds since the program started.
+    pub detected_at_ms: f64,
+    /// How long after the deadline the detection came, in milliseconds.
+    pub late_ms: f64,
+    /// How long before detection the last heartbeat of that source came; `None` if none ever did.
+    pub last_heartbeat_ago_ms: Option<f64>,
+    /// The program's last `STATUS=` text, if it sent one.
+    pub status: Option<String>,
+    /// Every process of the tree with its threads, as seen when the stall was detected.
+    pub snapshot: Vec<ProcessSnapshot>,
+}
+
+/// What declared a stall.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum StallSource {
+    /// No `WATCHDOG=1` over the notify socket within the watchdog bound.
+    Notify,
+    /// The status file was not modified within its bound.
+    File,
+    /// No byte on stdout or stderr within the silence bound.
+    Output,
+    /// The program sent `WATCHDOG=trigger`.
+    Trigger,
+    /// The program sent `STOPPING=1` and did not exit within the exit grace.
+    Stopping,
+}
+
+impl StallSource {
+    /// The kebab-case name used in reports and summaries.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StallSource::Notify => "notify",
+            StallSource::File => "file",
+            StallSource::Output => "output",
+            StallSource::Trigger => "trigger",
+            StallSource::Stopping => "stopping",
+        }
+    }
+}
+
+/// One process and its threads at one moment.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProcessSnapshot {
+    /// Which process.
+    #[serde(flatten)]
+    pub process: ProcessInfo,
+    /// Its threads.
+    pub threads: Vec<ThreadSnapshot>,
+}
+
+/// One thread at one moment, from `/proc/PID/task/TID`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ThreadSnapshot {
+    /// Thread ID.
+    pub tid: i32,
+    /// Thread name (`comm`).
+    pub name: String,
+    /// State letter: `R` running, `S` sleeping, `D` uninterruptible, `T` stopped, `Z` zombie.
+    pub state: String,
+    /// The kernel function the thread sleeps in (`wchan`), when readable and not running.
+    pub wchan: Option<String>,
+}
+
+/// What a program said over the notify socket during a run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct NotifySummary {
+    /// The value given in `NOTIFY_SOCKET`.
+    pub socket: String,
+    /// Datagrams accepted from the program's tree.
+    pub datagrams: u64,
+    /// Assignments that were unknown or malformed, ignored.
+    pub ignored: u64,
+    /// Datagrams refused because the sender was not in the program's tree (or had exited).
+    pub rejected: u64,
+    /// When `READY=1` came, in milliseconds since start.
+    pub ready_at_ms: Option<f64>,
+    /// When `STOPPING=1` came, in milliseconds since start.
+    pub stopping_at_ms: Option<f64>,
+    /// The last `STATUS=` text.
+    pub status: Option<String>,
+    /// The last `ERRNO=` value.
+    pub errno: Option<i32>,
+    /// The last `MAINPID=` value.
+    pub main_pid: Option<i32>,
+    /// The watchdog bound in force at the end, in milliseconds (`--stall` or `WATCHDOG_USEC=`).
+    pub watchdog_ms: Option<u64>,
 }
 
 /// How a run ended.
@@ -69,6 +176,8 @@ pub enum EndReason {
     StoppedOnRequest,
     /// The program could not be started.
     FailedToStart,
+    /// The program stalled and hangwatch stopped it.
+    Stalled,
 }
 
 impl EndReason {
@@ -81,6 +190,7 @@ impl EndReason {
             EndReason::TimedOut => "timed-out",
             EndReason::StoppedOnRequest => "stopped-on-request",
             EndReason::FailedToStart => "failed-to-start",
+            EndReason::Stalled => "stalled",
         }
     }
 }
@@ -136,6 +246,8 @@ pub enum StopCause {
     Request,
     /// The program exited and left descendants behind.
     Leftovers,
+    /// The program stalled (see [`RunReport::stall`]).
+    Stall,
 }
 
 /// Identity and command line of a process, as seen in `/proc`.
@@ -227,6 +339,9 @@ mod tests {
                 killed: false,
             }],
             leftovers: vec![],
+            stall: None,
+            warnings: vec![],
+            notify: None,
         };
         let json = serde_json::to_string(&report).expect("serialize");
         assert!(json.contains(r#""reason":"timed-out""#), "{json}");

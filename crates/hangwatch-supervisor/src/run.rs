@@ -9,6 +9,9 @@
 //!   [`TreeStop`];
 //! - signals sent to hangwatch: forwarded to the program's process group; a second `INT`/`TERM`
 //!   begins a stop, and one more during a stop sends `KILL` at once;
+//! - heartbeats ([`crate::liveness`]): notify datagrams and output bytes move the stall
+//!   [`Detector`]'s deadline; one more timer fires at the earliest one. A warning records a
+//!   snapshot and goes on; a stall records a snapshot and begins a stop;
 //! - while a stop is under way: the pidfds of the tree (any exit) and the grace deadline.
 //!
 //! The run is over when the program has been reaped and hangwatch has no child left at all. As
@@ -27,8 +30,13 @@ use hangwatch_process::{
 };
 use hangwatch_protocol::exit_code;
 use hangwatch_protocol::report::{
-    EndReason, Outcome, ProcessInfo, REPORT_VERSION, RunReport, StopCause, StopRecord,
+    EndReason, NotifySummary, Outcome, ProcessInfo, REPORT_VERSION, RunReport, StallRecord,
+    StallSource, StopCause, StopRecord,
 };
+
+use crate::liveness::detector::{Detector, Expiry, LivenessSpec, Verdict};
+use crate::liveness::notify::{Datagram, NotifyError, NotifyMessage, NotifySocket};
+use crate::liveness::output::{Activity, OutputMode, capture};
 use tokio::signal::unix::{Signal as SignalStream, SignalKind, signal};
 use tokio::time::Instant;
 
@@ -43,6 +51,25 @@ pub struct RunSpec {
     pub stop: StopPlan,
     /// Give the program the terminal when hangwatch has it (see [`SpawnOptions`]).
     pub foreground_tty: bool,
+    /// Heartbeat sources and their bounds.
+    pub liveness: LivenessSpec,
+    /// How to offer the notify socket.
+    pub notify: NotifyMode,
+    /// How the program's stdout and stderr are connected.
+    pub output: OutputMode,
+}
+
+/// Where the notify socket lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NotifyMode {
+    /// A socket file in a private directory (`$XDG_RUNTIME_DIR/hangwatch` or
+    /// `/tmp/hangwatch-UID`).
+    #[default]
+    Path,
+    /// An abstract socket (`@hangwatch/…`), for programs that cannot see hangwatch's filesystem.
+    Abstract,
+    /// No `NOTIFY_SOCKET` at all.
+    Off,
 }
 
 /// How a run ended, with its report.
@@ -82,6 +109,9 @@ pub enum RunError {
     /// No command was given.
     #[error("no command given")]
     NoCommand,
+    /// The notify socket could not be created.
+    #[error(transparent)]
+    Notify(#[from] NotifyError),
 }
 
 fn io(about: &'static str) -> impl FnOnce(std::io::Error) -> RunError {
@@ -140,6 +170,20 @@ enum Wake {
     Deadline(std::io::Result<()>),
     /// hangwatch received a signal to forward or act on.
     Signal(Signal),
+    /// A datagram on the notify socket.
+    Notify(Result<Datagram, NotifyError>),
+    /// Output from the program.
+    Output(std::io::Result<Activity>),
+    /// A liveness deadline passed.
+    Liveness(std::io::Result<()>),
+}
+
+/// Resolves with the next datagram; never when there is no socket.
+async fn notify_recv(socket: Option<&NotifySocket>) -> Result<Datagram, NotifyError> {
+    match socket {
+        Some(socket) => socket.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Resolves when a process of the tree being stopped exits; never when nothing is stopping.
@@ -163,7 +207,7 @@ struct Stopping {
 /// process (the program's death signal follows that thread). Installs handlers for the forwarded
 /// signals and `SIGCHLD`, and makes the process a subreaper.
 pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
-    let command = ProgramCommand::from_argv(&spec.argv).ok_or(RunError::NoCommand)?;
+    let mut command = ProgramCommand::from_argv(&spec.argv).ok_or(RunError::NoCommand)?;
     let argv_text: Vec<String> = spec
         .argv
         .iter()
@@ -176,6 +220,31 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
     become_subreaper().map_err(io("become a child subreaper"))?;
     let own_pid = std::process::id() as i32;
 
+    let notify = open_notify_socket(spec.notify, own_pid)?;
+    let mut notify_summary = notify.as_ref().map(|socket| NotifySummary {
+        socket: socket.env_value().to_string_lossy().into_owned(),
+        watchdog_ms: spec.liveness.watchdog.map(millis),
+        ..NotifySummary::default()
+    });
+    if let Some(socket) = &notify {
+        command
+            .env
+            .push(("NOTIFY_SOCKET".into(), socket.env_value()));
+        if let Some(watchdog) = spec.liveness.watchdog {
+            command.env.push((
+                "WATCHDOG_USEC".into(),
+                watchdog.as_micros().to_string().into(),
+            ));
+            command.pid_env = Some("WATCHDOG_PID".into());
+        }
+    }
+    let (child_output, mut pump) =
+        capture(spec.output).map_err(io("capture the program's output"))?;
+    if let Some(output) = child_output {
+        command.stdout = Some(output.stdout);
+        command.stderr = Some(output.stderr);
+    }
+
     let started_wall = SystemTime::now();
     let started = Instant::now();
     let mut report = RunReport {
@@ -185,9 +254,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
         started_at: humantime::format_rfc3339_millis(started_wall).to_string(),
         ended_at: String::new(),
         duration_ms: 0.0,
-        timeout_ms: spec
-            .timeout
-            .map(|t| t.as_millis().try_into().unwrap_or(u64::MAX)),
+        timeout_ms: spec.timeout.map(millis),
         outcome: Outcome {
             reason: EndReason::Exited,
             exit_code: 0,
@@ -197,13 +264,16 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
         stop: None,
         stopped: Vec::new(),
         leftovers: Vec::new(),
+        stall: None,
+        warnings: Vec::new(),
+        notify: None,
     };
 
     let options = SpawnOptions {
         foreground_tty: spec.foreground_tty,
         die_with_parent: true,
     };
-    let spawned = match spawn(&command, options) {
+    let spawned = match spawn(command, options) {
         Ok(spawned) => spawned,
         Err(err) => {
             let code = match &err {
@@ -221,13 +291,16 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
             return Ok(RunOutcome { report });
         }
     };
+    pump.child_started();
     let main = spawned.id;
     report.pid = Some(main.pid);
     tracing::debug!(pid = main.pid, "program started");
 
-    let deadline = spec.timeout.map(|t| started + t);
+    let mut deadline = spec.timeout.map(|t| started + t);
     let mut timeout_timer = DeadlineTimer::new().map_err(io("create a timer"))?;
     let mut grace_timer = DeadlineTimer::new().map_err(io("create a timer"))?;
+    let mut liveness_timer = DeadlineTimer::new().map_err(io("create a timer"))?;
+    let mut detector = Detector::new(&spec.liveness, started);
     let mut main_status: Option<ExitStatus> = None;
     let mut stopping: Option<Stopping> = None;
     let mut stop_requests = 0u32;
@@ -266,19 +339,26 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
         }
 
         let running = stopping.is_none() && main_status.is_none();
+        let next_liveness = detector.next_deadline().filter(|_| running);
         timeout_timer
             .set(deadline.filter(|_| running))
             .map_err(io("arm the timeout"))?;
         grace_timer
             .set(stopping.as_ref().and_then(|s| s.tree.grace_deadline()))
             .map_err(io("arm the grace timer"))?;
+        liveness_timer
+            .set(next_liveness.map(|(at, _)| at))
+            .map_err(io("arm the stall timer"))?;
         let wake = tokio::select! {
             biased;
             _ = sigchld.recv() => Wake::Child,
             result = tree_exit(stopping.as_ref()) => Wake::TreeExit(result),
             result = grace_timer.fired() => Wake::GraceOver(result),
             result = timeout_timer.fired() => Wake::Deadline(result),
+            result = liveness_timer.fired() => Wake::Liveness(result),
             sig = incoming.recv() => Wake::Signal(sig),
+            datagram = notify_recv(notify.as_ref()) => Wake::Notify(datagram),
+            activity = pump.activity() => Wake::Output(activity),
         };
 
         match wake {
@@ -313,8 +393,61 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                     late_ms,
                 });
             }
+            Wake::Liveness(result) => {
+                result.map_err(io("wait for the stall timer"))?;
+                let Some((_, expiry)) = next_liveness else {
+                    continue;
+                };
+                let now = Instant::now();
+                let Some(verdict) = detector.expire(expiry, now) else {
+                    continue;
+                };
+                let status = notify_summary.as_ref().and_then(|n| n.status.clone());
+                let record = stall_record(&verdict, started, now, status, own_pid);
+                match verdict.expiry {
+                    Expiry::Warn(source) => {
+                        eprintln!("{}", crate::summary::warning(&record, source));
+                        report.warnings.push(record);
+                    }
+                    Expiry::Stall(source) => {
+                        tracing::debug!(source = source.as_str(), "stall, stopping the program");
+                        let tree = TreeStop::begin(spec.stop, own_pid, Some(spawned.pgid))
+                            .map_err(io("stop the program"))?;
+                        report.stall = Some(record);
+                        stopping = Some(Stopping {
+                            cause: StopCause::Stall,
+                            tree,
+                            late_ms: None,
+                        });
+                    }
+                }
+            }
+            Wake::Notify(datagram) => {
+                let datagram = datagram?;
+                if running {
+                    let now = Instant::now();
+                    apply_datagram(
+                        &datagram,
+                        own_pid,
+                        now,
+                        started,
+                        &mut detector,
+                        notify_summary.as_mut(),
+                        &mut deadline,
+                    )?;
+                }
+            }
+            Wake::Output(activity) => {
+                let activity = activity.map_err(io("read the program's output"))?;
+                if activity.stdout_bytes + activity.stderr_bytes > 0 {
+                    detector.on_output(Instant::now());
+                }
+            }
             Wake::Signal(sig) => {
                 let terminating = sig == Signal::TERMINATE || sig == Signal::INTERRUPT;
+                if sig == Signal(hangwatch_process::signal::RawSignal::SIGWINCH) {
+                    pump.resize();
+                }
                 if let Some(stop) = &mut stopping {
                     if terminating && stop.tree.grace_deadline().is_some() {
                         tracing::debug!(%sig, "asked again during a stop: KILL now");
@@ -341,6 +474,14 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
         }
     }
 
+    // Whatever the program wrote before it ended still reaches hangwatch's output.
+    let output_stats = pump.finish(Duration::from_secs(2));
+    if output_stats.bytes_dropped > 0 {
+        tracing::warn!(
+            dropped = output_stats.bytes_dropped,
+            "output dropped: hangwatch's own output could not keep up"
+        );
+    }
     // The terminal goes back to hangwatch before anything is printed on it.
     drop(spawned.foreground);
 
@@ -351,6 +492,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
     report.outcome.program = Some(status.to_record());
     let (reason, code) = match stopping.as_ref().map(|s| s.cause) {
         Some(StopCause::Timeout) => (EndReason::TimedOut, exit_code::TIMED_OUT),
+        Some(StopCause::Stall) => (EndReason::Stalled, exit_code::STALLED),
         Some(StopCause::Request) => (EndReason::StoppedOnRequest, status.shell_code()),
         _ => match status {
             ExitStatus::Exited(code) => (EndReason::Exited, code),
@@ -359,6 +501,10 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
     };
     report.outcome.reason = reason;
     report.outcome.exit_code = code;
+    if let Some(summary) = &mut notify_summary {
+        summary.watchdog_ms = detector.watchdog().map(millis);
+    }
+    report.notify = notify_summary.filter(|n| n.datagrams > 0 || n.rejected > 0);
 
     if let Some(stop) = stopping {
         let took_ms = stop.tree.began().elapsed().as_secs_f64() * 1000.0;
@@ -369,7 +515,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
             began_at_ms,
             late_ms: stop.late_ms,
             signal: plan.signal.name().to_owned(),
-            grace_ms: plan.grace.as_millis().try_into().unwrap_or(u64::MAX),
+            grace_ms: millis(plan.grace),
             escalated_to_kill: stop.tree.escalated(),
             took_ms,
         });
@@ -384,6 +530,151 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
     }
     finish_times(&mut report, started, started_wall);
     Ok(RunOutcome { report })
+}
+
+/// Creates the notify socket for a program of this hangwatch (`pid`).
+fn open_notify_socket(mode: NotifyMode, pid: i32) -> Result<Option<NotifySocket>, RunError> {
+    match mode {
+        NotifyMode::Off => Ok(None),
+        NotifyMode::Abstract => {
+            let nonce = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.subsec_nanos())
+                .unwrap_or_default();
+            Ok(Some(NotifySocket::bind_abstract(&format!(
+                "hangwatch/run/{pid}/{nonce:x}"
+            ))?))
+        }
+        NotifyMode::Path => {
+            let dir = private_runtime_dir().map_err(io("create a private runtime directory"))?;
+            Ok(Some(NotifySocket::bind(
+                &dir.join(format!("run-{pid}.notify")),
+            )?))
+        }
+    }
+}
+
+/// `$XDG_RUNTIME_DIR/hangwatch`, or `/tmp/hangwatch-UID`: a directory only this user can enter,
+/// so that only this user's processes can reach the sockets in it.
+fn private_runtime_dir() -> std::io::Result<std::path::PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+    let uid = nix::unistd::getuid().as_raw();
+    let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(base) => std::path::PathBuf::from(base).join("hangwatch"),
+        None => std::env::temp_dir().join(format!("hangwatch-{uid}")),
+    };
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Ok(()) => {}
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(err) => return Err(err),
+    }
+    let meta = std::fs::symlink_metadata(&dir)?;
+    if !meta.is_dir() || meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!(
+                "{} is not a private directory of this user (owner {}, mode {:o})",
+                dir.display(),
+                meta.uid(),
+                meta.permissions().mode() & 0o777
+            ),
+        ));
+    }
+    Ok(dir)
+}
+
+/// Applies one datagram from the notify socket, if its sender belongs to the program's tree.
+fn apply_datagram(
+    datagram: &Datagram,
+    own_pid: i32,
+    now: Instant,
+    started: Instant,
+    detector: &mut Detector,
+    summary: Option<&mut NotifySummary>,
+    deadline: &mut Option<Instant>,
+) -> Result<(), RunError> {
+    let Some(summary) = summary else {
+        return Ok(());
+    };
+    let member = match datagram.sender_pid {
+        Some(pid) => hangwatch_process::tree::is_descendant(pid, own_pid)
+            .map_err(io("check the sender of a notify datagram"))?,
+        None => false,
+    };
+    if !member {
+        tracing::debug!(sender = ?datagram.sender_pid, "notify datagram from outside the tree, ignored");
+        summary.rejected += 1;
+        return Ok(());
+    }
+    summary.datagrams += 1;
+    summary.ignored += datagram.ignored as u64;
+    let at_ms = (now - started).as_secs_f64() * 1000.0;
+    for message in &datagram.messages {
+        match message {
+            NotifyMessage::Ready => {
+                summary.ready_at_ms.get_or_insert(at_ms);
+                detector.on_watchdog(now);
+            }
+            NotifyMessage::Watchdog => detector.on_watchdog(now),
+            NotifyMessage::WatchdogTrigger => detector.trigger(now),
+            NotifyMessage::WatchdogUsec(bound) => detector.set_watchdog(*bound, now),
+            NotifyMessage::ExtendTimeoutUsec(extra) => {
+                if summary.stopping_at_ms.is_some() {
+                    detector.extend_exit_grace(*extra, now);
+                } else if let Some(at) = deadline {
+                    // As systemd's RuntimeMaxSec=: the run may last at least `extra` from now.
+                    *at = (*at).max(now + *extra);
+                }
+            }
+            NotifyMessage::Stopping => {
+                summary.stopping_at_ms.get_or_insert(at_ms);
+                detector.on_stopping(now);
+            }
+            NotifyMessage::Status(text) => summary.status = Some(text.clone()),
+            NotifyMessage::MainPid(pid) => summary.main_pid = Some(*pid),
+            NotifyMessage::Errno(errno) => summary.errno = Some(*errno),
+            _ => summary.ignored += 1,
+        }
+    }
+    Ok(())
+}
+
+/// The record of a passed deadline, with a snapshot of the tree taken now.
+fn stall_record(
+    verdict: &Verdict,
+    started: Instant,
+    now: Instant,
+    status: Option<String>,
+    own_pid: i32,
+) -> StallRecord {
+    let source = match verdict.expiry {
+        Expiry::Warn(source) | Expiry::Stall(source) => source,
+    };
+    let snapshot = hangwatch_diagnose::snapshot_tree(own_pid).unwrap_or_else(|err| {
+        tracing::debug!(%err, "no snapshot");
+        Vec::new()
+    });
+    StallRecord {
+        source,
+        bound_ms: millis(verdict.bound),
+        detected_at_ms: (now - started).as_secs_f64() * 1000.0,
+        late_ms: now
+            .saturating_duration_since(verdict.deadline)
+            .as_secs_f64()
+            * 1000.0,
+        last_heartbeat_ago_ms: match source {
+            StallSource::Trigger | StallSource::Stopping => None,
+            _ => verdict
+                .last_beat
+                .map(|at| now.saturating_duration_since(at).as_secs_f64() * 1000.0),
+        },
+        status,
+        snapshot,
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    duration.as_millis().try_into().unwrap_or(u64::MAX)
 }
 
 /// Reaps every exited child; records the program's status when it is among them.

@@ -1,6 +1,8 @@
 //! The one-line human summary of a run, printed to stderr when hangwatch had to intervene.
 
-use hangwatch_protocol::report::{EndReason, RunReport, StopCause, StoppedProcess};
+use hangwatch_protocol::report::{
+    EndReason, RunReport, StallRecord, StallSource, StopCause, StoppedProcess,
+};
 
 /// The summary line, or `None` when the program simply exited and hangwatch did nothing.
 pub(crate) fn summarize(report: &RunReport) -> Option<String> {
@@ -21,6 +23,10 @@ pub(crate) fn summarize(report: &RunReport) -> Option<String> {
             program_status(report),
             processes(report.leftovers.len())
         ),
+        StopCause::Stall => match &report.stall {
+            Some(stall) => format!("stalled: {}", describe_stall(stall)),
+            None => "stalled".to_owned(),
+        },
         _ => "stopped".to_owned(),
     };
     let (killed, polite): (Vec<&StoppedProcess>, Vec<&StoppedProcess>) =
@@ -43,6 +49,46 @@ pub(crate) fn summarize(report: &RunReport) -> Option<String> {
         ));
     }
     Some(format!("hangwatch: {} (exit {code})", parts.join("; ")))
+}
+
+/// The line printed when a soft bound (`--stall-warn`) passes.
+pub(crate) fn warning(record: &StallRecord, source: StallSource) -> String {
+    let _ = source;
+    format!(
+        "hangwatch: warning: {}; still running, stopped at the hard bound",
+        describe_stall(record)
+    )
+}
+
+/// What the stall was, in words: which heartbeat stopped and for how long.
+fn describe_stall(stall: &StallRecord) -> String {
+    let bound = seconds(stall.bound_ms);
+    let mut text = match stall.source {
+        StallSource::Notify => format!("no WATCHDOG=1 for {bound}"),
+        StallSource::File => format!("status file not modified for {bound}"),
+        StallSource::Output => format!("no output for {bound}"),
+        StallSource::Trigger => "the program sent WATCHDOG=trigger".to_owned(),
+        StallSource::Stopping => format!("STOPPING=1 but no exit within {bound}"),
+        _ => "stalled".to_owned(),
+    };
+    if let Some(status) = &stall.status {
+        text.push_str(&format!(" (last STATUS: {status})"));
+    }
+    let asleep: Vec<String> = stall
+        .snapshot
+        .iter()
+        .flat_map(|p| p.threads.iter())
+        .filter(|t| t.state != "R")
+        .take(3)
+        .map(|t| match &t.wchan {
+            Some(wchan) => format!("{} {} in {wchan}", t.name, t.state),
+            None => format!("{} {}", t.name, t.state),
+        })
+        .collect();
+    if !asleep.is_empty() {
+        text.push_str(&format!("; threads: {}", asleep.join(", ")));
+    }
+    text
 }
 
 fn program_status(report: &RunReport) -> String {

@@ -48,6 +48,42 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
 
+    /// Stall bound: the program must show a heartbeat at least this often. Alone, it arms the
+    /// notify watchdog (the program gets WATCHDOG_USEC and must send WATCHDOG=1, as under
+    /// systemd's WatchdogSec=); with --heartbeat-file, it bounds the file's age instead.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub stall: Option<Duration>,
+
+    /// A soft, earlier bound for every heartbeat source: record a warning and a snapshot of the
+    /// program's threads, keep it running, and stop it only at the hard bound.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub stall_warn: Option<Duration>,
+
+    /// Treat the modification time of PATH as the heartbeat (with --stall as its bound). The
+    /// path is followed, so atomic replacement (write a temp file, rename) works; a missing
+    /// file counts as stale only once the bound has passed since the start.
+    #[arg(long, value_name = "PATH", requires = "stall")]
+    pub heartbeat_file: Option<PathBuf>,
+
+    /// Treat any byte on stdout or stderr as the heartbeat: this long without output is a
+    /// stall. The output is then read by hangwatch and passed through unchanged. When
+    /// hangwatch's stdout is a terminal, the program gets a pseudo-terminal (stdout and stderr
+    /// merge into it) so that it keeps line-buffering; when it is a pipe or file, the program's
+    /// own buffering (C stdio, Python) may hold output back and must be turned off by the user
+    /// (for example PYTHONUNBUFFERED=1 or `stdbuf -oL`).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub stall_on_silence: Option<Duration>,
+
+    /// After the program sends STOPPING=1, it must exit within this long or it is stalled
+    /// (default: the --grace).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub exit_grace: Option<Duration>,
+
+    /// How to offer the systemd notify socket in NOTIFY_SOCKET: a socket file in a private
+    /// directory, an abstract socket (@name), or none.
+    #[arg(long, value_name = "KIND", default_value = "path")]
+    pub notify_socket: NotifySocketArg,
+
     /// Never hand the terminal to the program, even when hangwatch has it. By default a program
     /// run from an interactive shell gets the terminal's foreground (it can read the terminal,
     /// and Ctrl-C reaches it directly, as a job of the shell would).
@@ -57,6 +93,17 @@ pub struct RunArgs {
     /// The program to run and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
+}
+
+/// Where the notify socket lives.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum NotifySocketArg {
+    /// A socket file in a private runtime directory.
+    Path,
+    /// An abstract socket (`@hangwatch/...`).
+    Abstract,
+    /// No NOTIFY_SOCKET.
+    None,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -16,6 +16,7 @@
 //! | `signals OUTFILE [--exit-on NAME]` | records which signals arrive, to test forwarding and stop signals |
 //! | `spawn-and-exit PIDFILE SECS` | a leftover stays in the process group after the leader exits |
 //! | `busy SECS` | burns CPU, for CPU accounting and stall detection that must not fire |
+//! | `notify BEATS INTERVAL` | a systemd-style service (the `sd-notify` crate): heartbeats, then a silent stall |
 //!
 //! # Conventions
 //!
@@ -68,6 +69,7 @@ subcommands:
   signals OUTFILE [--exit-on NAME]
   spawn-and-exit PIDFILE SECS
   busy SECS
+  notify BEATS INTERVAL
 SECS may be fractional; SIG is a signal number; NAME is INT, TERM, HUP, QUIT,
 USR1, USR2 or WINCH.";
 
@@ -108,6 +110,7 @@ fn run(subcommand: &OsString, args: Args) -> Result<(), Error> {
         "signals" => cmd::signals::run(args),
         "spawn-and-exit" => cmd::spawn_and_exit::run(args),
         "busy" => cmd::busy::run(args),
+        "notify" => cmd::notify::run(args),
         other => Err(Error::Usage(format!("unknown subcommand {other:?}"))),
     }
 }

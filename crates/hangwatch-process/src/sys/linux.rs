@@ -57,10 +57,105 @@ pub(crate) struct ChildSetup {
     pub parent_pid: i32,
 }
 
+unsafe extern "C" {
+    /// The process environment that `execvp` passes on (see environ(7)).
+    static mut environ: *const *const libc::c_char;
+}
+
+/// A whole environment built before `fork`, installed in the child by pointing `environ` at
+/// it: the only way to give the child a variable that holds its own PID (`WATCHDOG_PID`, as
+/// systemd does) without allocating after `fork`.
+pub(crate) struct ChildEnv {
+    /// `KEY=VALUE\0` entries. Their heap buffers never move once built.
+    entries: Vec<Vec<u8>>,
+    /// The entry whose value is the child's PID, filled in after `fork`, and its prefix length.
+    pid_slot: Option<(usize, usize)>,
+    /// Null-terminated pointers into `entries`.
+    pointers: Vec<*const libc::c_char>,
+}
+
+// SAFETY: the raw pointers point into `entries`, which the struct owns and never reallocates;
+// the struct is only used by the one thread that runs the pre-exec hook.
+unsafe impl Send for ChildEnv {}
+// SAFETY: as above; nothing is shared.
+unsafe impl Sync for ChildEnv {}
+
+impl ChildEnv {
+    /// `vars` as the whole environment, plus `pid_var=<the child's PID>` if given.
+    pub(crate) fn new(
+        vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+        pid_var: Option<&str>,
+    ) -> ChildEnv {
+        use std::os::unix::ffi::OsStrExt;
+        let mut entries: Vec<Vec<u8>> = vars
+            .into_iter()
+            .filter(|(k, v)| !k.as_bytes().contains(&0) && !v.as_bytes().contains(&0))
+            .map(|(k, v)| {
+                let mut entry = Vec::with_capacity(k.len() + v.len() + 2);
+                entry.extend_from_slice(k.as_bytes());
+                entry.push(b'=');
+                entry.extend_from_slice(v.as_bytes());
+                entry.push(0);
+                entry
+            })
+            .collect();
+        let pid_slot = pid_var.map(|name| {
+            let mut entry = Vec::with_capacity(name.len() + 1 + 21);
+            entry.extend_from_slice(name.as_bytes());
+            entry.push(b'=');
+            let prefix = entry.len();
+            // Room for any PID and the NUL, written after fork without reallocating.
+            entry.resize(prefix + 21, 0);
+            entries.push(entry);
+            (entries.len() - 1, prefix)
+        });
+        let mut pointers: Vec<*const libc::c_char> =
+            entries.iter().map(|e| e.as_ptr().cast()).collect();
+        pointers.push(std::ptr::null());
+        ChildEnv {
+            entries,
+            pid_slot,
+            pointers,
+        }
+    }
+
+    /// In the child: fill in the PID and install the environment. Async-signal-safe.
+    fn install(&mut self) {
+        if let Some((index, prefix)) = self.pid_slot
+            && let Some(entry) = self.entries.get_mut(index)
+        {
+            // SAFETY: getpid has no preconditions.
+            let mut pid = unsafe { libc::getpid() } as u32;
+            let mut digits = [0u8; 10];
+            let mut n = 0;
+            loop {
+                digits[n] = b'0' + (pid % 10) as u8;
+                n += 1;
+                pid /= 10;
+                if pid == 0 {
+                    break;
+                }
+            }
+            for i in 0..n {
+                entry[prefix + i] = digits[n - 1 - i];
+            }
+            entry[prefix + n] = 0;
+        }
+        // SAFETY: a plain pointer store into libc's global, in a single-threaded child before
+        // exec; `pointers` lives until exec replaces the process image.
+        unsafe { std::ptr::addr_of_mut!(environ).write(self.pointers.as_ptr()) };
+    }
+}
+
 /// Installs the pre-exec hook for `setup` on `command`. The process group itself is set by
-/// `Command::process_group`, which std applies before this hook runs.
-pub(crate) fn configure_child(command: &mut Command, setup: ChildSetup) {
+/// `Command::process_group`, which std applies before this hook runs. With `env`, the command
+/// must not have had `env`/`envs` called: std would then install its own copy after the hook.
+pub(crate) fn configure_child(command: &mut Command, setup: ChildSetup, env: Option<ChildEnv>) {
+    let mut env = env;
     let hook = move || -> io::Result<()> {
+        if let Some(env) = &mut env {
+            env.install();
+        }
         // Only async-signal-safe calls below: prctl, getppid, sigprocmask, ioctl, getpid.
         if setup.die_with_parent {
             // SAFETY: prctl with integer arguments only.

@@ -24,7 +24,18 @@ pub(crate) struct ChildSetup {
     pub parent_pid: i32,
 }
 
-pub(crate) fn configure_child(_command: &mut Command, _setup: ChildSetup) {}
+pub(crate) struct ChildEnv;
+
+impl ChildEnv {
+    pub(crate) fn new(
+        _vars: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+        _pid_var: Option<&str>,
+    ) -> ChildEnv {
+        ChildEnv
+    }
+}
+
+pub(crate) fn configure_child(_command: &mut Command, _setup: ChildSetup, _env: Option<ChildEnv>) {}
 
 pub(crate) fn give_terminal(_fd: i32, _pgrp: i32) -> io::Result<()> {
     Err(unsupported())

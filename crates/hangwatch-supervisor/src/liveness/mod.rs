@@ -5,6 +5,7 @@
 //! - [`file`]: a status file's modification time.
 //! - [`output`]: bytes on the program's stdout/stderr, drained without ever blocking it.
 
+pub mod detector;
 pub mod file;
 pub mod notify;
 pub mod output;

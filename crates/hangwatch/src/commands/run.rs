@@ -8,9 +8,11 @@ use anyhow::Context;
 use hangwatch_process::StopPlan;
 use hangwatch_protocol::exit_code;
 use hangwatch_protocol::report::RunReport;
-use hangwatch_supervisor::run::{RunSpec, run};
+use hangwatch_supervisor::liveness::detector::LivenessSpec;
+use hangwatch_supervisor::liveness::output::OutputMode;
+use hangwatch_supervisor::run::{NotifyMode, RunSpec, run};
 
-use crate::cli::RunArgs;
+use crate::cli::{NotifySocketArg, RunArgs};
 
 /// Where the report goes, opened before the program starts so that a bad path is refused with
 /// nothing started.
@@ -39,7 +41,22 @@ fn run_command(args: RunArgs) -> anyhow::Result<i32> {
             path.clone(),
         )),
     };
+    let liveness = liveness_spec(&args)?;
+    let output = if args.stall_on_silence.is_none() {
+        OutputMode::Inherit
+    } else if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        OutputMode::Pty
+    } else {
+        OutputMode::Pipes
+    };
     let spec = RunSpec {
+        liveness,
+        output,
+        notify: match args.notify_socket {
+            NotifySocketArg::Path => NotifyMode::Path,
+            NotifySocketArg::Abstract => NotifyMode::Abstract,
+            NotifySocketArg::None => NotifyMode::Off,
+        },
         argv: args.command,
         timeout: args.timeout,
         stop: StopPlan {
@@ -66,6 +83,36 @@ fn run_command(args: RunArgs) -> anyhow::Result<i32> {
         write_report(sink, &outcome.report)?;
     }
     Ok(outcome.exit_code())
+}
+
+/// The heartbeat sources and bounds the options ask for, refused when they contradict each
+/// other (before anything starts).
+fn liveness_spec(args: &RunArgs) -> anyhow::Result<LivenessSpec> {
+    let mut spec = LivenessSpec {
+        exit_grace: args.exit_grace.unwrap_or(args.grace),
+        silence: args.stall_on_silence,
+        warn: args.stall_warn,
+        ..LivenessSpec::default()
+    };
+    match (&args.heartbeat_file, args.stall) {
+        (Some(path), Some(bound)) => spec.file = Some((path.clone(), bound)),
+        (None, Some(bound)) => spec.watchdog = Some(bound),
+        (Some(_), None) => anyhow::bail!("--heartbeat-file needs --stall (the file's maximum age)"),
+        (None, None) => {}
+    }
+    if let Some(warn) = args.stall_warn {
+        let bounds: Vec<_> = [spec.watchdog, spec.file.as_ref().map(|f| f.1), spec.silence]
+            .into_iter()
+            .flatten()
+            .collect();
+        if bounds.is_empty() {
+            anyhow::bail!("--stall-warn needs a stall bound (--stall or --stall-on-silence)");
+        }
+        if bounds.iter().any(|bound| warn >= *bound) {
+            anyhow::bail!("--stall-warn must be shorter than the stall bound it warns about");
+        }
+    }
+    Ok(spec)
 }
 
 fn write_report(sink: ReportSink, report: &RunReport) -> anyhow::Result<()> {

@@ -12,3 +12,4 @@ pub(crate) mod spawn_and_exit;
 pub(crate) mod tree;
 
 mod leftover;
+pub(crate) mod notify;
