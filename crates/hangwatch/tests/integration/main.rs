@@ -8,5 +8,6 @@ mod harness;
 mod exit_codes;
 mod leftovers;
 mod signals;
+mod stall;
 mod terminal;
 mod timeout;

@@ -6,7 +6,7 @@
     notify_client.py stopping               STOPPING=1, then never exits (incident 002)
     notify_client.py garbage N INTERVAL     garbage datagrams between N heartbeats, then exit 0
 
-Prints `ready <pid> <NOTIFY_SOCKET> <WATCHDOG_USEC or ->` once set up, so tests wait on it.
+Prints `ready <pid> <NOTIFY_SOCKET> <WATCHDOG_USEC or -> <WATCHDOG_PID or ->` once set up, so tests wait on it.
 """
 
 import os
@@ -22,7 +22,7 @@ notifier = sdnotify.SystemdNotifier(debug=True)
 def ready():
     print(
         f"ready {os.getpid()} {os.environ.get('NOTIFY_SOCKET', '-')} "
-        f"{os.environ.get('WATCHDOG_USEC', '-')}",
+        f"{os.environ.get('WATCHDOG_USEC', '-')} {os.environ.get('WATCHDOG_PID', '-')}",
         flush=True,
     )
 
