@@ -67,6 +67,17 @@ impl DeadlineTimer {
         Ok(())
     }
 
+    /// Makes sure the timer fires no later than `at`, without re-arming when it already will
+    /// (it may then fire early; the owner checks and calls again). A heartbeat that only moves
+    /// a deadline later thus costs no system call.
+    pub fn ensure_by(&mut self, at: Option<Instant>) -> io::Result<()> {
+        match (self.armed, at) {
+            (Some(armed), Some(at)) if armed <= at => Ok(()),
+            (_, None) => self.set(None),
+            (_, at) => self.set(at),
+        }
+    }
+
     /// Waits until the armed deadline passes, then disarms. Never resolves when unarmed.
     pub async fn fired(&mut self) -> io::Result<()> {
         if self.armed.is_none() {

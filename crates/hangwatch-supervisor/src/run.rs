@@ -346,8 +346,10 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
         grace_timer
             .set(stopping.as_ref().and_then(|s| s.tree.grace_deadline()))
             .map_err(io("arm the grace timer"))?;
+        // Heartbeats only move the deadline later: the timer is re-armed when it fires early,
+        // not on every heartbeat.
         liveness_timer
-            .set(next_liveness.map(|(at, _)| at))
+            .ensure_by(next_liveness.map(|(at, _)| at))
             .map_err(io("arm the stall timer"))?;
         let wake = tokio::select! {
             biased;
@@ -395,10 +397,14 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
             }
             Wake::Liveness(result) => {
                 result.map_err(io("wait for the stall timer"))?;
-                let Some((_, expiry)) = next_liveness else {
+                let now = Instant::now();
+                let Some((at, expiry)) = detector.next_deadline() else {
                     continue;
                 };
-                let now = Instant::now();
+                if at > now {
+                    // Armed for an older, earlier deadline: a heartbeat has moved it on.
+                    continue;
+                }
                 let Some(verdict) = detector.expire(expiry, now) else {
                     continue;
                 };
@@ -429,6 +435,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                     apply_datagram(
                         &datagram,
                         own_pid,
+                        main.pid,
                         now,
                         started,
                         &mut detector,
@@ -584,9 +591,14 @@ fn private_runtime_dir() -> std::io::Result<std::path::PathBuf> {
 }
 
 /// Applies one datagram from the notify socket, if its sender belongs to the program's tree.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the loop's state, passed by field"
+)]
 fn apply_datagram(
     datagram: &Datagram,
     own_pid: i32,
+    main_pid: i32,
     now: Instant,
     started: Instant,
     detector: &mut Detector,
@@ -597,6 +609,9 @@ fn apply_datagram(
         return Ok(());
     };
     let member = match datagram.sender_pid {
+        // The program itself, not yet reaped: its PID cannot have been reused. This is the
+        // common sender, checked without a system call.
+        Some(pid) if pid == main_pid => true,
         Some(pid) => hangwatch_process::tree::is_descendant(pid, own_pid)
             .map_err(io("check the sender of a notify datagram"))?,
         None => false,
