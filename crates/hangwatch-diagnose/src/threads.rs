@@ -2,9 +2,9 @@
 
 use std::io;
 
-use hangwatch_process::stat::{parse_stat, read_command};
+use hangwatch_process::stat::read_stat_file;
 use hangwatch_process::tree::ProcessTable;
-use hangwatch_protocol::report::{ProcessInfo, ProcessSnapshot, ThreadSnapshot};
+use hangwatch_protocol::report::{ProcessSnapshot, ThreadSnapshot};
 
 /// Every live descendant of `root` with its threads, parents first.
 pub fn snapshot_tree(root: i32) -> io::Result<Vec<ProcessSnapshot>> {
@@ -14,13 +14,7 @@ pub fn snapshot_tree(root: i32) -> io::Result<Vec<ProcessSnapshot>> {
         .into_iter()
         .filter(|stat| !stat.is_zombie())
         .map(|stat| ProcessSnapshot {
-            process: ProcessInfo {
-                pid: stat.pid,
-                start_time: stat.start_time,
-                ppid: stat.ppid,
-                pgid: stat.pgrp,
-                command: read_command(stat.pid, &stat.comm),
-            },
+            process: stat.info(),
             threads: threads(stat.pid),
         })
         .collect())
@@ -36,8 +30,8 @@ pub fn threads(pid: i32) -> Vec<ThreadSnapshot> {
         .filter_map(Result::ok)
         .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
         .filter_map(|tid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")).ok()?;
-            let stat = parse_stat(&stat)?;
+            let path = format!("/proc/{pid}/task/{tid}/stat");
+            let stat = read_stat_file(std::path::Path::new(&path)).ok()??;
             let wchan = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/wchan"))
                 .ok()
                 .and_then(|text| parse_wchan(&text));

@@ -1,7 +1,7 @@
 //! hangwatch's operating-system layer for process lifecycle.
 //!
 //! This crate owns everything that *changes* processes: starting a program in a process group
-//! of its own ([`spawn`]), becoming a subreaper and reaping ([`reap`]), naming processes in a way
+//! of its own ([`mod@spawn`]), becoming a subreaper and reaping ([`reap`]), naming processes in a way
 //! that a reused PID cannot fool ([`pid`], [`pidfd`]), and stopping a whole tree with an
 //! escalation ladder ([`stop`]). Read-only inspection (thread states, stacks) lives elsewhere.
 //!

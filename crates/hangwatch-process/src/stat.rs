@@ -5,6 +5,9 @@
 //! beyond the command name. The parsers take text, so unit tests feed captured `/proc` lines.
 
 use std::io;
+use std::path::Path;
+
+use hangwatch_protocol::report::ProcessInfo;
 
 /// The fields of `/proc/PID/stat` that lifecycle code needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +30,18 @@ pub struct Stat {
 }
 
 impl Stat {
+    /// The process as reports name it, with its command line read now.
+    #[must_use]
+    pub fn info(&self) -> ProcessInfo {
+        ProcessInfo {
+            pid: self.pid,
+            start_time: self.start_time,
+            ppid: self.ppid,
+            pgid: self.pgrp,
+            command: read_command(self.pid, &self.comm),
+        }
+    }
+
     /// Whether the process has exited and only waits to be reaped.
     #[must_use]
     pub fn is_zombie(&self) -> bool {
@@ -71,17 +86,15 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
 /// `Ok(None)` means the process does not exist (any more): a process can exit between any two
 /// reads, and that is not an error.
 pub fn read_stat(pid: i32) -> io::Result<Option<Stat>> {
+    read_stat_file(Path::new(&format!("/proc/{pid}/stat")))
+}
+
+/// Reads and parses a `stat` file of `/proc` (a process's, or a thread's under `task/`).
+/// `Ok(None)` when it is gone.
+pub fn read_stat_file(path: &Path) -> io::Result<Option<Stat>> {
     use std::io::Read;
     // open + read + close into a stack buffer: `fs::read_to_string` would add a `statx` per
     // file for its size hint, and the scan reads every process on the machine.
-    let mut path = [0u8; 32];
-    let path = {
-        use std::io::Write;
-        let mut cursor = io::Cursor::new(&mut path[..]);
-        write!(cursor, "/proc/{pid}/stat")?;
-        let len = usize::try_from(cursor.position()).unwrap_or_default();
-        std::str::from_utf8(&path[..len]).map_err(io::Error::other)?
-    };
     let mut file = match std::fs::File::open(path) {
         Ok(file) => file,
         Err(err) if is_gone(&err) => return Ok(None),

@@ -20,7 +20,7 @@
 //! PID is never hit. The group signal (`kill(-pgid)`) is sent only while the scan shows a live
 //! member of the group, and a non-empty group's ID cannot be reused.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io;
 use std::time::Duration;
 
@@ -33,7 +33,7 @@ use crate::exit_watch::ExitWatch;
 use crate::pid::ProcessId;
 use crate::pidfd::PidFd;
 use crate::signal::Signal;
-use crate::stat::{Stat, read_command};
+use crate::stat::Stat;
 use crate::tree::ProcessTable;
 
 /// How to stop a program: the first signal and how long to wait before `SIGKILL`.
@@ -141,7 +141,13 @@ impl TreeStop {
             Signal::KILL
         };
         self.sweep(signal)?;
-        Ok(self.members.values().any(|m| m.pidfd.is_some()))
+        Ok(self.any_alive())
+    }
+
+    /// Whether any process of the tree was alive at the last look.
+    #[must_use]
+    pub fn any_alive(&self) -> bool {
+        self.members.values().any(|m| m.pidfd.is_some())
     }
 
     /// The record of every process signalled, in PID order.
@@ -169,11 +175,12 @@ impl TreeStop {
             .collect();
 
         // Forget exits: a member whose process is no longer alive in the scan.
+        let alive_ids: HashSet<ProcessId> =
+            alive.iter().map(|stat| ProcessId::from(*stat)).collect();
         for (id, member) in &mut self.members {
-            let still = alive
-                .iter()
-                .any(|s| s.pid == id.pid && s.start_time == id.start_time);
-            if !still && let Some(pidfd) = member.pidfd.take() {
+            if !alive_ids.contains(id)
+                && let Some(pidfd) = member.pidfd.take()
+            {
                 self.watch.remove(&pidfd);
             }
         }
@@ -190,13 +197,7 @@ impl TreeStop {
             self.members.insert(
                 id,
                 Member {
-                    info: ProcessInfo {
-                        pid: stat.pid,
-                        start_time: stat.start_time,
-                        ppid: stat.ppid,
-                        pgid: stat.pgrp,
-                        command: read_command(stat.pid, &stat.comm),
-                    },
+                    info: stat.info(),
                     escaped_group: self.group.is_some_and(|g| g != stat.pgrp),
                     pidfd: Some(pidfd),
                     signals: Vec::new(),

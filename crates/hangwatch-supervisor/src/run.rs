@@ -304,37 +304,44 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
     let mut main_status: Option<ExitStatus> = None;
     let mut stopping: Option<Stopping> = None;
     let mut stop_requests = 0u32;
+    let mut rescan = false;
 
     loop {
+        // One rescan per wake-up that may have changed the tree (an exit); it also signals any
+        // process born since the last look.
+        if let Some(stop) = &mut stopping
+            && std::mem::take(&mut rescan)
+        {
+            stop.tree.refresh().map_err(io("rescan the process tree"))?;
+        }
         // Is the run over? Only when the program is reaped and no child of ours remains.
         if main_status.is_some() {
-            match &mut stopping {
+            match &stopping {
                 None => {
                     if !has_children().map_err(io("look for leftover children"))? {
                         break;
                     }
-                    let tree = TreeStop::begin(spec.stop, own_pid, Some(spawned.pgid))
-                        .map_err(io("stop leftover processes"))?;
-                    stopping = Some(Stopping {
-                        cause: StopCause::Leftovers,
-                        tree,
-                        late_ms: None,
-                    });
+                    stopping = Some(begin_stop(
+                        &spec,
+                        own_pid,
+                        spawned.pgid,
+                        StopCause::Leftovers,
+                        None,
+                    )?);
                     continue;
                 }
-                Some(stop) => {
-                    let alive = stop.tree.refresh().map_err(io("rescan the process tree"))?;
-                    if !alive {
-                        reap_into(&mut main_status, main.pid)?;
-                        if !has_children().map_err(io("look for children"))? {
-                            break;
-                        }
-                        // Nothing alive but a child remains: a zombie not yet reported, or a
-                        // process born after the scan. Look again before sleeping.
-                        tokio::task::yield_now().await;
-                        continue;
+                Some(stop) if !stop.tree.any_alive() => {
+                    reap_into(&mut main_status, main.pid)?;
+                    if !has_children().map_err(io("look for children"))? {
+                        break;
                     }
+                    // Nothing alive but a child remains: a zombie not yet reported, or a
+                    // process born after the scan. Look again before sleeping.
+                    rescan = true;
+                    tokio::task::yield_now().await;
+                    continue;
                 }
+                Some(_) => {}
             }
         }
 
@@ -366,15 +373,11 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
         match wake {
             Wake::Child => {
                 reap_into(&mut main_status, main.pid)?;
-                if let Some(stop) = &mut stopping {
-                    stop.tree.refresh().map_err(io("rescan the process tree"))?;
-                }
+                rescan = true;
             }
             Wake::TreeExit(result) => {
                 result.map_err(io("wait for the process tree"))?;
-                if let Some(stop) = &mut stopping {
-                    stop.tree.refresh().map_err(io("rescan the process tree"))?;
-                }
+                rescan = true;
             }
             Wake::GraceOver(result) => {
                 result.map_err(io("wait for the grace timer"))?;
@@ -386,14 +389,14 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
             Wake::Deadline(result) => {
                 result.map_err(io("wait for the timeout"))?;
                 let late_ms = deadline.map(|d| d.elapsed().as_secs_f64() * 1000.0);
-                let tree = TreeStop::begin(spec.stop, own_pid, Some(spawned.pgid))
-                    .map_err(io("stop the program"))?;
                 tracing::debug!(?late_ms, "timeout reached, stopping the program");
-                stopping = Some(Stopping {
-                    cause: StopCause::Timeout,
-                    tree,
+                stopping = Some(begin_stop(
+                    &spec,
+                    own_pid,
+                    spawned.pgid,
+                    StopCause::Timeout,
                     late_ms,
-                });
+                )?);
             }
             Wake::Liveness(result) => {
                 result.map_err(io("wait for the stall timer"))?;
@@ -411,20 +414,20 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                 let status = notify_summary.as_ref().and_then(|n| n.status.clone());
                 let record = stall_record(&verdict, started, now, status, own_pid);
                 match verdict.expiry {
-                    Expiry::Warn(source) => {
-                        eprintln!("{}", crate::summary::warning(&record, source));
+                    Expiry::Warn(_) => {
+                        eprintln!("{}", crate::summary::warning(&record));
                         report.warnings.push(record);
                     }
                     Expiry::Stall(source) => {
                         tracing::debug!(source = source.as_str(), "stall, stopping the program");
-                        let tree = TreeStop::begin(spec.stop, own_pid, Some(spawned.pgid))
-                            .map_err(io("stop the program"))?;
+                        stopping = Some(begin_stop(
+                            &spec,
+                            own_pid,
+                            spawned.pgid,
+                            StopCause::Stall,
+                            None,
+                        )?);
                         report.stall = Some(record);
-                        stopping = Some(Stopping {
-                            cause: StopCause::Stall,
-                            tree,
-                            late_ms: None,
-                        });
                     }
                 }
             }
@@ -466,13 +469,13 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                     }
                     if terminating && stop_requests >= 2 {
                         tracing::debug!(%sig, "asked twice: stopping the program");
-                        let tree = TreeStop::begin(spec.stop, own_pid, Some(spawned.pgid))
-                            .map_err(io("stop the program"))?;
-                        stopping = Some(Stopping {
-                            cause: StopCause::Request,
-                            tree,
-                            late_ms: None,
-                        });
+                        stopping = Some(begin_stop(
+                            &spec,
+                            own_pid,
+                            spawned.pgid,
+                            StopCause::Request,
+                            None,
+                        )?);
                     } else {
                         forward(sig, spawned.pgid);
                     }
@@ -537,6 +540,22 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
     }
     finish_times(&mut report, started, started_wall);
     Ok(RunOutcome { report })
+}
+
+/// Begins stopping the program's whole tree (see [`TreeStop`]).
+fn begin_stop(
+    spec: &RunSpec,
+    own_pid: i32,
+    pgid: i32,
+    cause: StopCause,
+    late_ms: Option<f64>,
+) -> Result<Stopping, RunError> {
+    let tree = TreeStop::begin(spec.stop, own_pid, Some(pgid)).map_err(io("stop the program"))?;
+    Ok(Stopping {
+        cause,
+        tree,
+        late_ms,
+    })
 }
 
 /// Creates the notify socket for a program of this hangwatch (`pid`).

@@ -52,8 +52,7 @@ pub(crate) fn summarize(report: &RunReport) -> Option<String> {
 }
 
 /// The line printed when a soft bound (`--stall-warn`) passes.
-pub(crate) fn warning(record: &StallRecord, source: StallSource) -> String {
-    let _ = source;
+pub(crate) fn warning(record: &StallRecord) -> String {
     format!(
         "hangwatch: warning: {}; still running, stopped at the hard bound",
         describe_stall(record)

@@ -2,7 +2,7 @@
 //! but stuck, and the detector that turns them into a deadline.
 //!
 //! - [`notify`]: the systemd notify protocol (`NOTIFY_SOCKET`: `READY=1`, `WATCHDOG=1`, …).
-//! - [`file`]: a status file's modification time.
+//! - [`mod@file`]: a status file's modification time.
 //! - [`output`]: bytes on the program's stdout/stderr, drained without ever blocking it.
 
 pub mod detector;

@@ -44,10 +44,8 @@ fn run_command(args: RunArgs) -> anyhow::Result<i32> {
     let liveness = liveness_spec(&args)?;
     let output = if args.stall_on_silence.is_none() {
         OutputMode::Inherit
-    } else if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
-        OutputMode::Pty
     } else {
-        OutputMode::Pipes
+        OutputMode::for_stdout()
     };
     let spec = RunSpec {
         liveness,
