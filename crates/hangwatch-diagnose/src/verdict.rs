@@ -1,0 +1,319 @@
+//! The verdict: a few lines naming what the program waits on, from the facts gathered.
+//!
+//! Each rule looks for one pattern with evidence that decides it: a lock cycle whose owners
+//! the locks recorded; every thread waiting with no timeout; a thread burning a CPU; a read
+//! whose other end is a named process; an event loop with nothing to wake it; a long sleep.
+//! Where none matches, the verdict says so instead of guessing.
+
+use std::collections::BTreeMap;
+
+use crate::model::{Finding, FindingKind, ProcessDiagnosis, ThreadDiagnosis};
+use crate::syscall::{Call, Timeout, human_ms};
+
+/// A sleep at least this long is worth a finding.
+const LONG_SLEEP_MS: u64 = 10_000;
+/// A thread using more than this share of the window is spinning.
+const SPIN_SHARE: f64 = 0.5;
+
+/// Findings for every process, strongest first.
+#[must_use]
+pub fn verdict(processes: &[ProcessDiagnosis], window_ms: f64) -> Vec<Finding> {
+    let mut findings: Vec<Finding> = processes
+        .iter()
+        .flat_map(|p| process_findings(p, processes, window_ms))
+        .collect();
+    findings.sort_by_key(|f| f.kind);
+    if findings.is_empty() {
+        let threads: usize = processes.iter().map(|p| p.threads.len()).sum();
+        let running = processes
+            .iter()
+            .flat_map(|p| &p.threads)
+            .filter(|t| t.state == "running")
+            .count();
+        findings.push(Finding {
+            kind: FindingKind::Undecided,
+            text: format!(
+                "undecided: {threads} thread(s) in {} process(es), {running} running; none is \
+                 blocked in a way that explains a hang, and none spins",
+                processes.len()
+            ),
+            pid: processes.first().map_or(0, |p| p.pid),
+            tids: Vec::new(),
+        });
+    }
+    findings
+}
+
+fn process_findings(
+    process: &ProcessDiagnosis,
+    all: &[ProcessDiagnosis],
+    window_ms: f64,
+) -> Vec<Finding> {
+    let pid = process.pid;
+    let threads: Vec<&ThreadDiagnosis> = process
+        .threads
+        .iter()
+        .filter(|t| t.state != "zombie" && t.state != "dead")
+        .collect();
+    let mut out = Vec::new();
+    let finding = |kind, text: String, tids: Vec<i32>| Finding {
+        kind,
+        text,
+        pid,
+        tids,
+    };
+    if !threads.is_empty() && threads.iter().all(|t| t.state == "stopped") {
+        out.push(finding(
+            FindingKind::Stopped,
+            format!(
+                "process {pid} ({}) is stopped by a signal (SIGSTOP or a terminal stop): it \
+                 will do nothing until it gets SIGCONT",
+                short_command(&process.command)
+            ),
+            threads.iter().map(|t| t.tid).collect(),
+        ));
+        return out;
+    }
+
+    // Lock cycles whose owners are known.
+    let waits_for: BTreeMap<i32, i32> = threads
+        .iter()
+        .filter_map(|t| Some((t.tid, t.lock_owner?)))
+        .collect();
+    let cycles = crate::locks::cycles(&waits_for);
+    let by_tid: BTreeMap<i32, &ThreadDiagnosis> = threads.iter().map(|t| (t.tid, *t)).collect();
+    for cycle in &cycles {
+        let steps: Vec<String> = cycle
+            .iter()
+            .map(|tid| {
+                let owner = waits_for[tid];
+                format!(
+                    "{} waits for a mutex held by {}{}",
+                    thread_label(by_tid[tid]),
+                    by_tid
+                        .get(&owner)
+                        .map_or(owner.to_string(), |t| thread_label(t)),
+                    at(by_tid[tid]),
+                )
+            })
+            .collect();
+        out.push(finding(
+            FindingKind::Deadlock,
+            format!("deadlock in process {pid}: {}", steps.join("; ")),
+            cycle.clone(),
+        ));
+    }
+    let in_cycle = |tid: i32| cycles.iter().any(|c| c.contains(&tid));
+
+    // Spinning threads.
+    let spinning: Vec<&ThreadDiagnosis> = threads
+        .iter()
+        .copied()
+        .filter(|t| t.cpu_ms.is_some_and(|ms| ms >= window_ms * SPIN_SHARE))
+        .collect();
+    for thread in &spinning {
+        let share = thread.cpu_ms.unwrap_or(0.0) / window_ms * 100.0;
+        out.push(finding(
+            FindingKind::Spinning,
+            format!(
+                "{} is spinning: {share:.0} % of a CPU over the {} window{}",
+                thread_label(thread),
+                human_ms(window_ms as u64),
+                at(thread)
+            ),
+            vec![thread.tid],
+        ));
+    }
+
+    // Every thread waiting with no timeout, none able to run, no known cycle: a deadlock whose
+    // locks record no owner, or a wait for something outside.
+    let forever: Vec<&ThreadDiagnosis> = threads
+        .iter()
+        .copied()
+        .filter(|t| t.call.as_ref().is_some_and(Call::waits_forever))
+        .collect();
+    let futex_forever: Vec<&ThreadDiagnosis> = forever
+        .iter()
+        .copied()
+        .filter(|t| t.call.as_ref().is_some_and(Call::is_futex) && !in_cycle(t.tid))
+        .collect();
+    if cycles.is_empty() && !threads.is_empty() && forever.len() == threads.len() {
+        if futex_forever.len() == threads.len() {
+            let waits: Vec<String> = futex_forever
+                .iter()
+                .map(|t| format!("{}{}", thread_label(t), at(t)))
+                .collect();
+            let python = process.python.is_some();
+            out.push(finding(
+                FindingKind::LockWait,
+                format!(
+                    "every thread of process {pid} waits on a lock or condition with no timeout \
+                     and none can run: a deadlock, unless another process is to wake them. {} \
+                     Waiting: {}",
+                    if python {
+                        "Python's Lock, Condition, Event and Queue record no owner, so who holds \
+                         each lock cannot be shown."
+                    } else {
+                        "These locks record no owner (not glibc mutexes), so the cycle cannot be \
+                         shown."
+                    },
+                    waits.join("; ")
+                ),
+                futex_forever.iter().map(|t| t.tid).collect(),
+            ));
+        } else if futex_forever.len() > 1 {
+            let waits: Vec<String> = futex_forever
+                .iter()
+                .map(|t| format!("{}{}", thread_label(t), at(t)))
+                .collect();
+            out.push(finding(
+                FindingKind::LockWait,
+                format!(
+                    "{} threads of process {pid} wait on locks or conditions with no timeout: {}",
+                    futex_forever.len(),
+                    waits.join("; ")
+                ),
+                futex_forever.iter().map(|t| t.tid).collect(),
+            ));
+        }
+    }
+
+    for thread in &threads {
+        let Some(call) = &thread.call else { continue };
+        if thread.state == "uninterruptible" {
+            out.push(finding(
+                FindingKind::KernelWait,
+                format!(
+                    "{} is in uninterruptible sleep in the kernel ({}){}: a disk, network file \
+                     system or device wait; no signal, not even SIGKILL, acts until it returns",
+                    thread_label(thread),
+                    thread.wchan.as_deref().unwrap_or("wait channel unknown"),
+                    at(thread)
+                ),
+                vec![thread.tid],
+            ));
+            continue;
+        }
+        match call {
+            Call::Sleep { timeout, .. } if long(*timeout) => out.push(finding(
+                FindingKind::LongSleep,
+                format!(
+                    "{} sleeps: {}{}",
+                    thread_label(thread),
+                    blocked(thread),
+                    at(thread)
+                ),
+                vec![thread.tid],
+            )),
+            Call::Read { .. } | Call::Write { .. } | Call::Accept { .. } | Call::Connect { .. }
+                if blocked(thread).contains(" = ") =>
+            {
+                out.push(finding(
+                    FindingKind::WaitingOnPeer,
+                    format!(
+                        "{} is blocked in {}{}",
+                        thread_label(thread),
+                        blocked(thread),
+                        at(thread)
+                    ),
+                    vec![thread.tid],
+                ));
+            }
+            Call::WaitChild { pid: child, .. } => {
+                let which = if *child > 0 {
+                    all.iter()
+                        .find(|p| i64::from(p.pid) == *child)
+                        .map_or(format!("child {child}"), |p| {
+                            format!("child {child} ({})", short_command(&p.command))
+                        })
+                } else {
+                    "any child".to_owned()
+                };
+                out.push(finding(
+                    FindingKind::WaitingOnChild,
+                    format!("{} waits for {which}{}", thread_label(thread), at(thread)),
+                    vec![thread.tid],
+                ));
+            }
+            Call::EpollWait { timeout, .. } | Call::Poll { timeout, .. }
+                if (*timeout == Timeout::Never || long(*timeout)) && spinning.is_empty() =>
+            {
+                let others_idle = threads.iter().all(|t| {
+                    t.tid == thread.tid
+                        || t.state != "running"
+                            && t.call.as_ref().is_none_or(|c| {
+                                c.waits_forever() || matches!(c, Call::Sleep { .. })
+                            })
+                });
+                if others_idle {
+                    out.push(finding(
+                        FindingKind::IdleEventLoop,
+                        format!(
+                            "{} is an event loop idle in {}{}, and no other thread can run: it \
+                             waits for an event from outside",
+                            thread_label(thread),
+                            blocked(thread),
+                            at(thread)
+                        ),
+                        vec![thread.tid],
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    // A Python main thread that finished and waits for its non-daemon threads (threading's
+    // `_shutdown`): the process stays alive for them.
+    for thread in &threads {
+        let in_shutdown = thread
+            .python
+            .as_ref()
+            .is_some_and(|p| p.frames.iter().any(|f| f.function == "_shutdown"));
+        if in_shutdown {
+            out.push(finding(
+                FindingKind::WaitingOnChild,
+                format!(
+                    "{} has finished the program and waits in threading._shutdown for \
+                     non-daemon threads to end",
+                    thread_label(thread)
+                ),
+                vec![thread.tid],
+            ));
+        }
+    }
+    out
+}
+
+fn long(timeout: Timeout) -> bool {
+    matches!(timeout, Timeout::Requested(ms) | Timeout::Left(ms) if ms >= LONG_SLEEP_MS)
+}
+
+fn blocked(thread: &ThreadDiagnosis) -> String {
+    thread.blocked_in.clone().unwrap_or_default()
+}
+
+/// `thread 1236 "worker-1"`.
+fn thread_label(thread: &ThreadDiagnosis) -> String {
+    format!("thread {} \"{}\"", thread.tid, thread.display_name())
+}
+
+/// ` at worker.py:88 in result: `future.result()``, or nothing without a Python stack.
+fn at(thread: &ThreadDiagnosis) -> String {
+    let Some(frame) = thread.user_frame() else {
+        return String::new();
+    };
+    match &frame.code {
+        Some(code) => format!(" at {} in {}: `{code}`", frame.location(), frame.function),
+        None => format!(" at {} in {}", frame.location(), frame.function),
+    }
+}
+
+fn short_command(command: &str) -> String {
+    const MAX: usize = 60;
+    if command.chars().count() <= MAX {
+        command.to_owned()
+    } else {
+        format!("{}…", command.chars().take(MAX).collect::<String>())
+    }
+}
