@@ -17,6 +17,7 @@
 //! | `spawn-and-exit PIDFILE SECS` | a leftover stays in the process group after the leader exits |
 //! | `busy SECS` | burns CPU, for CPU accounting and stall detection that must not fire |
 //! | `notify BEATS INTERVAL` | a systemd-style service (the `sd-notify` crate): heartbeats, then a silent stall |
+//! | `mutex-cycle` | two threads deadlock on two glibc mutexes taken in opposite order |
 //!
 //! # Conventions
 //!
@@ -34,7 +35,8 @@
 //!
 //! # Theory of operation
 //!
-//! The program is single-threaded from start to end. That is why the children
+//! Every subcommand that forks is single-threaded from start to end (only
+//! `mutex-cycle` starts threads, and it never forks). That is why the children
 //! created with `fork(2)` may go on running ordinary Rust code: no other thread
 //! can hold a lock (the allocator's, stdout's) at the moment of the fork.
 //! Bounded polls (every 5 ms, for a few seconds at most) wait for PID files;
@@ -70,6 +72,7 @@ subcommands:
   spawn-and-exit PIDFILE SECS
   busy SECS
   notify BEATS INTERVAL
+  mutex-cycle
 SECS may be fractional; SIG is a signal number; NAME is INT, TERM, HUP, QUIT,
 USR1, USR2 or WINCH.";
 
@@ -111,6 +114,7 @@ fn run(subcommand: &OsString, args: Args) -> Result<(), Error> {
         "spawn-and-exit" => cmd::spawn_and_exit::run(args),
         "busy" => cmd::busy::run(args),
         "notify" => cmd::notify::run(args),
+        "mutex-cycle" => cmd::mutex_cycle::run(args),
         other => Err(Error::Usage(format!("unknown subcommand {other:?}"))),
     }
 }

@@ -103,3 +103,26 @@ pub(crate) fn raise_with_default_action(signo: c_int) -> Result<(), Error> {
     }
     Ok(())
 }
+
+/// A glibc `pthread_mutex_t`, the lock C and C++ programs use. Rust's own
+/// `Mutex` waits on a bare futex that records no owner; this one keeps its
+/// owner's TID where a diagnosis can read it.
+pub(crate) struct PthreadMutex(std::cell::UnsafeCell<libc::pthread_mutex_t>);
+
+// SAFETY: a pthread mutex is made to be shared between threads; it is only
+// ever used through `pthread_mutex_lock`, which synchronises itself.
+unsafe impl Sync for PthreadMutex {}
+
+impl PthreadMutex {
+    /// A default (non-recursive, non-PI) mutex, unlocked.
+    pub(crate) const fn new() -> Self {
+        Self(std::cell::UnsafeCell::new(libc::PTHREAD_MUTEX_INITIALIZER))
+    }
+
+    /// Locks the mutex and never unlocks it: the fixture deadlocks on purpose.
+    pub(crate) fn lock_forever(&self) {
+        // SAFETY: the mutex is statically initialised, lives for the whole
+        // program (callers use statics) and is never moved or destroyed.
+        unsafe { libc::pthread_mutex_lock(self.0.get()) };
+    }
+}

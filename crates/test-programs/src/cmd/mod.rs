@@ -6,6 +6,7 @@ pub(crate) mod exit;
 pub(crate) mod hold_stdout;
 pub(crate) mod ignore_term;
 pub(crate) mod kill_self;
+pub(crate) mod mutex_cycle;
 pub(crate) mod signals;
 pub(crate) mod sleep;
 pub(crate) mod spawn_and_exit;
