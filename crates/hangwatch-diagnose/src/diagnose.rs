@@ -26,6 +26,9 @@ pub struct Options {
     pub sample: Duration,
     /// Whether to read Python stacks of CPython processes.
     pub python: bool,
+    /// Leave the root itself out and diagnose only its descendants (a supervisor diagnosing
+    /// the programs it started, not itself).
+    pub skip_root: bool,
 }
 
 impl Default for Options {
@@ -33,6 +36,7 @@ impl Default for Options {
         Options {
             sample: Duration::from_millis(200),
             python: true,
+            skip_root: false,
         }
     }
 }
@@ -55,13 +59,13 @@ pub fn diagnose(root: i32, options: &Options) -> Result<Diagnosis, DiagnoseError
     let taken_at = SystemTime::now();
     let mut missing: Vec<String> = Vec::new();
 
-    let first = read_tree(root)?;
+    let first = read_tree(root, options.skip_root)?;
     if first.is_empty() {
         return Err(DiagnoseError::NoSuchProcess(root));
     }
     std::thread::sleep(options.sample);
     let window_ms = began.elapsed().as_secs_f64() * 1e3;
-    let second = read_tree(root)?;
+    let second = read_tree(root, options.skip_root)?;
     let before: HashMap<i32, HashMap<i32, ThreadReading>> = first
         .into_iter()
         .map(|p| (p.pid, p.threads.into_iter().map(|t| (t.tid, t)).collect()))
@@ -148,10 +152,11 @@ struct ProcessReading {
 }
 
 /// Reads every live process of the tree rooted at `root`, parents first.
-fn read_tree(root: i32) -> std::io::Result<Vec<ProcessReading>> {
+fn read_tree(root: i32, skip_root: bool) -> std::io::Result<Vec<ProcessReading>> {
     let table = ProcessTable::scan()?;
     Ok(table
         .get(root)
+        .filter(|_| !skip_root)
         .into_iter()
         .chain(table.descendants(root))
         .filter(|stat| !stat.is_zombie())

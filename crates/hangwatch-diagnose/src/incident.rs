@@ -40,7 +40,12 @@ pub fn write_incident(
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
         .collect();
-    let base = format!("{stamp}-{}-{slug}", diagnosis.root);
+    // Named after the program (the first process), not a supervisor that asked.
+    let pid = diagnosis
+        .processes
+        .first()
+        .map_or(diagnosis.root, |p| p.pid);
+    let base = format!("{stamp}-{pid}-{slug}");
     let text_path = dir.join(format!("{base}.txt"));
     let json_path = dir.join(format!("{base}.json"));
     let text = format!("Incident: {reason}\n\n{}", render(diagnosis));

@@ -11,12 +11,12 @@ use crate::model::{Diagnosis, ProcessDiagnosis, ThreadDiagnosis};
 pub fn render(diagnosis: &Diagnosis) -> String {
     let mut out = String::new();
     let taken = SystemTime::UNIX_EPOCH + Duration::from_millis(diagnosis.taken_at_ms);
-    let root = diagnosis.processes.first();
+    let first = diagnosis.processes.first();
     let _ = writeln!(
         out,
         "Diagnosis of pid {}{} at {}",
-        diagnosis.root,
-        root.map_or(String::new(), |p| format!(" ({})", p.command)),
+        first.map_or(diagnosis.root, |p| p.pid),
+        first.map_or(String::new(), |p| format!(" ({})", p.command)),
         humantime::format_rfc3339_seconds(taken),
     );
     let _ = writeln!(

@@ -145,7 +145,8 @@ mod tests {
             .expect("own thread listed");
         assert_eq!(me.state, 'R');
         assert!(me.syscall.is_ok(), "{:?}", me.syscall);
-        assert!(me.cpu_ns.is_some_and(|ns| ns > 0));
+        // `schedstat` of a running thread lags until its next tick; only its presence is sure.
+        assert!(me.cpu_ns.is_some());
         let (rss, peak) = read_memory_kib(std::process::id() as i32);
         assert!(rss.is_some_and(|kib| kib > 0) && peak >= rss);
     }

@@ -46,6 +46,25 @@ pub struct RunReport {
     /// What the program said over the notify socket, if anything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<NotifySummary>,
+    /// The diagnosis taken before a stalled or timed-out program was stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<IncidentRecord>,
+}
+
+/// A diagnosis kept as an incident file before hangwatch stopped the program.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct IncidentRecord {
+    /// The text report.
+    pub text_path: Option<String>,
+    /// The JSON diagnosis.
+    pub json_path: Option<String>,
+    /// The verdict, one line per finding, strongest first.
+    pub verdict: Vec<String>,
+    /// How long the diagnosis took (the stop began after it), in milliseconds.
+    pub took_ms: f64,
+    /// Why there is no (complete) incident, when something failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A heartbeat deadline that passed: which source, how late, and what the program looked like.
@@ -342,6 +361,7 @@ mod tests {
             stall: None,
             warnings: vec![],
             notify: None,
+            incident: None,
         };
         let json = serde_json::to_string(&report).expect("serialize");
         assert!(json.contains(r#""reason":"timed-out""#), "{json}");

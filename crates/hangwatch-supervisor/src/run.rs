@@ -12,6 +12,9 @@
 //! - heartbeats ([`crate::liveness`]): notify datagrams and output bytes move the stall
 //!   [`Detector`]'s deadline; one more timer fires at the earliest one. A warning records a
 //!   snapshot and goes on; a stall records a snapshot and begins a stop;
+//! - before a stall or timeout stop, a diagnosis ([`crate::incident`]) on a blocking thread: the
+//!   loop goes on reaping and forwarding while it runs, the stop begins when it is written (or
+//!   after its limit), and one more INT/TERM skips it;
 //! - while a stop is under way: the pidfds of the tree (any exit) and the grace deadline.
 //!
 //! The run is over when the program has been reaped and hangwatch has no child left at all. As
@@ -30,10 +33,11 @@ use hangwatch_process::{
 };
 use hangwatch_protocol::exit_code;
 use hangwatch_protocol::report::{
-    EndReason, NotifySummary, Outcome, ProcessInfo, REPORT_VERSION, RunReport, StallRecord,
-    StallSource, StopCause, StopRecord,
+    EndReason, IncidentRecord, NotifySummary, Outcome, ProcessInfo, REPORT_VERSION, RunReport,
+    StallRecord, StallSource, StopCause, StopRecord,
 };
 
+use crate::incident::DiagnoseSpec;
 use crate::liveness::detector::{Detector, Expiry, LivenessSpec, Verdict};
 use crate::liveness::notify::{Datagram, NotifyError, NotifyMessage, NotifySocket};
 use crate::liveness::output::{Activity, OutputMode, capture};
@@ -57,6 +61,8 @@ pub struct RunSpec {
     pub notify: NotifyMode,
     /// How the program's stdout and stderr are connected.
     pub output: OutputMode,
+    /// Diagnose a stalled or timed-out program before stopping it; `None` stops at once.
+    pub diagnose: Option<DiagnoseSpec>,
 }
 
 /// Where the notify socket lives.
@@ -176,6 +182,8 @@ enum Wake {
     Output(std::io::Result<Activity>),
     /// A liveness deadline passed.
     Liveness(std::io::Result<()>),
+    /// The diagnosis before a stop is written (or failed, or ran out of time).
+    Diagnosed(IncidentRecord),
 }
 
 /// Resolves with the next datagram; never when there is no socket.
@@ -191,6 +199,37 @@ async fn tree_exit(stopping: Option<&Stopping>) -> std::io::Result<()> {
     match stopping {
         Some(stop) => stop.tree.exited().await,
         None => std::future::pending().await,
+    }
+}
+
+/// A diagnosis under way, and the stop that waits for it.
+struct Diagnosing {
+    cause: StopCause,
+    late_ms: Option<f64>,
+    task: tokio::task::JoinHandle<IncidentRecord>,
+    limit: Duration,
+    give_up_at: Instant,
+}
+
+/// Resolves when the diagnosis is done or its limit passed; never when none is under way.
+async fn diagnosed(diagnosing: Option<&mut Diagnosing>) -> IncidentRecord {
+    let Some(diagnosing) = diagnosing else {
+        return std::future::pending().await;
+    };
+    match tokio::time::timeout_at(diagnosing.give_up_at, &mut diagnosing.task).await {
+        Ok(Ok(record)) => record,
+        Ok(Err(err)) => IncidentRecord {
+            error: Some(format!("the diagnosis failed: {err}")),
+            ..IncidentRecord::default()
+        },
+        Err(_) => IncidentRecord {
+            error: Some(format!(
+                "the diagnosis took longer than {} and was abandoned",
+                humantime::format_duration(diagnosing.limit)
+            )),
+            took_ms: diagnosing.limit.as_secs_f64() * 1000.0,
+            ..IncidentRecord::default()
+        },
     }
 }
 
@@ -267,6 +306,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
         stall: None,
         warnings: Vec::new(),
         notify: None,
+        incident: None,
     };
 
     let options = SpawnOptions {
@@ -303,6 +343,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
     let mut detector = Detector::new(&spec.liveness, started);
     let mut main_status: Option<ExitStatus> = None;
     let mut stopping: Option<Stopping> = None;
+    let mut diagnosing: Option<Diagnosing> = None;
     let mut stop_requests = 0u32;
     let mut rescan = false;
 
@@ -314,8 +355,9 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
         {
             stop.tree.refresh().map_err(io("rescan the process tree"))?;
         }
-        // Is the run over? Only when the program is reaped and no child of ours remains.
-        if main_status.is_some() {
+        // Is the run over? Only when the program is reaped and no child of ours remains (and
+        // a diagnosis under way is let finish first: its stop follows).
+        if main_status.is_some() && diagnosing.is_none() {
             match &stopping {
                 None => {
                     if !has_children().map_err(io("look for leftover children"))? {
@@ -345,7 +387,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
             }
         }
 
-        let running = stopping.is_none() && main_status.is_none();
+        let running = stopping.is_none() && main_status.is_none() && diagnosing.is_none();
         let next_liveness = detector.next_deadline().filter(|_| running);
         timeout_timer
             .set(deadline.filter(|_| running))
@@ -368,6 +410,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
             sig = incoming.recv() => Wake::Signal(sig),
             datagram = notify_recv(notify.as_ref()) => Wake::Notify(datagram),
             activity = pump.activity() => Wake::Output(activity),
+            record = diagnosed(diagnosing.as_mut()) => Wake::Diagnosed(record),
         };
 
         match wake {
@@ -390,13 +433,18 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                 result.map_err(io("wait for the timeout"))?;
                 let late_ms = deadline.map(|d| d.elapsed().as_secs_f64() * 1000.0);
                 tracing::debug!(?late_ms, "timeout reached, stopping the program");
-                stopping = Some(begin_stop(
-                    &spec,
-                    own_pid,
-                    spawned.pgid,
-                    StopCause::Timeout,
-                    late_ms,
-                )?);
+                match start_diagnosis(&spec, own_pid, StopCause::Timeout, late_ms) {
+                    Some(started) => diagnosing = Some(started),
+                    None => {
+                        stopping = Some(begin_stop(
+                            &spec,
+                            own_pid,
+                            spawned.pgid,
+                            StopCause::Timeout,
+                            late_ms,
+                        )?);
+                    }
+                }
             }
             Wake::Liveness(result) => {
                 result.map_err(io("wait for the stall timer"))?;
@@ -420,13 +468,18 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                     }
                     Expiry::Stall(source) => {
                         tracing::debug!(source = source.as_str(), "stall, stopping the program");
-                        stopping = Some(begin_stop(
-                            &spec,
-                            own_pid,
-                            spawned.pgid,
-                            StopCause::Stall,
-                            None,
-                        )?);
+                        match start_diagnosis(&spec, own_pid, StopCause::Stall, None) {
+                            Some(started) => diagnosing = Some(started),
+                            None => {
+                                stopping = Some(begin_stop(
+                                    &spec,
+                                    own_pid,
+                                    spawned.pgid,
+                                    StopCause::Stall,
+                                    None,
+                                )?);
+                            }
+                        }
                         report.stall = Some(record);
                     }
                 }
@@ -453,12 +506,39 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                     detector.on_output(Instant::now());
                 }
             }
+            Wake::Diagnosed(record) => {
+                if let Some(done) = diagnosing.take() {
+                    tracing::debug!(took_ms = record.took_ms, "diagnosis done, stopping");
+                    report.incident = Some(record);
+                    stopping = Some(begin_stop(
+                        &spec,
+                        own_pid,
+                        spawned.pgid,
+                        done.cause,
+                        done.late_ms,
+                    )?);
+                }
+            }
             Wake::Signal(sig) => {
                 let terminating = sig == Signal::TERMINATE || sig == Signal::INTERRUPT;
                 if sig == Signal(hangwatch_process::signal::RawSignal::SIGWINCH) {
                     pump.resize();
                 }
-                if let Some(stop) = &mut stopping {
+                if terminating && let Some(skipped) = diagnosing.take() {
+                    // Asked to stop while diagnosing: the stop will not wait for it.
+                    tracing::debug!(%sig, "asked during the diagnosis: stopping now");
+                    report.incident = Some(IncidentRecord {
+                        error: Some(format!("skipped: {sig} arrived during the diagnosis")),
+                        ..IncidentRecord::default()
+                    });
+                    stopping = Some(begin_stop(
+                        &spec,
+                        own_pid,
+                        spawned.pgid,
+                        skipped.cause,
+                        skipped.late_ms,
+                    )?);
+                } else if let Some(stop) = &mut stopping {
                     if terminating && stop.tree.grace_deadline().is_some() {
                         tracing::debug!(%sig, "asked again during a stop: KILL now");
                         stop.tree.kill_now().map_err(io("kill the process tree"))?;
@@ -540,6 +620,30 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
     }
     finish_times(&mut report, started, started_wall);
     Ok(RunOutcome { report })
+}
+
+/// Starts the diagnosis that precedes a stall or timeout stop, when one is asked for.
+fn start_diagnosis(
+    spec: &RunSpec,
+    own_pid: i32,
+    cause: StopCause,
+    late_ms: Option<f64>,
+) -> Option<Diagnosing> {
+    let diagnose = spec.diagnose.clone()?;
+    let reason = match cause {
+        StopCause::Stall => "stalled",
+        _ => "timed-out",
+    };
+    let limit = diagnose.limit + diagnose.sample;
+    let task =
+        tokio::task::spawn_blocking(move || crate::incident::capture(&diagnose, own_pid, reason));
+    Some(Diagnosing {
+        cause,
+        late_ms,
+        task,
+        limit,
+        give_up_at: Instant::now() + limit,
+    })
 }
 
 /// Begins stopping the program's whole tree (see [`TreeStop`]).

@@ -48,7 +48,23 @@ pub(crate) fn summarize(report: &RunReport) -> Option<String> {
             list(&killed)
         ));
     }
-    Some(format!("hangwatch: {} (exit {code})", parts.join("; ")))
+    let mut text = format!("hangwatch: {} (exit {code})", parts.join("; "));
+    if let Some(incident) = &report.incident {
+        // The verdict and where the evidence is, on lines of their own: they are long.
+        if let Some(first) = incident.verdict.first() {
+            text.push_str(&format!("\nhangwatch: diagnosis: {first}"));
+            if incident.verdict.len() > 1 {
+                text.push_str(&format!(" (+{} more)", incident.verdict.len() - 1));
+            }
+        }
+        if let Some(path) = &incident.text_path {
+            text.push_str(&format!("\nhangwatch: incident: {path}"));
+        }
+        if let Some(error) = &incident.error {
+            text.push_str(&format!("\nhangwatch: incident: {error}"));
+        }
+    }
+    Some(text)
 }
 
 /// The line printed when a soft bound (`--stall-warn`) passes.

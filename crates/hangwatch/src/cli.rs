@@ -118,6 +118,22 @@ pub struct RunArgs {
     #[arg(long)]
     pub no_foreground: bool,
 
+    /// Where incident files go: before a stalled or timed-out program is stopped, hangwatch
+    /// diagnoses it (threads, blocked calls, open files, Python stacks, a verdict) and writes
+    /// the diagnosis there as text and JSON [default: $XDG_STATE_HOME/hangwatch/incidents or
+    /// ~/.local/state/hangwatch/incidents]
+    #[arg(long, value_name = "DIR")]
+    pub incident_dir: Option<PathBuf>,
+
+    /// The sampling window of that diagnosis (CPU use and context switches are measured over
+    /// it; the stop begins after it).
+    #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = parse_duration)]
+    pub diagnose_sample: Duration,
+
+    /// Stop a stalled or timed-out program at once, without diagnosing it first.
+    #[arg(long, conflicts_with_all = ["incident_dir"])]
+    pub no_diagnose: bool,
+
     /// The program to run and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,

@@ -13,6 +13,7 @@ pub fn main(args: &DiagnoseArgs) -> i32 {
     let options = Options {
         sample: args.sample,
         python: !args.no_python,
+        skip_root: false,
     };
     let diagnosis = match diagnose(args.pid, &options) {
         Ok(diagnosis) => diagnosis,

@@ -8,6 +8,7 @@ use anyhow::Context;
 use hangwatch_process::StopPlan;
 use hangwatch_protocol::exit_code;
 use hangwatch_protocol::report::RunReport;
+use hangwatch_supervisor::incident::{DiagnoseSpec, default_incident_dir};
 use hangwatch_supervisor::liveness::detector::LivenessSpec;
 use hangwatch_supervisor::liveness::output::OutputMode;
 use hangwatch_supervisor::run::{NotifyMode, RunSpec, run};
@@ -62,6 +63,10 @@ fn run_command(args: RunArgs) -> anyhow::Result<i32> {
             grace: args.grace,
         },
         foreground_tty: !args.no_foreground,
+        diagnose: (!args.no_diagnose).then(|| DiagnoseSpec {
+            sample: args.diagnose_sample,
+            ..DiagnoseSpec::in_dir(args.incident_dir.unwrap_or_else(default_incident_dir))
+        }),
     };
 
     // One thread: the program's death signal (PR_SET_PDEATHSIG) follows the thread that

@@ -122,6 +122,8 @@ pub struct Hangwatch {
     stdout_done: mpsc::Receiver<String>,
     stderr_done: mpsc::Receiver<String>,
     stdout_seen: String,
+    /// hangwatch's `XDG_STATE_HOME`: incident files land here, never in the user's home.
+    state: Scratch,
 }
 
 /// The end of a hangwatch run.
@@ -152,8 +154,10 @@ impl Hangwatch {
         S: AsRef<std::ffi::OsStr>,
     {
         use std::os::unix::process::CommandExt;
+        let state = Scratch::new("state");
         let mut child = Command::new(hangwatch())
             .args(args)
+            .env("XDG_STATE_HOME", &state.path)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -191,7 +195,13 @@ impl Hangwatch {
             stdout_done,
             stderr_done,
             stdout_seen: String::new(),
+            state,
         }
+    }
+
+    /// Where this hangwatch writes incident files by default.
+    pub fn incident_dir(&self) -> PathBuf {
+        self.state.path.join("hangwatch/incidents")
     }
 
     /// Waits (bounded) for a stdout line starting with `prefix` and returns it.
