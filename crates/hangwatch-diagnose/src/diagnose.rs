@@ -127,7 +127,16 @@ pub fn diagnose(root: i32, options: &Options) -> Result<Diagnosis, DiagnoseError
                 .to_owned(),
         );
     }
-    let verdict = verdict::verdict(&processes, window_ms);
+    let mut verdict = verdict::verdict(&processes, window_ms);
+    if processes.is_empty() {
+        // Exited during the window: not an error, and nothing left to show.
+        verdict = vec![crate::model::Finding {
+            kind: crate::model::FindingKind::Undecided,
+            text: format!("process {root} exited during the sampling window"),
+            pid: root,
+            tids: Vec::new(),
+        }];
+    }
     Ok(Diagnosis {
         version: DIAGNOSIS_VERSION,
         root,
@@ -154,6 +163,10 @@ struct ProcessReading {
 /// Reads every live process of the tree rooted at `root`, parents first.
 fn read_tree(root: i32, skip_root: bool) -> std::io::Result<Vec<ProcessReading>> {
     let table = ProcessTable::scan()?;
+    // Without its root there is no tree: PID 0's "children" would be the whole machine.
+    if table.get(root).is_none() {
+        return Ok(Vec::new());
+    }
     Ok(table
         .get(root)
         .filter(|_| !skip_root)

@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod diagnose;
 mod exit_codes;
 mod leftovers;
 mod signals;
