@@ -29,6 +29,9 @@ pub struct Options {
     /// Leave the root itself out and diagnose only its descendants (a supervisor diagnosing
     /// the programs it started, not itself).
     pub skip_root: bool,
+    /// The process to list first and name the diagnosis after (a supervisor's program, ahead
+    /// of helpers that escaped its tree).
+    pub primary: Option<i32>,
 }
 
 impl Default for Options {
@@ -37,6 +40,7 @@ impl Default for Options {
             sample: Duration::from_millis(200),
             python: true,
             skip_root: false,
+            primary: None,
         }
     }
 }
@@ -126,6 +130,10 @@ pub fn diagnose(root: i32, options: &Options) -> Result<Diagnosis, DiagnoseError
              ancestor or CAP_SYS_PTRACE)"
                 .to_owned(),
         );
+    }
+    if let Some(primary) = options.primary {
+        // Stable: the rest keep their parents-first order.
+        processes.sort_by_key(|p| p.pid != primary);
     }
     let mut verdict = verdict::verdict(&processes, window_ms);
     if processes.is_empty() {

@@ -54,14 +54,20 @@ pub fn default_incident_dir() -> PathBuf {
     }
 }
 
-/// Diagnoses every descendant of `own_pid` and writes the incident. Blocks for the sampling
+/// Diagnoses every descendant of `own_pid`, `program` first, and writes the incident. Blocks for the sampling
 /// window: run it on a blocking thread.
-pub(crate) fn capture(spec: &DiagnoseSpec, own_pid: i32, reason: &str) -> IncidentRecord {
+pub(crate) fn capture(
+    spec: &DiagnoseSpec,
+    own_pid: i32,
+    program: i32,
+    reason: &str,
+) -> IncidentRecord {
     let began = Instant::now();
     let options = Options {
         sample: spec.sample,
         python: spec.python,
         skip_root: true,
+        primary: Some(program),
     };
     let mut record = IncidentRecord::default();
     match diagnose(own_pid, &options) {

@@ -433,7 +433,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                 result.map_err(io("wait for the timeout"))?;
                 let late_ms = deadline.map(|d| d.elapsed().as_secs_f64() * 1000.0);
                 tracing::debug!(?late_ms, "timeout reached, stopping the program");
-                match start_diagnosis(&spec, own_pid, StopCause::Timeout, late_ms) {
+                match start_diagnosis(&spec, own_pid, main.pid, StopCause::Timeout, late_ms) {
                     Some(started) => diagnosing = Some(started),
                     None => {
                         stopping = Some(begin_stop(
@@ -468,7 +468,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                     }
                     Expiry::Stall(source) => {
                         tracing::debug!(source = source.as_str(), "stall, stopping the program");
-                        match start_diagnosis(&spec, own_pid, StopCause::Stall, None) {
+                        match start_diagnosis(&spec, own_pid, main.pid, StopCause::Stall, None) {
                             Some(started) => diagnosing = Some(started),
                             None => {
                                 stopping = Some(begin_stop(
@@ -626,6 +626,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
 fn start_diagnosis(
     spec: &RunSpec,
     own_pid: i32,
+    program: i32,
     cause: StopCause,
     late_ms: Option<f64>,
 ) -> Option<Diagnosing> {
@@ -635,8 +636,9 @@ fn start_diagnosis(
         _ => "timed-out",
     };
     let limit = diagnose.limit + diagnose.sample;
-    let task =
-        tokio::task::spawn_blocking(move || crate::incident::capture(&diagnose, own_pid, reason));
+    let task = tokio::task::spawn_blocking(move || {
+        crate::incident::capture(&diagnose, own_pid, program, reason)
+    });
     Some(Diagnosing {
         cause,
         late_ms,

@@ -14,6 +14,7 @@ pub fn main(args: &DiagnoseArgs) -> i32 {
         sample: args.sample,
         python: !args.no_python,
         skip_root: false,
+        primary: None,
     };
     let diagnosis = match diagnose(args.pid, &options) {
         Ok(diagnosis) => diagnosis,
