@@ -752,24 +752,31 @@ impl Sockets {
                 sockets.accept_queue.insert(*pending, *listener);
             }
         }
-        for (pid, _) in tables {
-            let namespace = std::fs::read_link(format!("/proc/{pid}/ns/net"))
-                .map(|link| link.to_string_lossy().into_owned())
-                .unwrap_or_else(|_| format!("pid {pid}"));
-            sockets.namespace_of.insert(*pid, namespace);
-        }
         sockets
     }
 
+    /// The network namespace of `pid`, read when one of its sockets is not a Unix socket of
+    /// this namespace.
+    fn namespace(&mut self, pid: i32) -> String {
+        self.namespace_of
+            .entry(pid)
+            .or_insert_with(|| {
+                std::fs::read_link(format!("/proc/{pid}/ns/net"))
+                    .map(|link| link.to_string_lossy().into_owned())
+                    .unwrap_or_else(|_| format!("pid {pid}"))
+            })
+            .clone()
+    }
+
     fn inet(&mut self, pid: i32) -> &InetTables {
-        let namespace = self.namespace_of.get(&pid).cloned().unwrap_or_default();
+        let namespace = self.namespace(pid);
         self.inet
             .entry(namespace)
             .or_insert_with(|| InetTables::read(pid))
     }
 
     fn proc_unix(&mut self, pid: i32) -> &HashMap<u64, UnixSocket> {
-        let namespace = self.namespace_of.get(&pid).cloned().unwrap_or_default();
+        let namespace = self.namespace(pid);
         self.proc_unix.entry(namespace).or_insert_with(|| {
             std::fs::read_to_string(format!("/proc/{pid}/net/unix"))
                 .map(|text| unix::parse_proc_net_unix(&text))

@@ -40,8 +40,11 @@ pub(super) struct InetTables {
     /// (protocol, local, remote) of every connected socket, addresses made comparable across
     /// the v4 and v6 tables.
     by_endpoints: HashMap<(u8, SocketAddr, SocketAddr), u64>,
-    /// (protocol, port) of every listening TCP socket, with its address.
+    /// The addresses of the listening TCP sockets on each port.
     listeners: HashMap<u16, Vec<IpAddr>>,
+    /// The unconnected UDP sockets on each port, with their addresses: the receivers that a
+    /// connected UDP socket sends to.
+    udp_bound: HashMap<u16, Vec<(IpAddr, u64)>>,
 }
 
 impl InetTables {
@@ -77,6 +80,12 @@ impl InetTables {
                     .or_default()
                     .push(canonical(socket.local).ip());
             }
+            if proto == Proto::Udp && socket.remote.is_none() && socket.inode != 0 {
+                self.udp_bound
+                    .entry(socket.local.port())
+                    .or_default()
+                    .push((canonical(socket.local).ip(), socket.inode));
+            }
             // Several sockets can show inode 0 (TIME_WAIT has no owner); only owned ones matter.
             if socket.inode != 0 {
                 self.by_inode.insert(socket.inode, socket);
@@ -89,18 +98,24 @@ impl InetTables {
     }
 
     /// The inode of the other end of `socket` when both ends are on this machine, in this
-    /// namespace.
+    /// namespace: the socket connected back to it, or for UDP the unconnected socket bound to
+    /// the address it sends to.
     pub fn peer_inode(&self, socket: &InetSocket) -> Option<u64> {
-        let remote = socket.remote?;
-        let key = (
-            socket.proto as u8,
-            canonical(remote),
-            canonical(socket.local),
-        );
-        self.by_endpoints
+        let remote = canonical(socket.remote?);
+        let key = (socket.proto as u8, remote, canonical(socket.local));
+        let exact = self
+            .by_endpoints
             .get(&key)
             .copied()
-            .filter(|inode| *inode != 0 && *inode != socket.inode)
+            .filter(|inode| *inode != 0 && *inode != socket.inode);
+        if exact.is_some() || socket.proto != Proto::Udp {
+            return exact;
+        }
+        self.udp_bound
+            .get(&remote.port())?
+            .iter()
+            .find(|(ip, _)| *ip == remote.ip() || ip.is_unspecified())
+            .map(|(_, inode)| *inode)
     }
 
     /// Whether a connected TCP socket was accepted from a listener here (rather than opened
@@ -199,7 +214,7 @@ fn canonical(addr: SocketAddr) -> SocketAddr {
 mod tests {
     use super::*;
 
-    // Captured on x86_64 (little-endian): a listener on 127.0.0.1:8080 with one connection
+    // Lines as the kernel prints them on x86_64 (little-endian): a listener on 127.0.0.1:8080 with one connection
     // waiting to be accepted, and both ends of an established loopback connection.
     const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
    0: 0100007F:1F90 00000000:0000 0A 00000000:00000001 00:00000000 00000000     0        0 51234 1 0000000000000000 100 0 0 10 0
@@ -212,6 +227,7 @@ mod tests {
 ";
     const UDP: &str = "   sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops
   100: 00000000:14E9 00000000:0000 07 00000000:00000000 00:00000000 00000000   100        0 8001 2 0000000000000000 0
+  101: 0100007F:C350 0100007F:14E9 01 00000000:00000000 00:00000000 00000000   100        0 8002 2 0000000000000000 0
 ";
 
     fn tables() -> InetTables {
@@ -256,6 +272,15 @@ mod tests {
         assert!(t.accepted(&server));
         // The v4-mapped client has no server end in these tables.
         assert_eq!(t.peer_inode(&t.get(7002).expect("mapped").clone()), None);
+        // A connected UDP socket sends to the one bound on the wildcard address.
+        assert_eq!(
+            t.peer_inode(&t.get(8002).expect("udp client").clone()),
+            Some(8001)
+        );
+        assert_eq!(
+            t.peer_inode(&t.get(8001).expect("udp server").clone()),
+            None
+        );
     }
 
     #[test]

@@ -355,7 +355,7 @@ mod tests {
         assert_eq!(parse_link("pipe:[x]"), Link::Other("pipe:[x]".into()));
     }
 
-    // Captured from Linux 6.x: the read end of a pipe (O_RDONLY), an epoll instance watching
+    // As Linux 6.x prints them: the read end of a pipe (O_RDONLY), an epoll instance watching
     // fds 5 and 9, and a pidfd.
     const PIPE_READ: &str = "pos:\t0\nflags:\t02000000\nmnt_id:\t15\nino:\t123001\n";
     const PIPE_WRITE: &str = "pos:\t0\nflags:\t01\nmnt_id:\t15\nino:\t123001\n";

@@ -129,7 +129,11 @@ pub(super) fn dump() -> io::Result<HashMap<u64, UnixSocket>> {
                     for nla in &response.nlas {
                         match nla {
                             Nla::Name(name) => socket.path = Some(name_text(name)),
-                            Nla::Peer(peer) => socket.peer = Some(u64::from(*peer)),
+                            // A client whose connection waits in an accept queue has a
+                            // peer without an inode yet (0); the listener's ICONS name it.
+                            Nla::Peer(peer) if *peer != 0 => {
+                                socket.peer = Some(u64::from(*peer));
+                            }
                             Nla::PendingConnections(inodes) => {
                                 socket.pending = inodes.iter().map(|i| u64::from(*i)).collect();
                             }
@@ -229,8 +233,8 @@ pub(super) fn parse_proc_net_unix(text: &str) -> HashMap<u64, UnixSocket> {
 mod tests {
     use super::*;
 
-    // Captured from Linux 6.x: a listener on a path, a connected stream socket, an unbound
-    // datagram socket and an abstract listener.
+    // In the format of Linux 6.x: a listener on a path, a connected stream socket, an unbound
+    // datagram socket and an abstract seqpacket listener.
     const PROC_NET_UNIX: &str = "Num       RefCount Protocol Flags    Type St Inode Path
 0000000000000000: 00000002 00000000 00010000 0001 01 23456 /run/app/control.sock
 0000000000000000: 00000003 00000000 00000000 0001 03  1576
