@@ -10,11 +10,10 @@ use std::time::{Duration, Instant, SystemTime};
 
 use hangwatch_process::tree::ProcessTable;
 
+use crate::fds::OpenFd;
 use crate::locks;
 use crate::memory::Memory;
-use crate::model::{
-    DIAGNOSIS_VERSION, Diagnosis, FdDescription, ProcessDiagnosis, PythonThread, ThreadDiagnosis,
-};
+use crate::model::{DIAGNOSIS_VERSION, Diagnosis, ProcessDiagnosis, PythonThread, ThreadDiagnosis};
 use crate::sample::{self, ReadError, ThreadReading};
 use crate::syscall::{self, Call, SyscallLine};
 use crate::verdict;
@@ -75,10 +74,14 @@ pub fn diagnose(root: i32, options: &Options) -> Result<Diagnosis, DiagnoseError
         .map(|p| (p.pid, p.threads.into_iter().map(|t| (t.tid, t)).collect()))
         .collect();
 
-    let fds = crate::fd_targets(
-        &second.iter().map(|p| p.pid).collect::<Vec<_>>(),
-        &mut missing,
-    );
+    let fds = crate::fds::open_fds(&second.iter().map(|p| p.pid).collect::<Vec<_>>());
+    for unreadable in &fds.unreadable {
+        missing.push(format!(
+            "open files of pid {}: {} (/proc/PID/fd needs the process's user or CAP_SYS_PTRACE)",
+            unreadable.pid, unreadable.error
+        ));
+    }
+    missing.extend(fds.notes.iter().cloned());
     let mut processes = Vec::new();
     let mut denied_syscall = false;
     for process in second {
@@ -90,9 +93,14 @@ pub fn diagnose(root: i32, options: &Options) -> Result<Diagnosis, DiagnoseError
             None
         };
         let (python_version, mut python_threads) = python.unwrap_or_default();
-        let no_fds = Vec::new();
-        let own_fds = fds.get(&process.pid).unwrap_or(&no_fds);
+        let own_fds = fds.fds(process.pid).unwrap_or_default();
         let earlier = before.get(&process.pid);
+        let context = Context {
+            pid: process.pid,
+            memory: &memory,
+            tids: &tids,
+            fds: own_fds,
+        };
         let threads = process
             .threads
             .into_iter()
@@ -103,9 +111,7 @@ pub fn diagnose(root: i32, options: &Options) -> Result<Diagnosis, DiagnoseError
                     &now,
                     then,
                     window_ms,
-                    &memory,
-                    &tids,
-                    own_fds,
+                    &context,
                     python_threads.remove(&now.tid),
                 )
             })
@@ -120,7 +126,7 @@ pub fn diagnose(root: i32, options: &Options) -> Result<Diagnosis, DiagnoseError
             peak_rss_kib,
             python: (!python_version.is_empty()).then_some(python_version),
             threads,
-            fds: own_fds.clone(),
+            fds: own_fds.to_vec(),
         });
     }
     if denied_syscall {
@@ -194,15 +200,27 @@ fn read_tree(root: i32, skip_root: bool) -> std::io::Result<Vec<ProcessReading>>
         .collect())
 }
 
+/// What every thread of one process is read against.
+struct Context<'a> {
+    pid: i32,
+    memory: &'a Memory,
+    tids: &'a HashSet<i32>,
+    fds: &'a [OpenFd],
+}
+
 fn thread_diagnosis(
     now: &ThreadReading,
     then: Option<&ThreadReading>,
     window_ms: f64,
-    memory: &Memory,
-    tids: &HashSet<i32>,
-    fds: &[FdDescription],
+    context: &Context<'_>,
     python: Option<PythonThread>,
 ) -> ThreadDiagnosis {
+    let Context {
+        pid,
+        memory,
+        tids,
+        fds,
+    } = *context;
     let call = match &now.syscall {
         Ok(SyscallLine::In { nr, args }) if now.state != 'R' => {
             Some(syscall::decode(*nr, *args, memory))
@@ -222,9 +240,9 @@ fn thread_diagnosis(
     let blocked_in = call.as_ref().map(|call| {
         let mut text = call.to_string();
         if let Some(fd) = call.fd()
-            && let Some(target) = fds.iter().find(|d| d.fd == fd)
+            && let Some(open) = fds.iter().find(|d| d.fd == fd)
         {
-            text = format!("{text} = {}", target.target);
+            text = format!("{text} = {}", open.describe_target(pid));
         }
         text
     });

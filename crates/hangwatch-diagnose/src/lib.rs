@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 pub mod diagnose;
+pub mod fds;
 pub mod incident;
 pub mod locks;
 pub mod memory;
@@ -24,47 +25,13 @@ pub mod verdict;
 use std::collections::HashMap;
 
 pub use diagnose::{DiagnoseError, Options, diagnose};
+pub use fds::{FdReport, FdTarget, OpenFd, open_fds};
 pub use incident::{IncidentFiles, write_incident};
 pub use model::{Diagnosis, Finding, FindingKind};
 pub use render::render;
 pub use threads::snapshot_tree;
 
-use model::{FdDescription, PythonThread};
-
-/// Open descriptors of each process, resolved to what they point at.
-fn fd_targets(pids: &[i32], missing: &mut Vec<String>) -> HashMap<i32, Vec<FdDescription>> {
-    let mut denied = false;
-    let out = pids
-        .iter()
-        .map(|&pid| {
-            let mut fds = Vec::new();
-            match std::fs::read_dir(format!("/proc/{pid}/fd")) {
-                Ok(entries) => {
-                    for entry in entries.filter_map(Result::ok) {
-                        let Some(fd) = entry.file_name().to_str().and_then(|s| s.parse().ok())
-                        else {
-                            continue;
-                        };
-                        if let Ok(target) = std::fs::read_link(entry.path()) {
-                            fds.push(FdDescription {
-                                fd,
-                                target: target.to_string_lossy().into_owned(),
-                            });
-                        }
-                    }
-                }
-                Err(err) if err.kind() == std::io::ErrorKind::PermissionDenied => denied = true,
-                Err(_) => {}
-            }
-            fds.sort_by_key(|d| d.fd);
-            (pid, fds)
-        })
-        .collect();
-    if denied {
-        missing.push("open files: /proc/PID/fd is readable only by the process's user".into());
-    }
-    out
-}
+use model::PythonThread;
 
 /// Python stacks of `pid` keyed by OS thread ID, with the interpreter version; `None` for a
 /// process that is not CPython.

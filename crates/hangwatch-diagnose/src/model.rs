@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::fds::OpenFd;
 use crate::syscall::Call;
 
 /// Version of the diagnosis JSON; bumped on incompatible changes.
@@ -87,18 +88,8 @@ pub struct ProcessDiagnosis {
     pub python: Option<String>,
     /// Its threads.
     pub threads: Vec<ThreadDiagnosis>,
-    /// Its open file descriptors, resolved.
-    pub fds: Vec<FdDescription>,
-}
-
-/// One open file descriptor and what is at its other end.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct FdDescription {
-    /// The descriptor.
-    pub fd: i32,
-    /// What it is: a path, `pipe:[1234] whose write end is held by pid 812 (…)`, a socket's
-    /// endpoints.
-    pub target: String,
+    /// Its open file descriptors, resolved to what is at their other end.
+    pub fds: Vec<OpenFd>,
 }
 
 /// One thread, with what it waits on.

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::fds::FdTarget;
 use crate::model::{Finding, FindingKind, ProcessDiagnosis, ThreadDiagnosis};
 use crate::syscall::{Call, Timeout, human_ms};
 
@@ -206,7 +207,7 @@ fn process_findings(
                 vec![thread.tid],
             )),
             Call::Read { .. } | Call::Write { .. } | Call::Accept { .. } | Call::Connect { .. }
-                if blocked(thread).contains(" = ") =>
+                if talks_to_another_process(process, call) =>
             {
                 out.push(finding(
                     FindingKind::WaitingOnPeer,
@@ -283,6 +284,21 @@ fn process_findings(
         }
     }
     out
+}
+
+/// Whether the call's descriptor is a pipe or socket: something another process answers.
+fn talks_to_another_process(process: &ProcessDiagnosis, call: &Call) -> bool {
+    let Some(fd) = call.fd() else { return false };
+    process.fds.iter().any(|open| {
+        open.fd == fd
+            && matches!(
+                open.target,
+                FdTarget::Pipe { .. }
+                    | FdTarget::Unix { .. }
+                    | FdTarget::Tcp { .. }
+                    | FdTarget::Udp { .. }
+            )
+    })
 }
 
 fn long(timeout: Timeout) -> bool {

@@ -122,8 +122,9 @@ pub struct Hangwatch {
     stdout_done: mpsc::Receiver<String>,
     stderr_done: mpsc::Receiver<String>,
     stdout_seen: String,
-    /// hangwatch's `XDG_STATE_HOME`: incident files land here, never in the user's home.
-    state: Scratch,
+    /// hangwatch's `XDG_STATE_HOME`, removed with the run: default incident files land here,
+    /// never in the user's home.
+    _state: Scratch,
 }
 
 /// The end of a hangwatch run.
@@ -195,13 +196,8 @@ impl Hangwatch {
             stdout_done,
             stderr_done,
             stdout_seen: String::new(),
-            state,
+            _state: state,
         }
-    }
-
-    /// Where this hangwatch writes incident files by default.
-    pub fn incident_dir(&self) -> PathBuf {
-        self.state.path.join("hangwatch/incidents")
     }
 
     /// Waits (bounded) for a stdout line starting with `prefix` and returns it.
