@@ -189,7 +189,14 @@ fn pipe_reader_is_waiting_on_its_sibling_writer() {
         .find(|t| matches!(t.call, Some(Call::Read { fd: 0, .. })))
         .expect("reader thread");
     let blocked = reading.blocked_in.as_deref().unwrap_or_default();
-    assert!(blocked.contains("pipe"), "{blocked}");
+    // Named: the other end, its holder's PID and command line.
+    assert!(blocked.contains("pipe:["), "{blocked}");
+    assert!(
+        blocked.contains(&format!("write end is held by pid {writer}")),
+        "{blocked}"
+    );
+    assert!(blocked.contains("pipe-writer"), "{blocked}");
+    assert!(has(&diagnosis, FindingKind::WaitingOnPeer));
     // The parent waits for its children.
     assert!(
         has(&diagnosis, FindingKind::WaitingOnChild),
