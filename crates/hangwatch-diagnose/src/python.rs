@@ -88,7 +88,7 @@ pub struct PythonFrame {
 pub enum PythonError {
     /// Not a CPython process, or a version py-spy cannot read. Not a failure: there are just no
     /// Python stacks to show.
-    #[error("not a CPython process (or a version that cannot be read)")]
+    #[error("read Python stacks: not a CPython process (or a version that cannot be read)")]
     NotPython,
     /// The kernel refused access to the process's memory; the text says what is missing.
     #[error("read Python stacks: not permitted: {0}")]
@@ -130,14 +130,14 @@ pub fn dump(pid: i32) -> Result<PythonDump, PythonError> {
         Ok(None) => return Err(PythonError::Gone),
         Err(err) => return Err(PythonError::Failed(format!("read /proc/{pid}/stat: {err}"))),
     };
-    if !is_alive(id) {
+    if has_exited(id) {
         return Err(PythonError::Gone);
     }
     if !is_python(pid) {
-        return Err(if is_alive(id) {
-            PythonError::NotPython
-        } else {
+        return Err(if has_exited(id) {
             PythonError::Gone
+        } else {
+            PythonError::NotPython
         });
     }
     // The same access check as `process_vm_readv` (ptrace attach mode, Yama included), made
@@ -145,7 +145,7 @@ pub fn dump(pid: i32) -> Result<PythonDump, PythonError> {
     if let Err(err) = std::fs::File::open(format!("/proc/{pid}/mem")) {
         return Err(match err.kind() {
             io::ErrorKind::PermissionDenied => PythonError::NotPermitted(permission_reason(pid)),
-            _ if !is_alive(id) => PythonError::Gone,
+            _ if has_exited(id) => PythonError::Gone,
             _ => PythonError::Failed(format!("open /proc/{pid}/mem: {err}")),
         });
     }
@@ -154,9 +154,12 @@ pub fn dump(pid: i32) -> Result<PythonDump, PythonError> {
     let read = std::panic::catch_unwind(|| read_stacks(pid));
     match read {
         Ok(Ok(dump)) => Ok(dump),
-        Ok(Err(_)) | Err(_) if !is_alive(id) => Err(PythonError::Gone),
+        Ok(Err(_)) | Err(_) if has_exited(id) => Err(PythonError::Gone),
         Ok(Err(Problem::Unsupported)) => Err(PythonError::NotPython),
-        Ok(Err(Problem::Read(err))) => Err(classify(pid, &err)),
+        Ok(Err(Problem::Read(err))) => match classify(pid, &err) {
+            PythonError::Failed(_) if exits_soon(id) => Err(PythonError::Gone),
+            other => Err(other),
+        },
         Err(_) => Err(PythonError::Failed(
             "py-spy panicked on the process's memory".to_owned(),
         )),
@@ -381,8 +384,36 @@ fn is_python_executable(path: &str) -> bool {
     suffix.chars().all(|c| matches!(c, 'd' | 'm' | 't' | 'u'))
 }
 
-fn is_alive(id: ProcessId) -> bool {
-    id.is_alive().unwrap_or(false)
+/// Whether the process has exited (a zombie included) or is exiting.
+///
+/// An exiting process has released its memory before it becomes a zombie: its executable,
+/// command line and memory no longer read, which must not pass for "not Python" or a failure.
+fn has_exited(id: ProcessId) -> bool {
+    if !id.is_alive().unwrap_or(false) {
+        return true;
+    }
+    std::fs::read_to_string(format!("/proc/{}/stat", id.pid)).map_or(true, |text| {
+        stat_flags(&text).is_some_and(|flags| flags & PF_EXITING != 0)
+    })
+}
+
+/// How long a process whose memory stopped making sense is given to exit: a Python program
+/// past its last line frees its interpreter's structures, and then exits within milliseconds.
+const EXIT_GRACE: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Whether the process exits within [`EXIT_GRACE`]. Called only on a failed read.
+fn exits_soon(id: ProcessId) -> bool {
+    std::thread::sleep(EXIT_GRACE);
+    has_exited(id)
+}
+
+/// `PF_EXITING` of `include/linux/sched.h`: set as a task begins to exit.
+const PF_EXITING: u64 = 0x4;
+
+/// The `flags` field (9) of a `/proc/PID/stat` line, counted after the command name's `)`.
+fn stat_flags(text: &str) -> Option<u64> {
+    let rest = &text[text.rfind(')')? + 1..];
+    rest.split_whitespace().nth(6)?.parse().ok()
 }
 
 /// Turns a py-spy failure on a live process into an error. Only typed errors are looked at:
@@ -653,6 +684,96 @@ mod tests {
         assert!(found.is_empty(), "{found:?}");
     }
 
+    /// A child killed (by PID, not yet reaped) on drop.
+    struct Killed(std::process::Child);
+
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    /// CPython 3.11+ records each thread's kernel ID; the recovery used before 3.11 must find
+    /// the same ones when it is made to work without them.
+    #[test]
+    fn recovered_thread_ids_match_the_ones_cpython_records() {
+        use std::io::BufRead;
+        use std::time::{Duration, Instant};
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/deadlock.py");
+        let mut child = std::process::Command::new("python3")
+            .arg(script)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn python3");
+        let stdout = child.stdout.take().expect("stdout");
+        let child = Killed(child);
+        let pid = child.0.id() as i32;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = std::io::BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("deadlock.py ready");
+        assert!(line.starts_with("ready"), "{line}");
+
+        // Every thread must be blocked (showing a stack pointer) for all to be recovered;
+        // the main thread reaches its join() a moment after printing `ready`.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let Ok(dumped) = read_stacks(pid) else {
+                panic!("read the stacks of {pid}");
+            };
+            let recorded: Vec<Option<i32>> = dumped.threads.iter().map(|t| t.os_tid).collect();
+            assert!(
+                recorded.iter().all(Option::is_some),
+                "python3 must be CPython 3.11 or later: {dumped:#?}"
+            );
+            let mut recovered = dumped.threads.clone();
+            for thread in &mut recovered {
+                thread.os_tid = None;
+            }
+            recover_os_tids(pid, &mut recovered);
+            let found: Vec<Option<i32>> = recovered.iter().map(|t| t.os_tid).collect();
+            if found == recorded {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "recovered {found:?}, CPython recorded {recorded:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    #[test]
+    fn a_dump_round_trips_through_json() {
+        let dumped = PythonDump {
+            version: "3.11.7".to_owned(),
+            threads: vec![PythonThread {
+                thread_id: 140_666_571_740_864,
+                os_tid: Some(11_173),
+                name: Some("MainThread".to_owned()),
+                holds_gil: true,
+                active: true,
+                frames: vec![PythonFrame {
+                    function: "<module>".to_owned(),
+                    file: "deadlock.py".to_owned(),
+                    line: 42,
+                }],
+            }],
+        };
+        let text = serde_json::to_string(&dumped).expect("serialise");
+        assert_eq!(
+            serde_json::from_str::<PythonDump>(&text).expect("deserialise"),
+            dumped
+        );
+    }
+
     fn facts() -> AccessFacts {
         AccessFacts {
             pid: 42,
@@ -712,6 +833,16 @@ mod tests {
             ..facts()
         };
         assert!(explain_denial(&privileged).contains("security module"));
+    }
+
+    #[test]
+    fn stat_flags_are_read_past_the_command_name() {
+        // Captured from a Python process; the name may hold `)` and spaces.
+        let line = "4242 (python3 (x)) S 1 4242 4242 0 -1 4194560 1234 0 0 0 3 1 0 0 20 0 3 0 \
+                    9000 30000000 2000 18446744073709551615";
+        assert_eq!(stat_flags(line), Some(4_194_560));
+        assert_eq!(stat_flags(line).map(|flags| flags & PF_EXITING), Some(0));
+        assert_eq!(stat_flags("4242 (python3) S 1"), None);
     }
 
     #[test]
