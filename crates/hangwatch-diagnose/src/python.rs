@@ -8,17 +8,21 @@
 //! # Theory of operation
 //!
 //! [`is_python`] looks at the executable's name and, failing that, for a mapped `libpython`.
-//! [`dump`] then opens `/proc/PID/mem` (the kernel's ptrace access check, Yama included), lets
+//! [`dump`] takes a version in either name that py-spy has no struct layouts for as not Python
+//! either, then opens `/proc/PID/mem` (the kernel's ptrace access check, Yama included), lets
 //! py-spy locate the interpreter from the binary's symbols and walk its thread list with
 //! `process_vm_readv`, and turns what it found into plain records. The process is never stopped
-//! (`LockingStrategy::NonBlocking`): a stack may be torn if the thread runs while it is read,
-//! which is harmless for a hung thread and is retried when py-spy notices.
+//! (`LockingStrategy::NonBlocking`, no ptrace call at all): a stack may be torn if the thread
+//! runs while it is read, which is harmless for a hung thread and is retried when py-spy
+//! notices. A read that fails is checked against the process's fate: exited, exiting
+//! (`PF_EXITING`: its memory is already gone) or exiting within a few milliseconds (an
+//! interpreter tearing itself down) is [`PythonError::Gone`], never a failure or a panic.
 //!
 //! CPython before 3.11 does not record the kernel thread ID of a thread, and py-spy (built
 //! without its libunwind-based `unwind` feature) then reports none. It is recovered here
 //! without ptrace: a blocked thread's stack pointer is in `/proc/PID/task/TID/syscall`, and
-//! its Python thread ident is the address of its `pthread` control block, which glibc and
-//! musl place at the top of the thread's stack mapping. The main thread, whose control block
+//! its Python thread ident is the address of its `pthread` control block, which glibc places
+//! at the top of the thread's stack mapping. The main thread, whose control block
 //! is not on its stack, is the one `threading` names `MainThread`. A thread running on a CPU
 //! at that instant has no stack pointer to show and keeps `os_tid: None`.
 //!
@@ -31,7 +35,12 @@
 //!   of its own and stop waiting for it.
 //! - `active` is py-spy's view: the thread's kernel state is `R`, and its innermost frame is not
 //!   a known idle wait (`threading.Condition.wait`, `selectors.select`, …). A thread spinning
-//!   in C code without Python frames counts as active.
+//!   in C code without Python frames counts as active; so does, before 3.11, a thread whose
+//!   kernel ID stayed unknown (only the frame test applies).
+//! - py-spy may panic on memory that changed under it; the panic is caught and reported as an
+//!   error, but the process's panic hook still prints it.
+//! - The process is read through its thread-group leader: a program whose main thread called
+//!   `pthread_exit` while others run reads as [`PythonError::Gone`].
 
 use std::collections::HashMap;
 use std::io;
@@ -108,17 +117,51 @@ pub enum PythonError {
 /// so that [`dump`] can then say what permission is missing. `false` for a process that is gone.
 #[must_use]
 pub fn is_python(pid: i32) -> bool {
+    look(pid).is_python
+}
+
+/// What the names of a process's files say about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Looks {
+    is_python: bool,
+    /// `(major, minor)` when the executable's or `libpython`'s name carries it.
+    version: Option<(u32, u32)>,
+}
+
+fn look(pid: i32) -> Looks {
     match std::fs::read_link(format!("/proc/{pid}/exe")) {
         Ok(exe) => {
-            is_python_executable(&exe.to_string_lossy())
-                || std::fs::read_to_string(format!("/proc/{pid}/maps"))
-                    .is_ok_and(|maps| maps_have_libpython(&maps))
+            let exe = exe.to_string_lossy();
+            if is_python_executable(&exe) {
+                return Looks {
+                    is_python: true,
+                    version: version_in_name(&exe, "python"),
+                };
+            }
+            let libpython = std::fs::read_to_string(format!("/proc/{pid}/maps"))
+                .ok()
+                .and_then(|maps| libpython_in_maps(&maps).map(str::to_owned));
+            Looks {
+                is_python: libpython.is_some(),
+                version: libpython.and_then(|path| version_in_name(&path, "libpython")),
+            }
         }
-        Err(_) => std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+        Err(_) => {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let argv0 = cmdline.split(|&b| b == 0).next().unwrap_or_default();
-            is_python_executable(&String::from_utf8_lossy(argv0))
-        }),
+            let argv0 = String::from_utf8_lossy(argv0);
+            Looks {
+                is_python: is_python_executable(&argv0),
+                version: None,
+            }
+        }
     }
+}
+
+/// Whether py-spy has the struct layouts of this CPython version; any other would be read as
+/// garbage (or refused with an error that only says so in text).
+fn is_supported((major, minor): (u32, u32)) -> bool {
+    matches!((major, minor), (2, 3..=7) | (3, 3..=15))
 }
 
 /// Stacks of every thread of `pid`, read without pausing the process.
@@ -133,7 +176,8 @@ pub fn dump(pid: i32) -> Result<PythonDump, PythonError> {
     if has_exited(id) {
         return Err(PythonError::Gone);
     }
-    if !is_python(pid) {
+    let looks = look(pid);
+    if !looks.is_python || looks.version.is_some_and(|version| !is_supported(version)) {
         return Err(if has_exited(id) {
             PythonError::Gone
         } else {
@@ -186,9 +230,11 @@ fn read_stacks(pid: i32) -> Result<PythonDump, Problem> {
     };
     let mut spy = py_spy::PythonSpy::new(pid, &config).map_err(Problem::Read)?;
     let version = &spy.version;
-    // The versions py-spy has struct layouts for; anything else would be read as garbage.
-    let supported = matches!((version.major, version.minor), (2, 3..=7) | (3, 3..=15));
-    if !supported {
+    let known = u32::try_from(version.major)
+        .ok()
+        .zip(u32::try_from(version.minor).ok())
+        .is_some_and(is_supported);
+    if !known {
         return Err(Problem::Unsupported);
     }
     let version = version.to_string();
@@ -362,13 +408,24 @@ fn parse_maps(text: &str) -> Vec<Region> {
         .collect()
 }
 
-/// Whether `/proc/PID/maps` shows a `libpython` (`libpython3.11.so.1.0`, `libpython3.6m.so`).
-fn maps_have_libpython(text: &str) -> bool {
-    text.lines().any(|line| {
-        line.rsplit('/')
-            .next()
-            .is_some_and(|file| file.starts_with("libpython") && file.contains(".so"))
+/// The path of the `libpython` that `/proc/PID/maps` shows (`libpython3.11.so.1.0`,
+/// `libpython3.6m.so`), if any.
+fn libpython_in_maps(text: &str) -> Option<&str> {
+    text.lines().find_map(|line| {
+        let path = line.split_whitespace().nth(5)?;
+        let file = path.rsplit('/').next()?;
+        (file.starts_with("libpython") && file.contains(".so")).then_some(path)
     })
+}
+
+/// `(major, minor)` from a file name such as `python3.11`, `python3.13t` or
+/// `libpython3.11.so.1.0` (`prefix` being `python` or `libpython`).
+fn version_in_name(path: &str, prefix: &str) -> Option<(u32, u32)> {
+    let name = path.rsplit('/').next()?.strip_prefix(prefix)?;
+    let mut numbers = name.split(|c: char| !c.is_ascii_digit());
+    let major = numbers.next()?.parse().ok()?;
+    let minor = numbers.next()?.parse().ok()?;
+    Some((major, minor))
 }
 
 /// Whether an executable path names a CPython interpreter: `python`, `python3`, `python3.11`,
@@ -569,16 +626,39 @@ mod tests {
     }
 
     #[test]
+    fn versions_are_read_from_names_and_checked() {
+        assert_eq!(
+            version_in_name("/usr/bin/python3.11", "python"),
+            Some((3, 11))
+        );
+        assert_eq!(version_in_name("python3.13t", "python"), Some((3, 13)));
+        assert_eq!(
+            version_in_name("/x/libpython3.6m.so.1.0", "libpython"),
+            Some((3, 6))
+        );
+        assert_eq!(version_in_name("/usr/bin/python3", "python"), None);
+        assert_eq!(version_in_name("/usr/bin/python", "python"), None);
+        assert!(is_supported((3, 8)) && is_supported((3, 13)) && is_supported((2, 7)));
+        assert!(!is_supported((3, 16)) && !is_supported((4, 0)) && !is_supported((2, 2)));
+    }
+
+    #[test]
     fn libpython_mappings_are_found() {
         let maps = "\
 55d0c0a00000-55d0c0a01000 r--p 00000000 08:01 1234  /usr/bin/uwsgi
 7f1e2a000000-7f1e2a100000 r-xp 00000000 08:01 5678  /opt/py/lib/libpython3.11.so.1.0
 7ffc1a000000-7ffc1a021000 rw-p 00000000 00:00 0     [stack]
 ";
-        assert!(maps_have_libpython(maps));
-        assert!(!maps_have_libpython(
-            "7f1e2a000000-7f1e2a100000 r-xp 00000000 08:01 5678  /usr/lib/libc.so.6\n"
-        ));
+        assert_eq!(
+            libpython_in_maps(maps),
+            Some("/opt/py/lib/libpython3.11.so.1.0")
+        );
+        assert_eq!(
+            libpython_in_maps(
+                "7f1e2a000000-7f1e2a100000 r-xp 00000000 08:01 5678  /usr/lib/libc.so.6\n"
+            ),
+            None
+        );
         assert_eq!(
             parse_maps(maps)[1],
             Region {
