@@ -248,6 +248,41 @@ fn read_as_an_unprivileged_user() {
     }
 }
 
+/// A copy of this test binary in a fresh directory of the temporary directory, readable and
+/// executable by everyone, removed on drop.
+struct ReaderCopy {
+    dir: std::path::PathBuf,
+    executable: std::path::PathBuf,
+}
+
+impl ReaderCopy {
+    fn new() -> ReaderCopy {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!(
+            "hangwatch-test-unprivileged-reader-{}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).expect("create the reader's directory");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+            .expect("open the reader's directory to all");
+        let executable = dir.join("reader");
+        std::fs::copy(
+            std::env::current_exe().expect("own executable"),
+            &executable,
+        )
+        .expect("copy this test binary");
+        std::fs::set_permissions(&executable, std::fs::Permissions::from_mode(0o755))
+            .expect("make the copy executable by all");
+        ReaderCopy { dir, executable }
+    }
+}
+
+impl Drop for ReaderCopy {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// A reader without the right to read another user's process gets `NotPermitted` saying why.
 /// Needs root, to run the reader as `nobody` against a process of root's.
 #[test]
@@ -264,7 +299,10 @@ fn not_permitted_names_what_is_missing() {
         return;
     }
     let program = Running::python(&default_python(), "deadlock.py", &[]);
-    let mut command = Command::new(std::env::current_exe().expect("own executable"));
+    // `nobody` may not be able to reach this binary where it was built (a checkout under a
+    // home directory of mode 0700): run a copy from a directory anyone can enter.
+    let copy = ReaderCopy::new();
+    let mut command = Command::new(&copy.executable);
     command
         .args([
             "--exact",
