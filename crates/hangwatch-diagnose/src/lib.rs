@@ -16,6 +16,7 @@ pub mod incident;
 pub mod locks;
 pub mod memory;
 pub mod model;
+pub mod python;
 pub mod render;
 pub mod sample;
 pub mod syscall;
@@ -34,10 +35,96 @@ pub use threads::snapshot_tree;
 use model::PythonThread;
 
 /// Python stacks of `pid` keyed by OS thread ID, with the interpreter version; `None` for a
-/// process that is not CPython.
+/// process that is not CPython (or whose stacks could not be read: then `missing` says why).
 fn python_threads(
-    _pid: i32,
-    _missing: &mut Vec<String>,
+    pid: i32,
+    missing: &mut Vec<String>,
 ) -> Option<(String, HashMap<i32, PythonThread>)> {
-    None
+    use python::PythonError;
+    if !python::is_python(pid) {
+        return None;
+    }
+    let dump = match python::dump(pid) {
+        Ok(dump) => dump,
+        Err(PythonError::NotPython | PythonError::Gone) => return None,
+        Err(err) => {
+            missing.push(format!("Python stacks of pid {pid}: {err}"));
+            return None;
+        }
+    };
+    let mut sources = SourceLines::new(pid);
+    let mut threads = HashMap::new();
+    for thread in dump.threads {
+        let Some(tid) = thread.os_tid else {
+            missing.push(format!(
+                "Python thread {:#x} ({}) of pid {pid} could not be matched to a kernel thread \
+                 (it was running); its stack: {}",
+                thread.thread_id,
+                thread.name.as_deref().unwrap_or("unnamed"),
+                thread
+                    .frames
+                    .iter()
+                    .map(|f| format!("{} {}:{}", f.function, f.file, f.line))
+                    .collect::<Vec<_>>()
+                    .join(" <- ")
+            ));
+            continue;
+        };
+        let frames = thread
+            .frames
+            .into_iter()
+            .map(|frame| model::PythonFrame {
+                code: sources.line(&frame.file, frame.line),
+                function: frame.function,
+                file: frame.file,
+                line: frame.line,
+            })
+            .collect();
+        threads.insert(
+            tid,
+            PythonThread {
+                name: thread.name,
+                holds_gil: thread.holds_gil,
+                active: thread.active,
+                frames,
+            },
+        );
+    }
+    Some((dump.version, threads))
+}
+
+/// Source lines of a process's Python files, each file read once, relative paths resolved
+/// against the process's working directory.
+struct SourceLines {
+    cwd: std::path::PathBuf,
+    files: HashMap<String, Option<Vec<String>>>,
+}
+
+impl SourceLines {
+    /// Files larger than this are not read for one line.
+    const MAX_BYTES: u64 = 4 << 20;
+
+    fn new(pid: i32) -> SourceLines {
+        SourceLines {
+            cwd: std::path::PathBuf::from(format!("/proc/{pid}/cwd")),
+            files: HashMap::new(),
+        }
+    }
+
+    fn line(&mut self, file: &str, line: i32) -> Option<String> {
+        let cwd = &self.cwd;
+        let lines = self.files.entry(file.to_owned()).or_insert_with(|| {
+            let path = cwd.join(file);
+            let size = std::fs::metadata(&path).ok()?.len();
+            if size > Self::MAX_BYTES {
+                return None;
+            }
+            let text = std::fs::read_to_string(&path).ok()?;
+            Some(text.lines().map(|l| l.trim().to_owned()).collect())
+        });
+        let text = lines
+            .as_ref()?
+            .get(usize::try_from(line).ok()?.checked_sub(1)?)?;
+        (!text.is_empty()).then(|| text.clone())
+    }
 }

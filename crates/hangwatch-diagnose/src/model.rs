@@ -51,6 +51,8 @@ pub struct Finding {
 pub enum FindingKind {
     /// Threads wait for locks in a cycle (owners known).
     Deadlock,
+    /// An asyncio event loop's thread is blocked on a lock inside a callback.
+    BlockedEventLoop,
     /// Every thread waits on a lock or condition with no timeout; owners unknown.
     LockWait,
     /// A thread uses a CPU without pause.

@@ -126,6 +126,39 @@ fn process_findings(
         ));
     }
 
+    // An asyncio event loop whose thread is blocked on a lock inside a callback: nothing on
+    // that loop can run, including what other threads hand it with run_coroutine_threadsafe.
+    let blocked_loops: Vec<&ThreadDiagnosis> = threads
+        .iter()
+        .copied()
+        .filter(|t| runs_event_loop(t) && t.call.as_ref().is_some_and(Call::is_futex))
+        .collect();
+    for looper in &blocked_loops {
+        let mut text = format!(
+            "the asyncio event loop of {} is blocked on a lock or condition inside a callback{}: \
+             no coroutine or callback on it can run",
+            thread_label(looper),
+            at(looper)
+        );
+        let waiting_on_results: Vec<String> = threads
+            .iter()
+            .filter(|t| t.tid != looper.tid && in_function(t, "result"))
+            .map(|t| format!("{}{}", thread_label(t), at(t)))
+            .collect();
+        if !waiting_on_results.is_empty() {
+            text.push_str(&format!(
+                ". Meanwhile {} waits for a Future's result: if that result is to come from this \
+                 loop (run_coroutine_threadsafe), neither can go on, a deadlock",
+                waiting_on_results.join(" and ")
+            ));
+        }
+        out.push(finding(
+            FindingKind::BlockedEventLoop,
+            text,
+            vec![looper.tid],
+        ));
+    }
+
     // Every thread waiting with no timeout, none able to run, no known cycle: a deadlock whose
     // locks record no owner, or a wait for something outside.
     let forever: Vec<&ThreadDiagnosis> = threads
@@ -137,6 +170,12 @@ fn process_findings(
         .iter()
         .copied()
         .filter(|t| t.call.as_ref().is_some_and(Call::is_futex) && !in_cycle(t.tid))
+        .collect();
+    // Idle workers waiting for work are normal; they are left out of a partial list.
+    let busy_waits: Vec<&ThreadDiagnosis> = futex_forever
+        .iter()
+        .copied()
+        .filter(|t| !awaits_work(t))
         .collect();
     if cycles.is_empty() && !threads.is_empty() && forever.len() == threads.len() {
         if futex_forever.len() == threads.len() {
@@ -162,23 +201,31 @@ fn process_findings(
                 ),
                 futex_forever.iter().map(|t| t.tid).collect(),
             ));
-        } else if futex_forever.len() > 1 {
-            let waits: Vec<String> = futex_forever
+        } else if busy_waits.len() > 1 {
+            let waits: Vec<String> = busy_waits
                 .iter()
                 .map(|t| format!("{}{}", thread_label(t), at(t)))
                 .collect();
             out.push(finding(
                 FindingKind::LockWait,
                 format!(
-                    "{} threads of process {pid} wait on locks or conditions with no timeout: {}",
-                    futex_forever.len(),
+                    "{} threads of process {pid} wait on locks or conditions with no timeout, and \
+                     every other thread waits too: {}",
+                    busy_waits.len(),
                     waits.join("; ")
                 ),
-                futex_forever.iter().map(|t| t.tid).collect(),
+                busy_waits.iter().map(|t| t.tid).collect(),
             ));
         }
     }
 
+    // Stronger findings explain an idle poller; it is only named when nothing else is.
+    let explained = out.iter().any(|f| {
+        matches!(
+            f.kind,
+            FindingKind::Deadlock | FindingKind::BlockedEventLoop | FindingKind::LockWait
+        )
+    });
     for thread in &threads {
         let Some(call) = &thread.call else { continue };
         if thread.state == "uninterruptible" {
@@ -237,7 +284,9 @@ fn process_findings(
                 ));
             }
             Call::EpollWait { timeout, .. } | Call::Poll { timeout, .. }
-                if (*timeout == Timeout::Never || long(*timeout)) && spinning.is_empty() =>
+                if (*timeout == Timeout::Never || long(*timeout))
+                    && spinning.is_empty()
+                    && !explained =>
             {
                 let others_idle = threads.iter().all(|t| {
                     t.tid == thread.tid
@@ -298,6 +347,37 @@ fn talks_to_another_process(process: &ProcessDiagnosis, call: &Call) -> bool {
                     | FdTarget::Tcp { .. }
                     | FdTarget::Udp { .. }
             )
+    })
+}
+
+/// Whether the thread runs an asyncio event loop (its stack passes through `run_forever`).
+fn runs_event_loop(thread: &ThreadDiagnosis) -> bool {
+    thread.python.as_ref().is_some_and(|p| {
+        p.frames
+            .iter()
+            .any(|f| f.function.ends_with("run_forever") && f.file.contains("asyncio"))
+    })
+}
+
+/// Whether the thread's stack has a call of `name` (`Future.result`, `Thread.join`) in the
+/// Python standard library.
+fn in_function(thread: &ThreadDiagnosis, name: &str) -> bool {
+    thread.python.as_ref().is_some_and(|p| {
+        p.frames.iter().any(|f| {
+            crate::model::is_stdlib(&f.file)
+                && f.function.rsplit('.').next().is_some_and(|n| n == name)
+        })
+    })
+}
+
+/// Whether the thread is a worker waiting for its next job: in a queue's `get` or an
+/// executor's `_worker`.
+fn awaits_work(thread: &ThreadDiagnosis) -> bool {
+    thread.python.as_ref().is_some_and(|p| {
+        p.frames.iter().any(|f| {
+            let function = f.function.rsplit('.').next().unwrap_or(&f.function);
+            (function == "get" && f.file.contains("queue")) || function == "_worker"
+        })
     })
 }
 

@@ -153,6 +153,34 @@ fn python_lock_order_deadlock_is_every_thread_waiting_on_a_lock() {
         .expect("lock wait");
     // The main thread (in join) and both workers.
     assert_eq!(finding.tids.len(), 3, "{finding:?}");
+    assert!(
+        diagnosis.processes[0].python.is_some(),
+        "CPython recognised"
+    );
+    // Python stacks, joined to the kernel threads: each worker at its `with` line.
+    for (name, function, code) in [
+        ("forward", "forward", "with second:"),
+        ("backward", "backward", "with first:"),
+    ] {
+        let thread = threads(&diagnosis)
+            .find(|t| t.display_name() == name)
+            .unwrap_or_else(|| panic!("no thread named {name}"));
+        let frame = thread.user_frame().expect("a Python frame");
+        assert_eq!(frame.function, function);
+        assert!(
+            frame.location().starts_with("lock_deadlock.py:"),
+            "{frame:?}"
+        );
+        assert!(
+            frame.code.as_deref().is_some_and(|c| c.starts_with(code)),
+            "{frame:?}"
+        );
+    }
+    let main = threads(&diagnosis)
+        .find(|t| t.tid == target.pid())
+        .expect("main thread");
+    assert_eq!(main.display_name(), "MainThread");
+    assert!(finding.text.contains("record no owner"), "{}", finding.text);
     for thread in threads(&diagnosis) {
         assert!(
             matches!(
@@ -218,6 +246,7 @@ fn busy_loop_is_spinning_and_the_sleeper_is_not() {
         .find(|f| f.kind == FindingKind::Spinning)
         .expect("spinning finding");
     assert_eq!(spinning.tids, vec![target.pid()], "the main thread spins");
+    assert!(spinning.text.contains("count += 1"), "{}", spinning.text);
     let sleeper = threads(&diagnosis)
         .find(|t| t.tid != target.pid())
         .expect("sleeper thread");
@@ -247,6 +276,11 @@ fn idle_asyncio_loop_waits_in_epoll_with_no_timeout() {
         ),
         "{main:?}"
     );
+    let frames = &main.python.as_ref().expect("Python stack").frames;
+    assert!(
+        frames.iter().any(|f| f.function.ends_with("run_forever")),
+        "{frames:?}"
+    );
 }
 
 #[test]
@@ -261,6 +295,20 @@ fn long_sleep_in_a_non_daemon_thread_is_named_with_its_length() {
     let Some(Call::Sleep { timeout, .. }) = sleeper.call else {
         unreachable!()
     };
+    assert_eq!(sleeper.display_name(), "poller");
+    assert_eq!(
+        sleeper.user_frame().map(|f| f.function.as_str()),
+        Some("poll_later")
+    );
+    // The main thread has finished and waits for the non-daemon thread at exit.
+    assert!(
+        diagnosis
+            .verdict
+            .iter()
+            .any(|f| f.tids == [target.pid()] && f.text.contains("_shutdown")),
+        "{}",
+        hangwatch_diagnose::render(&diagnosis)
+    );
     // time.sleep(900) sleeps until an absolute deadline: about 900 s are left.
     assert!(
         matches!(timeout, Timeout::Left(ms) | Timeout::Requested(ms) if (800_000..=900_000).contains(&ms)),
@@ -269,17 +317,24 @@ fn long_sleep_in_a_non_daemon_thread_is_named_with_its_length() {
 }
 
 #[test]
-fn observer_and_event_loop_deadlock_of_incident_001_is_a_lock_wait() {
+fn observer_and_event_loop_deadlock_of_incident_001_is_a_blocked_loop() {
     let watched = Scratch::new("watched");
     let target = Target::python(
         "observer_loop_deadlock.py",
         &[watched.path.to_str().expect("utf-8 path")],
     );
-    let diagnosis = diagnose_until(
-        target.pid(),
-        "the loop and the observer in lock waits",
-        |d| has(d, FindingKind::LockWait),
-    );
+    // The loop blocks first; the observer reaches result() after its 0.3 s in the callback.
+    let diagnosis = diagnose_until(target.pid(), "a blocked loop and a result() wait", |d| {
+        d.verdict
+            .iter()
+            .any(|f| f.kind == FindingKind::BlockedEventLoop && f.text.contains("Future's result"))
+    });
+    let finding = &diagnosis.verdict[0];
+    assert_eq!(finding.kind, FindingKind::BlockedEventLoop);
+    assert_eq!(finding.tids, vec![target.pid()]);
+    // Both sides of the cycle are named: the loop's callback and the observer's result() wait.
+    assert!(finding.text.contains("write_status"), "{}", finding.text);
+    assert!(finding.text.contains("future.result()"), "{}", finding.text);
     // The loop's own thread (the main thread) is blocked on a lock, not idle in epoll.
     let main = threads(&diagnosis)
         .find(|t| t.tid == target.pid())

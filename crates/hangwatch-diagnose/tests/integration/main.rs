@@ -1,0 +1,4 @@
+//! Integration tests of `hangwatch-diagnose` against real processes.
+
+mod harness;
+mod python;
