@@ -516,6 +516,10 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
     }
     report.notify = notify_summary.filter(|n| n.datagrams > 0 || n.rejected > 0);
 
+    // A leftovers stop that signalled nothing only waited for cleanup helpers to finish: the
+    // program left nothing behind.
+    let stopping =
+        stopping.filter(|stop| stop.cause != StopCause::Leftovers || stop.tree.signalled_any());
     if let Some(stop) = stopping {
         let took_ms = stop.tree.began().elapsed().as_secs_f64() * 1000.0;
         let began_at_ms = (stop.tree.began() - started).as_secs_f64() * 1000.0;
