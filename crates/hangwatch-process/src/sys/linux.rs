@@ -1,8 +1,8 @@
 //! The raw Linux calls of this crate: every `unsafe` block lives here, each with its reason.
 #![allow(
     unsafe_code,
-    reason = "raw syscalls without a safe wrapper in nix (pidfd) and the pre-exec hook of a \
-              forked child; each block states why it is sound"
+    reason = "raw syscalls without a safe wrapper in nix (pidfd, shmctl) and the pre-exec hook \
+              of a forked child; each block states why it is sound"
 )]
 
 use std::io;
@@ -270,4 +270,17 @@ pub(crate) fn async_owned_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd
     // SAFETY: `OwnedFd` owns the fd and returns that same fd from `as_raw_fd` until it is
     // dropped, which happens only when the AsyncFd is.
     unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(|err| err.into_parts().1)
+}
+
+/// `shmctl(IPC_RMID)`: marks SysV shared memory segment `id` for removal. The kernel destroys
+/// it once the last process detaches; a segment nobody has attached goes at once.
+pub(crate) fn remove_sysv_shm(id: i32) -> io::Result<()> {
+    // SAFETY: IPC_RMID reads no buffer, so a null `shmid_ds` pointer is allowed (shmctl(2));
+    // an unknown or stale id makes the call fail with EINVAL or EIDRM, reported below.
+    let rc = unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
 }

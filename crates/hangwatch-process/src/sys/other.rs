@@ -65,3 +65,7 @@ pub(crate) fn async_epoll() -> io::Result<tokio::io::unix::AsyncFd<EpollFd>> {
 pub(crate) fn async_owned_fd(_fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
     Err(unsupported())
 }
+
+pub(crate) fn remove_sysv_shm(_id: i32) -> io::Result<()> {
+    Err(unsupported())
+}
