@@ -21,8 +21,9 @@
 //!    spaced so that they take at most a tenth of the time; no step polls.
 //! 3. **At a stop**: the owner calls [`LeakWatch::observe`] before the first signal (and before
 //!    stopping leftovers): the last look at the tree alive. It also records SysV segments
-//!    attached, sockets served and files locked. Every PID seen, and every PID the owner reaps
-//!    ([`LeakWatch::note_reaped`]), joins the set of PIDs the tree ever had.
+//!    attached, sockets served and files locked. Every PID seen, the program's own
+//!    ([`LeakWatch::note_started`]) and every PID the owner reaps ([`LeakWatch::note_reaped`])
+//!    join the set of PIDs the tree ever had.
 //! 4. **After** the tree is gone, [`LeakWatch::finish`] audits and, under
 //!    [`LeakPolicy::Clean`], removes what is attributable ([`audit`]).
 //!
@@ -202,6 +203,21 @@ impl LeakWatch {
             None => {}
         }
         shared.look(Moment::Stop);
+    }
+
+    /// Notes the program itself, just started: it joins the tree's PIDs with its command line,
+    /// so that what it creates can be named after it even if no look ever sees it alive.
+    pub fn note_started(&self, pid: i32) {
+        let info = hangwatch_process::stat::read_stat(pid)
+            .ok()
+            .flatten()
+            .map(|stat| stat.info());
+        lock(&self.shared)
+            .evidence
+            .tree
+            .entry(pid)
+            .or_default()
+            .info = info;
     }
 
     /// How many looks at the tree have been taken so far.

@@ -14,6 +14,10 @@
 //!   snapshot and goes on; a stall records a snapshot and begins a stop;
 //! - while a stop is under way: the pidfds of the tree (any exit) and the grace deadline.
 //!
+//! Beside the loop, a [`LeakWatch`] follows the tree for system objects it may leave: it takes
+//! its snapshot before the program starts, looks at the tree when a stop begins, and audits
+//! once the tree is gone (`--leaks`).
+//!
 //! The run is over when the program has been reaped and hangwatch has no child left at all. As
 //! a subreaper, "no child" means no descendant either, so nothing is left behind: descendants
 //! still alive when the program ends are leftovers, and are stopped the same way.
@@ -23,6 +27,7 @@
 use std::ffi::OsString;
 use std::time::{Duration, SystemTime};
 
+use hangwatch_leaks::{LeakPolicy, LeakWatch};
 use hangwatch_process::reap::{become_subreaper, has_children, reap_exited};
 use hangwatch_process::timer::DeadlineTimer;
 use hangwatch_process::{
@@ -57,6 +62,8 @@ pub struct RunSpec {
     pub notify: NotifyMode,
     /// How the program's stdout and stderr are connected.
     pub output: OutputMode,
+    /// What to do about objects the program leaves behind.
+    pub leaks: LeakPolicy,
 }
 
 /// Where the notify socket lives.
@@ -87,7 +94,8 @@ impl RunOutcome {
     }
 
     /// A one-line human summary when hangwatch had to intervene (stop, kill, leftovers,
-    /// failure to start); `None` when the program simply exited.
+    /// failure to start) or the program left objects behind; `None` when the program simply
+    /// exited.
     #[must_use]
     pub fn summary(&self) -> Option<String> {
         crate::summary::summarize(&self.report)
@@ -267,8 +275,10 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
         stall: None,
         warnings: Vec::new(),
         notify: None,
+        leaks: None,
     };
 
+    let leaks = LeakWatch::start(own_pid, nix::unistd::geteuid().as_raw());
     let options = SpawnOptions {
         foreground_tty: spec.foreground_tty,
         die_with_parent: true,
@@ -293,6 +303,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
     };
     pump.child_started();
     let main = spawned.id;
+    leaks.note_started(main.pid);
     report.pid = Some(main.pid);
     tracing::debug!(pid = main.pid, "program started");
 
@@ -323,6 +334,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                     }
                     stopping = Some(begin_stop(
                         &spec,
+                        &leaks,
                         own_pid,
                         spawned.pgid,
                         StopCause::Leftovers,
@@ -331,7 +343,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                     continue;
                 }
                 Some(stop) if !stop.tree.any_alive() => {
-                    reap_into(&mut main_status, main.pid)?;
+                    reap_into(&mut main_status, main.pid, &leaks)?;
                     if !has_children().map_err(io("look for children"))? {
                         break;
                     }
@@ -372,7 +384,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
 
         match wake {
             Wake::Child => {
-                reap_into(&mut main_status, main.pid)?;
+                reap_into(&mut main_status, main.pid, &leaks)?;
                 rescan = true;
             }
             Wake::TreeExit(result) => {
@@ -392,6 +404,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                 tracing::debug!(?late_ms, "timeout reached, stopping the program");
                 stopping = Some(begin_stop(
                     &spec,
+                    &leaks,
                     own_pid,
                     spawned.pgid,
                     StopCause::Timeout,
@@ -422,6 +435,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                         tracing::debug!(source = source.as_str(), "stall, stopping the program");
                         stopping = Some(begin_stop(
                             &spec,
+                            &leaks,
                             own_pid,
                             spawned.pgid,
                             StopCause::Stall,
@@ -471,6 +485,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                         tracing::debug!(%sig, "asked twice: stopping the program");
                         stopping = Some(begin_stop(
                             &spec,
+                            &leaks,
                             own_pid,
                             spawned.pgid,
                             StopCause::Request,
@@ -543,17 +558,23 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
         }
     }
     finish_times(&mut report, started, started_wall);
+    let audit = leaks.finish(spec.leaks, report.leftovers.len());
+    report.outcome.exit_code = hangwatch_leaks::exit_code(&audit, report.outcome.exit_code);
+    report.leaks = Some(audit);
     Ok(RunOutcome { report })
 }
 
-/// Begins stopping the program's whole tree (see [`TreeStop`]).
+/// Begins stopping the program's whole tree (see [`TreeStop`]), after a last look at what it
+/// holds.
 fn begin_stop(
     spec: &RunSpec,
+    leaks: &LeakWatch,
     own_pid: i32,
     pgid: i32,
     cause: StopCause,
     late_ms: Option<f64>,
 ) -> Result<Stopping, RunError> {
+    leaks.observe();
     let tree = TreeStop::begin(spec.stop, own_pid, Some(pgid)).map_err(io("stop the program"))?;
     Ok(Stopping {
         cause,
@@ -716,8 +737,13 @@ fn millis(duration: Duration) -> u64 {
 }
 
 /// Reaps every exited child; records the program's status when it is among them.
-fn reap_into(main_status: &mut Option<ExitStatus>, main_pid: i32) -> Result<(), RunError> {
+fn reap_into(
+    main_status: &mut Option<ExitStatus>,
+    main_pid: i32,
+    leaks: &LeakWatch,
+) -> Result<(), RunError> {
     for (pid, status) in reap_exited().map_err(io("reap exited children"))? {
+        leaks.note_reaped(pid);
         if pid == main_pid {
             tracing::debug!(pid, ?status, "program exited");
             *main_status = Some(status);

@@ -17,6 +17,7 @@
 //! | `spawn-and-exit PIDFILE SECS` | a leftover stays in the process group after the leader exits |
 //! | `busy SECS` | burns CPU, for CPU accounting and stall detection that must not fire |
 //! | `notify BEATS INTERVAL` | a systemd-style service (the `sd-notify` crate): heartbeats, then a silent stall |
+//! | `sysv-shm SIZE SECS [--attach]` | abandons a SysV shared memory segment (prints `ready <pid> <shmid>`) |
 //!
 //! # Conventions
 //!
@@ -70,6 +71,7 @@ subcommands:
   spawn-and-exit PIDFILE SECS
   busy SECS
   notify BEATS INTERVAL
+  sysv-shm SIZE SECS [--attach]
 SECS may be fractional; SIG is a signal number; NAME is INT, TERM, HUP, QUIT,
 USR1, USR2 or WINCH.";
 
@@ -111,6 +113,7 @@ fn run(subcommand: &OsString, args: Args) -> Result<(), Error> {
         "spawn-and-exit" => cmd::spawn_and_exit::run(args),
         "busy" => cmd::busy::run(args),
         "notify" => cmd::notify::run(args),
+        "sysv-shm" => cmd::sysv_shm::run(args),
         other => Err(Error::Usage(format!("unknown subcommand {other:?}"))),
     }
 }
