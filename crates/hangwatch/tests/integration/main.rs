@@ -6,6 +6,7 @@
 mod harness;
 
 mod exit_codes;
+mod leaks;
 mod leftovers;
 mod signals;
 mod stall;
