@@ -14,7 +14,7 @@ use hangwatch_protocol::report::{
     Attribution, LeakAction, LeakKind, LeakPolicy, LeakReport, LeakedObject, ProcessInfo,
 };
 
-use crate::evidence::{Evidence, HeldFile, Hold, Moment, ShmSeen, Sighting, read_fds};
+use crate::evidence::{Evidence, HeldFile, Hold, Moment, ShmSeen, Sighting, read_fds, read_mapped};
 use crate::procfs::{self, Device, SysvKind, SysvObject};
 use crate::shm::{ShmDir, ShmEntry};
 
@@ -316,10 +316,9 @@ fn holders_outside(shm: &ShmDir, inodes: &HashSet<u64>) -> io::Result<Outside> {
         else {
             continue;
         };
-        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else {
+        let Ok(mapped) = read_mapped(pid, shm.device) else {
             continue;
         };
-        let mapped = procfs::parse_maps(&text, shm.device);
         let mut found: Vec<(u64, Hold)> = mapped
             .inodes
             .into_iter()

@@ -203,8 +203,8 @@ impl Evidence {
         let mut infos: HashMap<i32, ProcessInfo> = HashMap::new();
         for stat in &tree {
             self.tree.entry(stat.pid).or_default();
-            let mapped = match std::fs::read_to_string(format!("/proc/{}/maps", stat.pid)) {
-                Ok(text) => procfs::parse_maps(&text, self.shm.device),
+            let mapped = match read_mapped(stat.pid, self.shm.device) {
+                Ok(mapped) => mapped,
                 Err(err) if is_unreadable(&err) => continue,
                 Err(err) => return Err(err),
             };
@@ -356,6 +356,32 @@ impl Evidence {
         }
         Ok(())
     }
+}
+
+/// The shared objects `pid` maps: asked of the kernel mapping by mapping where it can answer
+/// (Linux 6.11, shared mappings only: a semaphore or shared memory must be mapped shared to be
+/// of any use), read from the text of `/proc/PID/maps` otherwise.
+pub(crate) fn read_mapped(pid: i32, device: Option<Device>) -> io::Result<procfs::Mapped> {
+    if let Some(mappings) = hangwatch_process::mappings::shared_file_mappings(pid)? {
+        let mut mapped = procfs::Mapped::default();
+        for mapping in mappings {
+            if mapping.path.starts_with("/SYSV") {
+                if let Ok(id) = i32::try_from(mapping.inode)
+                    && !mapped.sysv_shm.contains(&id)
+                {
+                    mapped.sysv_shm.push(id);
+                }
+            } else if device.is_some_and(|d| {
+                (u64::from(mapping.device.0), u64::from(mapping.device.1)) == (d.major, d.minor)
+            }) && !mapped.inodes.contains(&mapping.inode)
+            {
+                mapped.inodes.push(mapping.inode);
+            }
+        }
+        return Ok(mapped);
+    }
+    let text = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
+    Ok(procfs::parse_maps(&text, device))
 }
 
 /// What one process holds through its file descriptors.

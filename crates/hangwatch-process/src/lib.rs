@@ -24,6 +24,7 @@ mod sys;
 pub mod async_fd;
 pub mod exit_watch;
 pub mod ipc;
+pub mod mappings;
 pub mod pid;
 pub mod pidfd;
 pub mod reap;
