@@ -60,8 +60,7 @@ pub const RUN_EXIT_CODES: &[ExitCodeDoc] = &[
     },
     ExitCodeDoc {
         code: "123",
-        meaning: "with --leaks fail: the program succeeded but the run leaked (leftover processes, \
-                  or objects the program created and did not remove)",
+        meaning: "with --leaks fail: the program succeeded but left processes or objects behind",
     },
     ExitCodeDoc {
         code: "124",
