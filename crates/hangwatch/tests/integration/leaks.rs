@@ -463,3 +463,40 @@ fn clean_program_reports_no_leak() {
     assert!(!leaks.leaked);
     assert!(leaks.objects.is_empty(), "{leaks:#?}");
 }
+
+#[test]
+fn socket_and_lock_files_of_a_stopped_server_are_reported_and_kept() {
+    let scratch = Scratch::new("server");
+    let (fields, done, report) = run_until_ready(
+        &["--timeout", "2s", "--leaks", "clean"],
+        &[
+            "python3".into(),
+            program("socket_and_lock.py"),
+            scratch.path.clone().into(),
+        ],
+    );
+    assert_eq!(done.code(), 124, "{}", done.stderr);
+    assert_tree_gone(&report, &fields[0]);
+    let socket = scratch.file("server.sock");
+    let lock = scratch.file("server.lock");
+    for (path, kind) in [(&socket, LeakKind::UnixSocket), (&lock, LeakKind::LockFile)] {
+        let found = leaks(&report)
+            .objects
+            .iter()
+            .find(|o| o.name == path.display().to_string())
+            .unwrap_or_else(|| panic!("{} not listed: {:#?}", path.display(), leaks(&report)));
+        assert_eq!(found.kind, kind);
+        assert_eq!(found.attribution, Attribution::Suspected, "{found:#?}");
+        assert_eq!(found.action, LeakAction::Reported);
+        assert_eq!(
+            found.process.as_ref().map(|p| p.pid.to_string()),
+            Some(fields[0].clone())
+        );
+        assert!(path.exists(), "{} was removed", path.display());
+    }
+    assert!(
+        done.stderr.contains("may be its leak, left in place"),
+        "{}",
+        done.stderr
+    );
+}
