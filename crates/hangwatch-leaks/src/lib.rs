@@ -25,7 +25,7 @@
 //!    ([`LeakWatch::note_started`]) and every PID the owner reaps ([`LeakWatch::note_reaped`])
 //!    join the set of PIDs the tree ever had.
 //! 4. **After** the tree is gone, [`LeakWatch::finish`] audits and, under
-//!    [`LeakPolicy::Clean`], removes what is attributable ([`audit`]).
+//!    [`LeakPolicy::Clean`], removes what is attributable ([`mod@audit`]).
 //!
 //! # Attribution: when in doubt, report, never delete
 //!
@@ -48,8 +48,9 @@
 //!   a file it held a lock on, made during the run, that nobody serves or locks now (lock files
 //!   are often meant to stay).
 //! - **Unattributed** (counted only): new objects of the user that nothing links to the
-//!   program, most likely another program's. A `/dev/shm` entry created and released between
-//!   two looks lands here too: that is the price of never deleting on a guess.
+//!   program, most likely another program's. A `/dev/shm` entry that the program created and
+//!   released before hangwatch could look (within milliseconds) lands here too: that is the
+//!   price of never deleting on a guess.
 //!
 //! Removal re-checks identity first: a `/dev/shm` name is unlinked only if it still names the
 //! same inode; a SysV segment is removed by ID with `IPC_RMID`.
@@ -63,6 +64,9 @@
 //!   them as root; as another user, its own (other users' processes cannot open a `0600`
 //!   object, which is how Python and most programs create them). A non-dumpable process, or
 //!   PID 1 of some containers, cannot be inspected even by root, and is taken to hold nothing.
+//! - On Linux 6.11 and later only shared mappings are asked for (`PROCMAP_QUERY`): a `/dev/shm`
+//!   object mapped privately (copy-on-write, of no use for sharing) counts as held only through
+//!   an open descriptor.
 //! - Objects of a process that moved into another mount namespace are seen through its view
 //!   of `/dev/shm`; socket and lock paths are as the holder named them.
 #![forbid(unsafe_code)]
