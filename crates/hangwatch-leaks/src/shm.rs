@@ -26,8 +26,6 @@ pub struct ShmEntry {
     pub uid: u32,
     /// Size in bytes.
     pub size: u64,
-    /// Permission bits.
-    pub mode: u32,
 }
 
 impl ShmEntry {
@@ -87,7 +85,6 @@ impl ShmDir {
                 inode: meta.ino(),
                 uid: meta.uid(),
                 size: meta.size(),
-                mode: meta.mode(),
             });
         }
         Ok(entries)
@@ -101,7 +98,6 @@ impl ShmDir {
                 inode: meta.ino(),
                 uid: meta.uid(),
                 size: meta.size(),
-                mode: meta.mode(),
             })),
             Ok(_) => Ok(None),
             Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -126,7 +122,6 @@ mod tests {
             inode: 1,
             uid: 0,
             size: 32,
-            mode: 0o100600,
         }
     }
 
