@@ -2,8 +2,9 @@
 //!
 //! This crate owns everything that *changes* processes: starting a program in a process group
 //! of its own ([`mod@spawn`]), becoming a subreaper and reaping ([`reap`]), naming processes in a way
-//! that a reused PID cannot fool ([`pid`], [`pidfd`]), and stopping a whole tree with an
-//! escalation ladder ([`stop`]). Read-only inspection (thread states, stacks) lives elsewhere.
+//! that a reused PID cannot fool ([`pid`], [`pidfd`]), stopping a whole tree with an escalation
+//! ladder ([`stop`]), and removing a SysV segment a program left ([`ipc`]). Read-only inspection
+//! (thread states, stacks, the leak audit) lives elsewhere.
 //!
 //! All `unsafe` code and every raw system call is in `sys/`, one file per platform exporting the
 //! same functions; the logic above it has no `cfg`. Only Linux is supported today (pidfds,
@@ -22,6 +23,8 @@ mod sys;
 
 pub mod async_fd;
 pub mod exit_watch;
+pub mod ipc;
+pub mod mappings;
 pub mod pid;
 pub mod pidfd;
 pub mod reap;

@@ -11,14 +11,37 @@
 //!    and `SIGCHLD`, and calls [`TreeStop::refresh`] after each: exits are recorded, the tree is
 //!    rescanned, and a process forked since the last look gets the same signal.
 //! 3. At [`TreeStop::grace_deadline`] the owner calls [`TreeStop::kill_now`]: every process still
-//!    alive gets `SIGKILL`. Processes forked meanwhile are found by the next refresh and killed
-//!    too; a killed process cannot fork, so the loop converges.
+//!    alive gets `SIGKILL`, cleanup helpers last (below). Processes forked meanwhile are found by
+//!    the next refresh and killed too; a killed process cannot fork, so the loop converges.
 //! 4. The stop is over when `refresh` finds no live descendant. Reaping stays with the owner
 //!    ([`crate::reap`]); with nothing alive, the remaining children are zombies to reap.
 //!
 //! Every signal to an individual process goes through a start-time-verified pidfd, so a reused
 //! PID is never hit. The group signal (`kill(-pgid)`) is sent only while the scan shows a live
 //! member of the group, and a non-empty group's ID cannot be reused.
+//!
+//! # Cleanup helpers go last
+//!
+//! Some programs start a helper whose whole job is to clean up after them when they die:
+//! Python's `multiprocessing` resource tracker (and loky's, and joblib's copy of loky's) ignores
+//! `SIGINT` and `SIGTERM`, waits for end-of-file on a pipe that every process of the program
+//! holds, and then unlinks the POSIX semaphores and shared memory the program left. Killing it
+//! together with the program is what turns its harmless warning into a real leak
+//! ([loky#369](https://github.com/joblib/loky/issues/369)). So a process is *spared* when its
+//! command line is such a helper's ([`is_cleanup_helper`]), or when it is already exiting (its
+//! command line reads empty: its memory is gone, only its exit remains):
+//!
+//! - it gets no stop signal: while it lives in the program's process group, every other
+//!   process of the group is signalled through its own pidfd instead of `kill(-pgid)`;
+//! - at the `KILL` step, the other processes are killed first, and the spared ones get a settle
+//!   of [`StopPlan::helper_settle`] (`min(grace, 1 s)`) to finish their cleanup and exit;
+//! - when every other process of the tree is gone (exited during the grace, or the program
+//!   exited by itself), the spared ones get the same settle from that moment;
+//! - a spared process still alive after its settle gets `KILL`, and so does every process when
+//!   the owner calls [`TreeStop::kill_now`] once more (a user insisting).
+//!
+//! A stop therefore takes at most `grace + min(grace, 1 s)`. A spared process that exits within
+//! its settle without having been signalled is no part of the stop's record: it was not stopped.
 
 use std::collections::{BTreeMap, HashSet};
 use std::io;
@@ -36,6 +59,9 @@ use crate::signal::Signal;
 use crate::stat::Stat;
 use crate::tree::ProcessTable;
 
+/// The longest settle a cleanup helper gets after the rest of its tree is gone.
+const HELPER_SETTLE_MAX: Duration = Duration::from_secs(1);
+
 /// How to stop a program: the first signal and how long to wait before `SIGKILL`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StopPlan {
@@ -43,6 +69,16 @@ pub struct StopPlan {
     pub signal: Signal,
     /// How long the tree gets to exit before `SIGKILL`.
     pub grace: Duration,
+}
+
+impl StopPlan {
+    /// How long a cleanup helper may run on once the rest of its tree is gone: `min(grace, 1 s)`.
+    /// Helpers finish in milliseconds once their program is gone; the bound keeps a hung one
+    /// from stretching the stop by more than the grace itself.
+    #[must_use]
+    pub fn helper_settle(&self) -> Duration {
+        self.grace.min(HELPER_SETTLE_MAX)
+    }
 }
 
 impl Default for StopPlan {
@@ -54,6 +90,30 @@ impl Default for StopPlan {
     }
 }
 
+/// Whether a command line is that of a helper that cleans up after its program once the
+/// program is gone (see the module documentation): Python's `multiprocessing` resource tracker
+/// (`semaphore_tracker` before Python 3.8), loky's and joblib's copy of loky's.
+#[must_use]
+pub fn is_cleanup_helper(command: &str) -> bool {
+    // Each is started as `python -c 'from PACKAGE.resource_tracker import main; main(FD...)'`.
+    const MARKERS: [&str; 2] = [
+        "resource_tracker import main",
+        "semaphore_tracker import main",
+    ];
+    MARKERS.iter().any(|marker| command.contains(marker))
+}
+
+/// Where the stop is on its ladder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// The stop signal went out; `KILL` comes at the end of the grace.
+    Grace,
+    /// Every process but the spared ones got `KILL`; they get `KILL` at the end of their settle.
+    Settle(Instant),
+    /// Every process got `KILL`.
+    Killed,
+}
+
 /// The stop of one process tree in progress. See the module documentation.
 #[derive(Debug)]
 pub struct TreeStop {
@@ -61,7 +121,10 @@ pub struct TreeStop {
     group: Option<i32>,
     plan: StopPlan,
     began: Instant,
-    grace_until: Option<Instant>,
+    grace_until: Instant,
+    /// During the grace: when the spared processes get `KILL`, once nothing else is alive.
+    spared_until: Option<Instant>,
+    step: Step,
     members: BTreeMap<ProcessId, Member>,
     watch: ExitWatch,
 }
@@ -70,6 +133,8 @@ pub struct TreeStop {
 struct Member {
     info: ProcessInfo,
     escaped_group: bool,
+    /// A cleanup helper, or a process already exiting: killed last.
+    spared: bool,
     pidfd: Option<PidFd>,
     signals: Vec<SentSignal>,
     killed: bool,
@@ -89,18 +154,28 @@ impl TreeStop {
             group,
             plan,
             began,
-            grace_until: Some(began + plan.grace),
+            grace_until: began + plan.grace,
+            spared_until: None,
+            step: Step::Grace,
             members: BTreeMap::new(),
             watch: ExitWatch::new()?,
         };
-        stop.sweep(plan.signal)?;
+        stop.sweep()?;
         Ok(stop)
     }
 
-    /// When the grace runs out; `None` once `SIGKILL` has been sent.
+    /// When the stop escalates next (call [`TreeStop::kill_now`] then): the end of the grace, or
+    /// of the spared processes' settle; `None` once every process has had `SIGKILL`.
     #[must_use]
     pub fn grace_deadline(&self) -> Option<Instant> {
-        self.grace_until
+        match self.step {
+            Step::Grace => Some(match self.spared_until {
+                Some(spared) => spared.min(self.grace_until),
+                None => self.grace_until,
+            }),
+            Step::Settle(until) => Some(until),
+            Step::Killed => None,
+        }
     }
 
     /// When the stop began.
@@ -118,13 +193,25 @@ impl TreeStop {
     /// Whether `SIGKILL` was needed.
     #[must_use]
     pub fn escalated(&self) -> bool {
-        self.grace_until.is_none()
+        self.step != Step::Grace
     }
 
-    /// Ends the grace: `SIGKILL` to every process of the tree still alive.
+    /// Escalates one step: `SIGKILL` to every process still alive except the spared ones, which
+    /// get their settle; or, when nothing else is alive or the settle is under way already,
+    /// `SIGKILL` to every process left.
     pub fn kill_now(&mut self) -> io::Result<()> {
-        self.grace_until = None;
-        self.sweep(Signal::KILL)
+        let others_alive = self
+            .members
+            .values()
+            .any(|m| m.pidfd.is_some() && !m.spared);
+        let spared_alive = self.members.values().any(|m| m.pidfd.is_some() && m.spared);
+        self.step = match self.step {
+            Step::Grace if others_alive && spared_alive => {
+                Step::Settle(Instant::now() + self.plan.helper_settle())
+            }
+            _ => Step::Killed,
+        };
+        self.sweep()
     }
 
     /// Waits until a tracked process exits. Call [`TreeStop::refresh`] afterwards.
@@ -135,13 +222,15 @@ impl TreeStop {
     /// Records exits, rescans the tree and signals processes that appeared since the last look.
     /// Returns whether any process of the tree is still alive.
     pub fn refresh(&mut self) -> io::Result<bool> {
-        let signal = if self.grace_until.is_some() {
-            self.plan.signal
-        } else {
-            Signal::KILL
-        };
-        self.sweep(signal)?;
+        self.sweep()?;
         Ok(self.any_alive())
+    }
+
+    /// Whether any process has been signalled (a stop of nothing but cleanup helpers that
+    /// exited by themselves signals none).
+    #[must_use]
+    pub fn signalled_any(&self) -> bool {
+        self.members.values().any(|m| !m.signals.is_empty())
     }
 
     /// Whether any process of the tree was alive at the last look.
@@ -150,11 +239,13 @@ impl TreeStop {
         self.members.values().any(|m| m.pidfd.is_some())
     }
 
-    /// The record of every process signalled, in PID order.
+    /// The record of every process signalled, in PID order. A spared process that exited by
+    /// itself, never signalled, is not in it.
     #[must_use]
     pub fn into_records(self) -> Vec<StoppedProcess> {
         self.members
             .into_values()
+            .filter(|m| !(m.spared && m.signals.is_empty()))
             .map(|m| StoppedProcess {
                 process: m.info,
                 escaped_group: m.escaped_group,
@@ -164,9 +255,18 @@ impl TreeStop {
             .collect()
     }
 
-    /// One pass: forget exited members, find live descendants, send `signal` to those that have
-    /// not had it yet.
-    fn sweep(&mut self, signal: Signal) -> io::Result<()> {
+    /// The signal a member gets at this step, if any.
+    fn signal_for(&self, spared: bool) -> Option<Signal> {
+        match (self.step, spared) {
+            (Step::Grace, false) => Some(self.plan.signal),
+            (Step::Grace | Step::Settle(_), true) => None,
+            (Step::Settle(_), false) | (Step::Killed, _) => Some(Signal::KILL),
+        }
+    }
+
+    /// One pass: forget exited members, find live descendants, send each the signal of the
+    /// current step if it has not had it yet.
+    fn sweep(&mut self) -> io::Result<()> {
         let table = ProcessTable::scan()?;
         let alive: Vec<&Stat> = table
             .descendants(self.root)
@@ -194,10 +294,15 @@ impl TreeStop {
                 continue;
             };
             self.watch.add(&pidfd)?;
+            let info = stat.info();
+            // An empty command line (shown as `[comm]`) on a live process means its memory is
+            // already gone: it is exiting.
+            let exiting = info.command == format!("[{}]", stat.comm);
             self.members.insert(
                 id,
                 Member {
-                    info: stat.info(),
+                    spared: exiting || is_cleanup_helper(&info.command),
+                    info,
                     escaped_group: self.group.is_some_and(|g| g != stat.pgrp),
                     pidfd: Some(pidfd),
                     signals: Vec::new(),
@@ -206,35 +311,64 @@ impl TreeStop {
             );
         }
 
+        // Once nothing but spared processes is left during the grace, their settle begins.
+        if self.step == Step::Grace && self.spared_until.is_none() {
+            let others_alive = self
+                .members
+                .values()
+                .any(|m| m.pidfd.is_some() && !m.spared);
+            if !others_alive && self.any_alive() {
+                self.spared_until = Some(Instant::now() + self.plan.helper_settle());
+            }
+        }
+
         // Each live process gets each signal once: a handler must not see TERM twice because
         // a sibling exited and the tree was looked at again.
         let after_ms = self.began.elapsed().as_secs_f64() * 1000.0;
-        let pending: Vec<ProcessId> = self
+        let pending: Vec<(ProcessId, Signal)> = self
             .members
             .iter()
-            .filter(|(_, m)| {
-                m.pidfd.is_some() && m.signals.last().is_none_or(|s| s.signal != signal.name())
+            .filter(|(_, m)| m.pidfd.is_some())
+            .filter_map(|(id, m)| {
+                let signal = self.signal_for(m.spared)?;
+                m.signals
+                    .last()
+                    .is_none_or(|s| s.signal != signal.name())
+                    .then_some((*id, signal))
             })
-            .map(|(id, _)| *id)
             .collect();
 
-        // The group signal reaches members forked after the scan too, so send it when any live
-        // member of the group is pending, and only then.
+        // The group signal reaches members forked after the scan too, so send it when a live
+        // member of the group is pending, and only then; it is the same signal for every
+        // pending member. While a spared process lives in the group, it must not get the
+        // group's signal (a `--stop-signal` other than INT or TERM, or the others' KILL, would
+        // kill a helper too soon), so each process is signalled through its own pidfd instead.
+        let spared_in_group = |group: i32| {
+            self.members
+                .values()
+                .any(|m| m.spared && m.pidfd.is_some() && m.info.pgid == group)
+        };
         let group_signalled = match self.group {
-            Some(group) if pending.iter().any(|id| self.members[id].info.pgid == group) => {
-                match nix::sys::signal::killpg(Pid::from_raw(group), signal.0) {
-                    Ok(()) => {
-                        wake_group(group, signal);
-                        Some((group, after_ms))
+            Some(group) if self.step == Step::Killed || !spared_in_group(group) => match pending
+                .iter()
+                .find(|(id, _)| self.members[id].info.pgid == group)
+            {
+                Some((_, signal)) => {
+                    match nix::sys::signal::killpg(Pid::from_raw(group), signal.0) {
+                        Ok(()) => {
+                            wake_group(group, *signal);
+                            Some((group, *signal, after_ms))
+                        }
+                        Err(Errno::ESRCH) => None,
+                        Err(err) => return Err(err.into()),
                     }
-                    Err(Errno::ESRCH) => None,
-                    Err(err) => return Err(err.into()),
                 }
-            }
+                None => None,
+            },
             _ => None,
         };
 
-        for id in pending {
+        for (id, signal) in pending {
             let Some(member) = self.members.get_mut(&id) else {
                 continue;
             };
@@ -242,7 +376,9 @@ impl TreeStop {
                 continue;
             };
             let (delivered, at_ms) = match group_signalled {
-                Some((group, at_ms)) if group == member.info.pgid => (true, at_ms),
+                Some((group, sent, at_ms)) if group == member.info.pgid && sent == signal => {
+                    (true, at_ms)
+                }
                 _ => {
                     let sent = pidfd.send(signal)?;
                     if sent && signal != Signal::KILL {
@@ -270,5 +406,46 @@ impl TreeStop {
 fn wake_group(group: i32, signal: Signal) {
     if signal != Signal::KILL {
         let _ = nix::sys::signal::killpg(Pid::from_raw(group), Signal::CONTINUE.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_and_loky_trackers_are_cleanup_helpers() {
+        for command in [
+            "/usr/bin/python3 -B -c from multiprocessing.resource_tracker import main;main(7)",
+            "python3 -c from multiprocessing.semaphore_tracker import main;main(5)",
+            "python -c from loky.backend.resource_tracker import main; main(5, 0)",
+            "python -c from joblib.externals.loky.backend.resource_tracker import main; main(9, 0)",
+        ] {
+            assert!(is_cleanup_helper(command), "{command}");
+        }
+        for command in [
+            "python3 -B -c from multiprocessing.spawn import spawn_main; spawn_main(tracker_fd=8)",
+            "python3 job.py",
+            "resource_tracker",
+        ] {
+            assert!(!is_cleanup_helper(command), "{command}");
+        }
+    }
+
+    #[test]
+    fn helper_settle_is_at_most_the_grace_and_one_second() {
+        let plan = |grace| StopPlan {
+            signal: Signal::TERMINATE,
+            grace,
+        };
+        assert_eq!(
+            plan(Duration::from_secs(10)).helper_settle(),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            plan(Duration::from_millis(200)).helper_settle(),
+            Duration::from_millis(200)
+        );
+        assert_eq!(plan(Duration::ZERO).helper_settle(), Duration::ZERO);
     }
 }

@@ -13,6 +13,11 @@ pub const PROGRAM_EXIT_CODE: &str = "the program's own exit code";
 /// every code a shell gives a signal.
 pub const STALLED: i32 = 122;
 
+/// With `--leaks fail`: the program succeeded (0) but the run leaked (leftover processes, or
+/// objects attributable to the program). Any other status of the program is kept as it is, the
+/// leak being in the report. Between the stall code and GNU `timeout`'s range.
+pub const LEAKED: i32 = 123;
+
 /// The timeout fired and hangwatch stopped the program (GNU `timeout`'s code).
 pub const TIMED_OUT: i32 = 124;
 
@@ -52,6 +57,10 @@ pub const RUN_EXIT_CODES: &[ExitCodeDoc] = &[
     ExitCodeDoc {
         code: "122",
         meaning: "the program stalled (no heartbeat within its bound) and hangwatch stopped it",
+    },
+    ExitCodeDoc {
+        code: "123",
+        meaning: "with --leaks fail: the program succeeded but left processes or objects behind",
     },
     ExitCodeDoc {
         code: "124",
@@ -103,7 +112,7 @@ mod tests {
     #[test]
     fn table_lists_every_code() {
         let table = run_exit_codes_table();
-        for code in ["122", "124", "125", "126", "127", "128+N"] {
+        for code in ["122", "123", "124", "125", "126", "127", "128+N"] {
             assert!(table.contains(code), "{code} missing from:\n{table}");
         }
     }

@@ -49,6 +49,10 @@ pub struct RunReport {
     /// The diagnosis taken before a stalled or timed-out program was stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incident: Option<IncidentRecord>,
+    /// What the program left behind besides processes, audited after it ended (`--leaks`).
+    /// Absent when the program never started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leaks: Option<LeakReport>,
 }
 
 /// A diagnosis kept as an incident file before hangwatch stopped the program.
@@ -65,6 +69,153 @@ pub struct IncidentRecord {
     /// Why there is no (complete) incident, when something failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// What to do about what a run left behind (`hangwatch run --leaks`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum LeakPolicy {
+    /// List every leaked object; change nothing.
+    #[default]
+    Report,
+    /// Remove what is attributable to the program (and say so); list the rest.
+    Clean,
+    /// List, and exit with [`crate::exit_code::LEAKED`] instead of 0 when the run leaked.
+    Fail,
+}
+
+impl LeakPolicy {
+    /// The kebab-case name used in reports and on the command line.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeakPolicy::Report => "report",
+            LeakPolicy::Clean => "clean",
+            LeakPolicy::Fail => "fail",
+        }
+    }
+}
+
+/// The leak audit of one run: system objects the program created and did not remove.
+///
+/// Processes left alive are in [`RunReport::leftovers`]; they count towards
+/// [`LeakReport::leaked`] too.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LeakReport {
+    /// The `--leaks` policy in force.
+    pub policy: LeakPolicy,
+    /// Whether the run leaked: leftover processes, or an [`Attribution::Attributable`] object
+    /// (even one that was cleaned afterwards). [`Attribution::Suspected`] objects do not count.
+    pub leaked: bool,
+    /// Every object found, attributable ones first.
+    pub objects: Vec<LeakedObject>,
+    /// Objects that appeared during the run, owned by the program's user, that nothing links
+    /// to the program (most likely another program's). Counted, never listed or touched.
+    pub unattributed: u64,
+    /// How many looks at the live tree gathered the evidence (after creations in `/dev/shm`,
+    /// when a stop began, at leftovers).
+    pub scans: u64,
+    /// Total time of those looks, in milliseconds.
+    pub scan_ms: f64,
+    /// Time of the snapshot taken before the program started, in milliseconds.
+    pub baseline_ms: f64,
+    /// Time of the audit after the run (and of the cleaning), in milliseconds.
+    pub audit_ms: f64,
+    /// Parts of the audit that could not be done, each saying what and why. Objects behind
+    /// them may have gone unseen.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
+
+/// One object a run left behind.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LeakedObject {
+    /// What sort of object.
+    pub kind: LeakKind,
+    /// Its name: a path (`/dev/shm/psm_1a2b`), or `shmid 32769 key 0x00000000` for SysV IPC.
+    pub name: String,
+    /// Its size in bytes, when it has one.
+    pub size: Option<u64>,
+    /// The owner's user ID.
+    pub owner_uid: u32,
+    /// The owner's user name, when the system knows it.
+    pub owner: Option<String>,
+    /// How sure hangwatch is that the program left it.
+    pub attribution: Attribution,
+    /// Why it is attributed, in words ("held by 1234 when it was created", ...).
+    pub evidence: String,
+    /// The process of the program's tree that created or held it, when known.
+    pub process: Option<ProcessInfo>,
+    /// What hangwatch did about it.
+    pub action: LeakAction,
+    /// Why removing it failed, for [`LeakAction::RemoveFailed`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The sorts of objects audited.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum LeakKind {
+    /// A POSIX named semaphore (`/dev/shm/sem.NAME`).
+    PosixSemaphore,
+    /// POSIX shared memory (`/dev/shm/NAME`: Python's `psm_*`, loky's, ...).
+    PosixSharedMemory,
+    /// A SysV shared memory segment.
+    SysvSharedMemory,
+    /// A SysV semaphore set.
+    SysvSemaphore,
+    /// A SysV message queue.
+    SysvMessageQueue,
+    /// A Unix socket file that a process of the tree was listening on.
+    UnixSocket,
+    /// A file a process of the tree held a lock on.
+    LockFile,
+}
+
+impl LeakKind {
+    /// Words for summaries.
+    #[must_use]
+    pub fn describe(self) -> &'static str {
+        match self {
+            LeakKind::PosixSemaphore => "POSIX semaphore",
+            LeakKind::PosixSharedMemory => "POSIX shared memory",
+            LeakKind::SysvSharedMemory => "SysV shared memory",
+            LeakKind::SysvSemaphore => "SysV semaphore set",
+            LeakKind::SysvMessageQueue => "SysV message queue",
+            LeakKind::UnixSocket => "Unix socket file",
+            LeakKind::LockFile => "lock file",
+        }
+    }
+}
+
+/// How sure hangwatch is that an object is the program's leak.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Attribution {
+    /// Created during the run by the program's tree and held by nobody now: `--leaks clean`
+    /// removes it.
+    Attributable,
+    /// Linked to the program, but not surely its leak (or not something to remove): listed only.
+    Suspected,
+}
+
+/// What hangwatch did about a leaked object.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum LeakAction {
+    /// Listed, left in place.
+    Reported,
+    /// Removed (`--leaks clean`).
+    Removed,
+    /// `--leaks clean` tried and failed (see [`LeakedObject::error`]).
+    RemoveFailed,
+    /// Gone by the time `--leaks clean` came to remove it.
+    AlreadyGone,
 }
 
 /// A heartbeat deadline that passed: which source, how late, and what the program looked like.
@@ -362,10 +513,29 @@ mod tests {
             warnings: vec![],
             notify: None,
             incident: None,
+            leaks: Some(LeakReport {
+                policy: LeakPolicy::Clean,
+                leaked: true,
+                objects: vec![LeakedObject {
+                    kind: LeakKind::PosixSharedMemory,
+                    name: "/dev/shm/psm_1a2b".into(),
+                    size: Some(4096),
+                    owner_uid: 1000,
+                    owner: Some("ci".into()),
+                    attribution: Attribution::Attributable,
+                    evidence: "held by 42 when it was created".into(),
+                    process: None,
+                    action: LeakAction::Removed,
+                    error: None,
+                }],
+                ..LeakReport::default()
+            }),
         };
         let json = serde_json::to_string(&report).expect("serialize");
         assert!(json.contains(r#""reason":"timed-out""#), "{json}");
         assert!(json.contains(r#""kind":"signalled""#), "{json}");
+        assert!(json.contains(r#""kind":"posix-shared-memory""#), "{json}");
+        assert!(json.contains(r#""attribution":"attributable""#), "{json}");
         let back: RunReport = serde_json::from_str(&json).expect("deserialize");
         assert_eq!(back, report);
     }

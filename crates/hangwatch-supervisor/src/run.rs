@@ -17,6 +17,10 @@
 //!   after its limit), and one more INT/TERM skips it;
 //! - while a stop is under way: the pidfds of the tree (any exit) and the grace deadline.
 //!
+//! Beside the loop, a [`LeakWatch`] follows the tree for system objects it may leave: it takes
+//! its snapshot before the program starts, looks at the tree when a stop begins, and audits
+//! once the tree is gone (`--leaks`).
+//!
 //! The run is over when the program has been reaped and hangwatch has no child left at all. As
 //! a subreaper, "no child" means no descendant either, so nothing is left behind: descendants
 //! still alive when the program ends are leftovers, and are stopped the same way.
@@ -26,6 +30,7 @@
 use std::ffi::OsString;
 use std::time::{Duration, SystemTime};
 
+use hangwatch_leaks::{LeakPolicy, LeakWatch};
 use hangwatch_process::reap::{become_subreaper, has_children, reap_exited};
 use hangwatch_process::timer::DeadlineTimer;
 use hangwatch_process::{
@@ -63,6 +68,8 @@ pub struct RunSpec {
     pub output: OutputMode,
     /// Diagnose a stalled or timed-out program before stopping it; `None` stops at once.
     pub diagnose: Option<DiagnoseSpec>,
+    /// What to do about objects the program leaves behind.
+    pub leaks: LeakPolicy,
 }
 
 /// Where the notify socket lives.
@@ -93,7 +100,8 @@ impl RunOutcome {
     }
 
     /// A one-line human summary when hangwatch had to intervene (stop, kill, leftovers,
-    /// failure to start); `None` when the program simply exited.
+    /// failure to start) or the program left objects behind; `None` when the program simply
+    /// exited.
     #[must_use]
     pub fn summary(&self) -> Option<String> {
         crate::summary::summarize(&self.report)
@@ -307,8 +315,10 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
         warnings: Vec::new(),
         notify: None,
         incident: None,
+        leaks: None,
     };
 
+    let leaks = LeakWatch::start(own_pid, nix::unistd::geteuid().as_raw());
     let options = SpawnOptions {
         foreground_tty: spec.foreground_tty,
         die_with_parent: true,
@@ -333,6 +343,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
     };
     pump.child_started();
     let main = spawned.id;
+    leaks.note_started(main.pid);
     report.pid = Some(main.pid);
     tracing::debug!(pid = main.pid, "program started");
 
@@ -365,6 +376,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                     }
                     stopping = Some(begin_stop(
                         &spec,
+                        &leaks,
                         own_pid,
                         spawned.pgid,
                         StopCause::Leftovers,
@@ -373,7 +385,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                     continue;
                 }
                 Some(stop) if !stop.tree.any_alive() => {
-                    reap_into(&mut main_status, main.pid)?;
+                    reap_into(&mut main_status, main.pid, &leaks)?;
                     if !has_children().map_err(io("look for children"))? {
                         break;
                     }
@@ -415,7 +427,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
 
         match wake {
             Wake::Child => {
-                reap_into(&mut main_status, main.pid)?;
+                reap_into(&mut main_status, main.pid, &leaks)?;
                 rescan = true;
             }
             Wake::TreeExit(result) => {
@@ -438,6 +450,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                     None => {
                         stopping = Some(begin_stop(
                             &spec,
+                            &leaks,
                             own_pid,
                             spawned.pgid,
                             StopCause::Timeout,
@@ -473,6 +486,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                             None => {
                                 stopping = Some(begin_stop(
                                     &spec,
+                                    &leaks,
                                     own_pid,
                                     spawned.pgid,
                                     StopCause::Stall,
@@ -512,6 +526,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                     report.incident = Some(record);
                     stopping = Some(begin_stop(
                         &spec,
+                        &leaks,
                         own_pid,
                         spawned.pgid,
                         done.cause,
@@ -533,6 +548,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                     });
                     stopping = Some(begin_stop(
                         &spec,
+                        &leaks,
                         own_pid,
                         spawned.pgid,
                         skipped.cause,
@@ -551,6 +567,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                         tracing::debug!(%sig, "asked twice: stopping the program");
                         stopping = Some(begin_stop(
                             &spec,
+                            &leaks,
                             own_pid,
                             spawned.pgid,
                             StopCause::Request,
@@ -596,6 +613,10 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
     }
     report.notify = notify_summary.filter(|n| n.datagrams > 0 || n.rejected > 0);
 
+    // A leftovers stop that signalled nothing only waited for cleanup helpers to finish: the
+    // program left nothing behind.
+    let stopping =
+        stopping.filter(|stop| stop.cause != StopCause::Leftovers || stop.tree.signalled_any());
     if let Some(stop) = stopping {
         let took_ms = stop.tree.began().elapsed().as_secs_f64() * 1000.0;
         let began_at_ms = (stop.tree.began() - started).as_secs_f64() * 1000.0;
@@ -619,6 +640,9 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
         }
     }
     finish_times(&mut report, started, started_wall);
+    let audit = leaks.finish(spec.leaks, report.leftovers.len());
+    report.outcome.exit_code = hangwatch_leaks::exit_code(&audit, report.outcome.exit_code);
+    report.leaks = Some(audit);
     Ok(RunOutcome { report })
 }
 
@@ -648,14 +672,17 @@ fn start_diagnosis(
     })
 }
 
-/// Begins stopping the program's whole tree (see [`TreeStop`]).
+/// Begins stopping the program's whole tree (see [`TreeStop`]), after a last look at what it
+/// holds.
 fn begin_stop(
     spec: &RunSpec,
+    leaks: &LeakWatch,
     own_pid: i32,
     pgid: i32,
     cause: StopCause,
     late_ms: Option<f64>,
 ) -> Result<Stopping, RunError> {
+    leaks.observe();
     let tree = TreeStop::begin(spec.stop, own_pid, Some(pgid)).map_err(io("stop the program"))?;
     Ok(Stopping {
         cause,
@@ -818,8 +845,13 @@ fn millis(duration: Duration) -> u64 {
 }
 
 /// Reaps every exited child; records the program's status when it is among them.
-fn reap_into(main_status: &mut Option<ExitStatus>, main_pid: i32) -> Result<(), RunError> {
+fn reap_into(
+    main_status: &mut Option<ExitStatus>,
+    main_pid: i32,
+    leaks: &LeakWatch,
+) -> Result<(), RunError> {
     for (pid, status) in reap_exited().map_err(io("reap exited children"))? {
+        leaks.note_reaped(pid);
         if pid == main_pid {
             tracing::debug!(pid, ?status, "program exited");
             *main_status = Some(status);

@@ -1,17 +1,48 @@
 //! The one-line human summary of a run, printed to stderr when hangwatch had to intervene.
 
 use hangwatch_protocol::report::{
-    EndReason, RunReport, StallRecord, StallSource, StopCause, StoppedProcess,
+    Attribution, EndReason, LeakAction, LeakedObject, RunReport, StallRecord, StallSource,
+    StopCause, StopRecord, StoppedProcess,
 };
 
-/// The summary line, or `None` when the program simply exited and hangwatch did nothing.
+/// The summary line, or `None` when the program simply exited, hangwatch did nothing and
+/// nothing was left behind.
 pub(crate) fn summarize(report: &RunReport) -> Option<String> {
     let code = report.outcome.exit_code;
     if report.outcome.reason == EndReason::FailedToStart {
         let error = report.outcome.error.as_deref().unwrap_or("unknown error");
         return Some(format!("hangwatch: {error} (exit {code})"));
     }
-    let stop = report.stop.as_ref()?;
+    let leaks = leak_parts(report);
+    let mut parts = match &report.stop {
+        Some(stop) => stop_parts(report, stop),
+        None if !leaks.is_empty() => {
+            vec![format!("the program exited ({})", program_status(report))]
+        }
+        None => return None,
+    };
+    parts.extend(leaks);
+    let mut text = format!("hangwatch: {} (exit {code})", parts.join("; "));
+    if let Some(incident) = &report.incident {
+        // The verdict and where the evidence is, on lines of their own: they are long.
+        if let Some(first) = incident.verdict.first() {
+            text.push_str(&format!("\nhangwatch: diagnosis: {first}"));
+            if incident.verdict.len() > 1 {
+                text.push_str(&format!(" (+{} more)", incident.verdict.len() - 1));
+            }
+        }
+        if let Some(path) = &incident.text_path {
+            text.push_str(&format!("\nhangwatch: incident: {path}"));
+        }
+        if let Some(error) = &incident.error {
+            text.push_str(&format!("\nhangwatch: incident: {error}"));
+        }
+    }
+    Some(text)
+}
+
+/// What the stop did: why it began, who ended on the stop signal, who needed `KILL`.
+fn stop_parts(report: &RunReport, stop: &StopRecord) -> Vec<String> {
     let head = match stop.cause {
         StopCause::Timeout => format!(
             "timed out after {}",
@@ -48,23 +79,102 @@ pub(crate) fn summarize(report: &RunReport) -> Option<String> {
             list(&killed)
         ));
     }
-    let mut text = format!("hangwatch: {} (exit {code})", parts.join("; "));
-    if let Some(incident) = &report.incident {
-        // The verdict and where the evidence is, on lines of their own: they are long.
-        if let Some(first) = incident.verdict.first() {
-            text.push_str(&format!("\nhangwatch: diagnosis: {first}"));
-            if incident.verdict.len() > 1 {
-                text.push_str(&format!(" (+{} more)", incident.verdict.len() - 1));
-            }
-        }
-        if let Some(path) = &incident.text_path {
-            text.push_str(&format!("\nhangwatch: incident: {path}"));
-        }
-        if let Some(error) = &incident.error {
-            text.push_str(&format!("\nhangwatch: incident: {error}"));
-        }
+    parts
+}
+
+/// What the leak audit found: objects attributable to the program (and what became of them),
+/// then those only suspected.
+fn leak_parts(report: &RunReport) -> Vec<String> {
+    let Some(leaks) = &report.leaks else {
+        return Vec::new();
+    };
+    let (attributable, suspected): (Vec<&LeakedObject>, Vec<&LeakedObject>) = leaks
+        .objects
+        .iter()
+        .partition(|o| o.attribution == Attribution::Attributable);
+    let mut parts = Vec::new();
+    if !attributable.is_empty() {
+        let removed = attributable
+            .iter()
+            .filter(|o| matches!(o.action, LeakAction::Removed | LeakAction::AlreadyGone))
+            .count();
+        let failed = attributable
+            .iter()
+            .filter(|o| o.action == LeakAction::RemoveFailed)
+            .count();
+        let fate = match (removed, failed) {
+            (0, 0) => String::new(),
+            (r, 0) if r == attributable.len() => ", removed".to_owned(),
+            (r, 0) => format!(", {r} removed"),
+            (r, f) => format!(", {r} removed, {f} could not be"),
+        };
+        parts.push(format!(
+            "left {} behind{fate}: {}",
+            objects(attributable.len()),
+            list_objects(&attributable)
+        ));
     }
-    Some(text)
+    if !suspected.is_empty() {
+        parts.push(format!(
+            "{} may be its leak, left in place: {}",
+            objects(suspected.len()),
+            list_objects(&suspected)
+        ));
+    }
+    parts
+}
+
+fn objects(n: usize) -> String {
+    if n == 1 {
+        "1 object".to_owned()
+    } else {
+        format!("{n} objects")
+    }
+}
+
+/// Up to three objects as `NAME (SIZE, by PID COMMAND)`, then a count of the rest.
+fn list_objects(found: &[&LeakedObject]) -> String {
+    let mut names: Vec<String> = found
+        .iter()
+        .take(3)
+        .map(|o| {
+            let mut about = Vec::new();
+            if let Some(size) = o.size {
+                about.push(bytes(size));
+            }
+            if let Some(process) = &o.process {
+                about.push(format!("by {} {}", process.pid, short(&process.command)));
+            }
+            if about.is_empty() {
+                o.name.clone()
+            } else {
+                format!("{} ({})", o.name, about.join(", "))
+            }
+        })
+        .collect();
+    if found.len() > 3 {
+        names.push(format!("{} more", found.len() - 3));
+    }
+    names.join(", ")
+}
+
+/// `512 B`, `4 KiB`, `1.5 MiB`.
+fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if value.fract() < 0.05 {
+        format!("{value:.0} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
 }
 
 /// The line printed when a soft bound (`--stall-warn`) passes.
@@ -171,6 +281,92 @@ fn short(command: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hangwatch_protocol::report::{
+        LeakKind, LeakPolicy, LeakReport, Outcome, ProcessInfo, ProgramStatus,
+    };
+
+    fn exited_with(objects: Vec<LeakedObject>) -> RunReport {
+        RunReport {
+            version: 1,
+            command: vec!["python3".into(), "job.py".into()],
+            pid: Some(42),
+            started_at: String::new(),
+            ended_at: String::new(),
+            duration_ms: 1.0,
+            timeout_ms: None,
+            outcome: Outcome {
+                reason: EndReason::Exited,
+                exit_code: 0,
+                program: Some(ProgramStatus::Exited { code: 0 }),
+                error: None,
+            },
+            stop: None,
+            stopped: vec![],
+            leftovers: vec![],
+            stall: None,
+            warnings: vec![],
+            notify: None,
+            incident: None,
+            leaks: Some(LeakReport {
+                policy: LeakPolicy::Clean,
+                leaked: true,
+                objects,
+                ..LeakReport::default()
+            }),
+        }
+    }
+
+    fn object(name: &str, attribution: Attribution, action: LeakAction) -> LeakedObject {
+        LeakedObject {
+            kind: LeakKind::PosixSharedMemory,
+            name: name.into(),
+            size: Some(1024 * 1024),
+            owner_uid: 1000,
+            owner: None,
+            attribution,
+            evidence: String::new(),
+            process: Some(ProcessInfo {
+                pid: 43,
+                start_time: 1,
+                ppid: 42,
+                pgid: 42,
+                command: "/usr/bin/python3 job.py".into(),
+            }),
+            action,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_clean_exit_says_nothing() {
+        assert_eq!(summarize(&exited_with(vec![])), None);
+    }
+
+    #[test]
+    fn leaked_objects_are_named_with_size_holder_and_fate() {
+        let line = summarize(&exited_with(vec![
+            object(
+                "/dev/shm/psm_a",
+                Attribution::Attributable,
+                LeakAction::Removed,
+            ),
+            object("/dev/shm/x", Attribution::Suspected, LeakAction::Reported),
+        ]))
+        .expect("a line");
+        assert_eq!(
+            line,
+            "hangwatch: the program exited (status 0); left 1 object behind, removed: \
+             /dev/shm/psm_a (1 MiB, by 43 python3 job.py); 1 object may be its leak, left in \
+             place: /dev/shm/x (1 MiB, by 43 python3 job.py) (exit 0)"
+        );
+    }
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(bytes(32), "32 B");
+        assert_eq!(bytes(4096), "4 KiB");
+        assert_eq!(bytes(1536 * 1024), "1.5 MiB");
+    }
 
     #[test]
     fn commands_lose_their_directory_and_stay_short() {

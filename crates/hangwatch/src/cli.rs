@@ -25,6 +25,8 @@ pub enum Command {
     /// INT or TERM stops the program (stop signal, grace, KILL) and a third kills it at once.
     /// Descendants that escaped with setsid or a double fork are found and stopped too, and
     /// descendants still alive when the program exits are stopped and reported as leftovers.
+    /// Helpers that clean up after their program (Python's resource tracker) are killed last.
+    /// After every run, hangwatch audits the system objects the program left (see --leaks).
     Run(RunArgs),
 
     /// Show what a live process and its descendants are waiting on, without stopping them.
@@ -72,7 +74,7 @@ pub struct RunArgs {
     pub grace: Duration,
 
     /// Write a JSON report of the run to PATH (`-` for stderr): command, times, exit status and
-    /// reason, every process signalled and how, leftovers.
+    /// reason, every process signalled and how, leftovers, leaked objects.
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
 
@@ -112,6 +114,15 @@ pub struct RunArgs {
     #[arg(long, value_name = "KIND", default_value = "path")]
     pub notify_socket: NotifySocketArg,
 
+    /// What to do about system objects the program leaves behind: POSIX semaphores and shared
+    /// memory (/dev/shm), SysV IPC, socket and lock files. `report` lists them (in the summary
+    /// and the JSON report); `clean` also removes those attributable to the program (created by
+    /// its tree during the run, held by nobody now; never an object that existed before or
+    /// belongs to others); `fail` lists them and makes a run that leaked (those objects, or
+    /// leftover processes) exit 123 when the program itself succeeded.
+    #[arg(long, value_name = "POLICY", default_value = "report")]
+    pub leaks: LeaksArg,
+
     /// Never hand the terminal to the program, even when hangwatch has it. By default a program
     /// run from an interactive shell gets the terminal's foreground (it can read the terminal,
     /// and Ctrl-C reaches it directly, as a job of the shell would).
@@ -137,6 +148,17 @@ pub struct RunArgs {
     /// The program to run and its arguments, after `--`.
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<OsString>,
+}
+
+/// What to do about leaked objects.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum LeaksArg {
+    /// List them.
+    Report,
+    /// Remove what is attributable to the program, list the rest.
+    Clean,
+    /// List them; exit 123 instead of 0 when the run leaked.
+    Fail,
 }
 
 /// Where the notify socket lives.

@@ -62,6 +62,16 @@ impl Args {
             .ok_or_else(|| Error::Usage(format!("{flag} needs a number of seconds: {value:?}")))
     }
 
+    /// Whether the next argument is `flag` (taken if so).
+    pub(crate) fn flag(&mut self, flag: &str) -> bool {
+        if self.rest.front().is_some_and(|next| next == flag) {
+            self.rest.pop_front();
+            true
+        } else {
+            false
+        }
+    }
+
     /// Fails if any argument was left over.
     pub(crate) fn finish(self) -> Result<(), Error> {
         match self.rest.front() {
@@ -110,6 +120,14 @@ mod tests {
         let mut args = Args::new(vec!["--stay".into(), "3".into()]);
         assert_eq!(args.option("--other").ok(), Some(None));
         assert_eq!(args.option("--stay").ok(), Some(Some("3".to_owned())));
+        assert!(args.finish().is_ok());
+    }
+
+    #[test]
+    fn flag_is_taken_only_when_named() {
+        let mut args = Args::new(vec!["--attach".into()]);
+        assert!(!args.flag("--other"));
+        assert!(args.flag("--attach"));
         assert!(args.finish().is_ok());
     }
 

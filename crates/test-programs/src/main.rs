@@ -18,6 +18,7 @@
 //! | `busy SECS` | burns CPU, for CPU accounting and stall detection that must not fire |
 //! | `notify BEATS INTERVAL` | a systemd-style service (the `sd-notify` crate): heartbeats, then a silent stall |
 //! | `mutex-cycle` | two threads deadlock on two glibc mutexes taken in opposite order |
+//! | `sysv-shm SIZE SECS [--attach]` | abandons a SysV shared memory segment (prints `ready <pid> <shmid>`) |
 //!
 //! # Conventions
 //!
@@ -73,6 +74,7 @@ subcommands:
   busy SECS
   notify BEATS INTERVAL
   mutex-cycle
+  sysv-shm SIZE SECS [--attach]
 SECS may be fractional; SIG is a signal number; NAME is INT, TERM, HUP, QUIT,
 USR1, USR2 or WINCH.";
 
@@ -115,6 +117,7 @@ fn run(subcommand: &OsString, args: Args) -> Result<(), Error> {
         "busy" => cmd::busy::run(args),
         "notify" => cmd::notify::run(args),
         "mutex-cycle" => cmd::mutex_cycle::run(args),
+        "sysv-shm" => cmd::sysv_shm::run(args),
         other => Err(Error::Usage(format!("unknown subcommand {other:?}"))),
     }
 }

@@ -1,10 +1,11 @@
-//! Every `unsafe` call of the fixture: fork, signal dispositions, `_exit`.
+//! Every `unsafe` call of the fixture: fork, signal dispositions, `_exit`, SysV shared memory.
 //!
 //! The workspace denies `unsafe_code`; it is lifted here only, because a
 //! program that misbehaves on purpose needs raw process and signal control.
 #![expect(
     unsafe_code,
-    reason = "fork(2), sigaction(2), raise(3) and _exit(2) have no safe wrappers"
+    reason = "fork(2), sigaction(2), raise(3), _exit(2), shmget(2) and shmat(2) have no safe \
+              wrappers"
 )]
 
 use std::io;
@@ -125,4 +126,35 @@ impl PthreadMutex {
         // program (callers use statics) and is never moved or destroyed.
         unsafe { libc::pthread_mutex_lock(self.0.get()) };
     }
+}
+
+/// Creates a private SysV shared memory segment of `size` bytes, readable and writable by this
+/// user only, and returns its ID.
+pub(crate) fn sysv_shm_create(size: usize) -> Result<i32, Error> {
+    // SAFETY: shmget takes plain integers and touches no memory of ours.
+    let id = unsafe { libc::shmget(libc::IPC_PRIVATE, size, libc::IPC_CREAT | 0o600) };
+    if id < 0 {
+        return Err(Error::io(
+            "create a SysV segment",
+            io::Error::last_os_error(),
+        ));
+    }
+    Ok(id)
+}
+
+/// Attaches segment `id` and writes its first byte, so that it shows in `/proc/self/maps`. It
+/// stays attached until the process exits.
+pub(crate) fn sysv_shm_attach(id: i32) -> Result<(), Error> {
+    // SAFETY: a null address lets the kernel pick where to map; the result is checked below.
+    let address = unsafe { libc::shmat(id, std::ptr::null(), 0) };
+    if address as isize == -1 {
+        return Err(Error::io(
+            "attach a SysV segment",
+            io::Error::last_os_error(),
+        ));
+    }
+    // SAFETY: the kernel just mapped at least one byte (a segment is never empty) at
+    // `address`, readable and writable, and nothing else refers to it.
+    unsafe { address.cast::<u8>().write_volatile(1) };
+    Ok(())
 }

@@ -1,8 +1,8 @@
 //! The raw Linux calls of this crate: every `unsafe` block lives here, each with its reason.
 #![allow(
     unsafe_code,
-    reason = "raw syscalls without a safe wrapper in nix (pidfd) and the pre-exec hook of a \
-              forked child; each block states why it is sound"
+    reason = "raw syscalls without a safe wrapper in nix (pidfd, shmctl) and the pre-exec hook \
+              of a forked child; each block states why it is sound"
 )]
 
 use std::io;
@@ -270,4 +270,108 @@ pub(crate) fn async_owned_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd
     // SAFETY: `OwnedFd` owns the fd and returns that same fd from `as_raw_fd` until it is
     // dropped, which happens only when the AsyncFd is.
     unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(|err| err.into_parts().1)
+}
+
+/// `shmctl(IPC_RMID)`: marks SysV shared memory segment `id` for removal. The kernel destroys
+/// it once the last process detaches; a segment nobody has attached goes at once.
+pub(crate) fn remove_sysv_shm(id: i32) -> io::Result<()> {
+    // SAFETY: IPC_RMID reads no buffer, so a null `shmid_ds` pointer is allowed (shmctl(2));
+    // an unknown or stale id makes the call fail with EINVAL or EIDRM, reported below.
+    let rc = unsafe { libc::shmctl(id, libc::IPC_RMID, std::ptr::null_mut()) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `struct procmap_query` of `<linux/fs.h>` (Linux 6.11): one question about the memory map of
+/// a process, asked through an open `/proc/PID/maps`.
+#[repr(C)]
+#[derive(Debug, Default)]
+struct ProcmapQuery {
+    size: u64,
+    query_flags: u64,
+    query_addr: u64,
+    vma_start: u64,
+    vma_end: u64,
+    vma_flags: u64,
+    vma_page_size: u64,
+    vma_offset: u64,
+    inode: u64,
+    dev_major: u32,
+    dev_minor: u32,
+    vma_name_size: u32,
+    build_id_size: u32,
+    vma_name_addr: u64,
+    build_id_addr: u64,
+}
+
+const _: () = assert!(std::mem::size_of::<ProcmapQuery>() == 104);
+
+/// `_IOWR('f', 17, struct procmap_query)`.
+const PROCMAP_QUERY: u32 = (3 << 30) | (104 << 16) | ((b'f' as u32) << 8) | 17;
+/// Only mappings shared with other processes (`MAP_SHARED`).
+const PROCMAP_QUERY_VMA_SHARED: u64 = 8;
+/// The mapping at the address, or the next one above it.
+const PROCMAP_QUERY_COVERING_OR_NEXT_VMA: u64 = 16;
+/// Only mappings of files.
+const PROCMAP_QUERY_FILE_BACKED_VMA: u64 = 32;
+
+/// One shared file mapping, as `PROCMAP_QUERY` describes it.
+#[derive(Debug)]
+pub(crate) struct QueriedMapping {
+    pub end: u64,
+    pub dev_major: u32,
+    pub dev_minor: u32,
+    pub inode: u64,
+    pub name_len: usize,
+}
+
+/// Asks for the first shared file mapping at or above `address` of the process whose
+/// `/proc/PID/maps` is `maps`, its path written into `name`. `Ok(None)` when there is none;
+/// `ENOTTY` from kernels older than 6.11.
+pub(crate) fn procmap_query(
+    maps: BorrowedFd<'_>,
+    address: u64,
+    name: &mut [u8],
+) -> io::Result<Option<QueriedMapping>> {
+    use std::os::fd::AsRawFd;
+    let mut query = ProcmapQuery {
+        size: std::mem::size_of::<ProcmapQuery>() as u64,
+        query_flags: PROCMAP_QUERY_COVERING_OR_NEXT_VMA
+            | PROCMAP_QUERY_FILE_BACKED_VMA
+            | PROCMAP_QUERY_VMA_SHARED,
+        query_addr: address,
+        vma_name_size: u32::try_from(name.len()).unwrap_or(u32::MAX),
+        vma_name_addr: name.as_mut_ptr() as u64,
+        ..ProcmapQuery::default()
+    };
+    // SAFETY: `query` is a live, properly sized `struct procmap_query` (its `size` field says
+    // which version); the kernel writes at most `vma_name_size` bytes to `name`, which is
+    // borrowed mutably for the call, and no build ID (its size is 0).
+    let rc = unsafe {
+        libc::ioctl(
+            maps.as_raw_fd(),
+            PROCMAP_QUERY as libc::Ioctl,
+            std::ptr::from_mut(&mut query),
+        )
+    };
+    if rc < 0 {
+        let err = io::Error::last_os_error();
+        return match err.raw_os_error() {
+            Some(libc::ENOENT) => Ok(None),
+            _ => Err(err),
+        };
+    }
+    Ok(Some(QueriedMapping {
+        end: query.vma_end,
+        dev_major: query.dev_major,
+        dev_minor: query.dev_minor,
+        inode: query.inode,
+        // The size the kernel reports includes the terminating NUL.
+        name_len: (query.vma_name_size as usize)
+            .saturating_sub(1)
+            .min(name.len()),
+    }))
 }

@@ -65,3 +65,24 @@ pub(crate) fn async_epoll() -> io::Result<tokio::io::unix::AsyncFd<EpollFd>> {
 pub(crate) fn async_owned_fd(_fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
     Err(unsupported())
 }
+
+pub(crate) fn remove_sysv_shm(_id: i32) -> io::Result<()> {
+    Err(unsupported())
+}
+
+#[derive(Debug)]
+pub(crate) struct QueriedMapping {
+    pub end: u64,
+    pub dev_major: u32,
+    pub dev_minor: u32,
+    pub inode: u64,
+    pub name_len: usize,
+}
+
+pub(crate) fn procmap_query(
+    _maps: BorrowedFd<'_>,
+    _address: u64,
+    _name: &mut [u8],
+) -> io::Result<Option<QueriedMapping>> {
+    Err(unsupported())
+}

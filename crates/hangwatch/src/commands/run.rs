@@ -7,13 +7,13 @@ use std::path::Path;
 use anyhow::Context;
 use hangwatch_process::StopPlan;
 use hangwatch_protocol::exit_code;
-use hangwatch_protocol::report::RunReport;
+use hangwatch_protocol::report::{LeakPolicy, RunReport};
 use hangwatch_supervisor::incident::{DiagnoseSpec, default_incident_dir};
 use hangwatch_supervisor::liveness::detector::LivenessSpec;
 use hangwatch_supervisor::liveness::output::OutputMode;
 use hangwatch_supervisor::run::{NotifyMode, RunSpec, run};
 
-use crate::cli::{NotifySocketArg, RunArgs};
+use crate::cli::{LeaksArg, NotifySocketArg, RunArgs};
 
 /// Where the report goes, opened before the program starts so that a bad path is refused with
 /// nothing started.
@@ -67,6 +67,11 @@ fn run_command(args: RunArgs) -> anyhow::Result<i32> {
             sample: args.diagnose_sample,
             ..DiagnoseSpec::in_dir(args.incident_dir.unwrap_or_else(default_incident_dir))
         }),
+        leaks: match args.leaks {
+            LeaksArg::Report => LeakPolicy::Report,
+            LeaksArg::Clean => LeakPolicy::Clean,
+            LeaksArg::Fail => LeakPolicy::Fail,
+        },
     };
 
     // One thread: the program's death signal (PR_SET_PDEATHSIG) follows the thread that

@@ -98,7 +98,17 @@ fn bad_input_is_125_and_starts_nothing() {
 fn help_documents_the_exit_statuses() {
     let done = run(["run", "--help"]);
     assert_eq!(done.code(), 0);
-    for needle in ["124", "125", "126", "127", "128+N", "--timeout", "--grace"] {
+    for needle in [
+        "123",
+        "124",
+        "125",
+        "126",
+        "127",
+        "128+N",
+        "--timeout",
+        "--grace",
+        "--leaks",
+    ] {
         assert!(
             done.stdout.contains(needle),
             "{needle} missing:\n{}",

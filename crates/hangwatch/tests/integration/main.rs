@@ -7,6 +7,7 @@ mod harness;
 
 mod diagnose;
 mod exit_codes;
+mod leaks;
 mod leftovers;
 mod signals;
 mod stall;

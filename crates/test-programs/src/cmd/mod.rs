@@ -10,6 +10,7 @@ pub(crate) mod mutex_cycle;
 pub(crate) mod signals;
 pub(crate) mod sleep;
 pub(crate) mod spawn_and_exit;
+pub(crate) mod sysv_shm;
 pub(crate) mod tree;
 
 mod leftover;

@@ -1,0 +1,504 @@
+//! Evidence gathered while the program's tree is alive: which process held which object.
+//!
+//! Linux records no creator for a `/dev/shm` file, so the only proof that the program made one
+//! is to catch a process of its tree holding it: mapped (`/proc/PID/maps`) or open
+//! (`/proc/PID/fd`). [`Evidence::look`] takes one such look at every live process of the tree;
+//! the owner calls it at the moments that matter ([`Moment`]). Each look also records the
+//! tree's PIDs (SysV shared memory does name its creator) and, when a stop begins, the Unix
+//! sockets the tree serves and the files it holds locks on.
+
+use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use hangwatch_process::stat::Stat;
+use hangwatch_process::tree::ProcessTable;
+use hangwatch_protocol::report::ProcessInfo;
+
+use crate::procfs::{self, Device};
+use crate::shm::ShmDir;
+
+/// When a look at the tree was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moment {
+    /// The first look after new entries appeared in the shared memory directory: whoever holds
+    /// them now most likely created them.
+    Creation,
+    /// A stop is about to begin (or leftovers are about to be stopped): the last look at the
+    /// tree alive, taken before any signal.
+    Stop,
+}
+
+/// How a process held an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// Mapped into its memory.
+    Mapped,
+    /// Open as a file descriptor.
+    Open,
+    /// A SysV segment attached.
+    Attached,
+    /// A Unix socket it listened on (or a datagram socket bound to the path).
+    Serving,
+    /// A file it held a lock on.
+    Locked,
+}
+
+impl Hold {
+    /// The verb for evidence texts.
+    #[must_use]
+    pub fn verb(self) -> &'static str {
+        match self {
+            Hold::Mapped => "mapped",
+            Hold::Open => "held open",
+            Hold::Attached => "attached",
+            Hold::Serving => "listened on",
+            Hold::Locked => "locked",
+        }
+    }
+}
+
+/// One process of the tree seen holding one object.
+#[derive(Debug, Clone)]
+pub struct Sighting {
+    /// The holder.
+    pub process: ProcessInfo,
+    /// How it held it.
+    pub hold: Hold,
+    /// At which look.
+    pub moment: Moment,
+}
+
+/// What was seen of one `/dev/shm` inode.
+#[derive(Debug, Clone, Default)]
+pub struct ShmSeen {
+    /// The processes of the tree seen holding it (the first few).
+    pub holders: Vec<Sighting>,
+    /// At the first look after it was created: whether a process of the tree held it.
+    /// `None` when its creation was not observed (or the tree was already gone).
+    pub held_at_creation: Option<bool>,
+}
+
+/// A file the tree held at a stop: a socket it served or a file it locked.
+#[derive(Debug, Clone)]
+pub struct HeldFile {
+    /// The path, absolute.
+    pub path: PathBuf,
+    /// For a locked file, its device and inode (a socket file's inode is not the socket's).
+    pub file: Option<(Device, u64)>,
+    /// Who held it and how.
+    pub sighting: Sighting,
+}
+
+/// A PID that belonged to the tree.
+#[derive(Debug, Clone, Default)]
+pub struct TreeMember {
+    /// What a look saw of it, when one did and it held something.
+    pub info: Option<ProcessInfo>,
+    /// When hangwatch reaped it, if it did.
+    pub gone_at: Option<SystemTime>,
+}
+
+/// Everything seen of the tree while it was alive.
+#[derive(Debug)]
+pub struct Evidence {
+    root: i32,
+    shm: ShmDir,
+    /// Every PID seen in the tree or reaped from it.
+    pub tree: HashMap<i32, TreeMember>,
+    /// By inode.
+    pub shm_seen: HashMap<u64, ShmSeen>,
+    /// SysV segments attached by the tree, by ID.
+    pub sysv_attached: HashMap<i32, Sighting>,
+    /// Sockets the tree served and files it locked, at stops.
+    pub files: Vec<HeldFile>,
+    /// Names created since the last look.
+    pending: Vec<OsString>,
+    /// Why creations could not all be observed, if they could not.
+    pub creations_unobserved: Option<String>,
+    /// Looks taken.
+    pub looks: u64,
+    /// Their total cost.
+    pub look_time: Duration,
+}
+
+/// The most holders kept per object: enough to name the culprit, bounded for huge pools.
+const HOLDERS_KEPT: usize = 4;
+
+impl Evidence {
+    /// No evidence yet about the tree below `root` (which is not part of it).
+    #[must_use]
+    pub fn new(root: i32, shm: ShmDir) -> Evidence {
+        Evidence {
+            root,
+            shm,
+            tree: HashMap::new(),
+            shm_seen: HashMap::new(),
+            sysv_attached: HashMap::new(),
+            files: Vec::new(),
+            pending: Vec::new(),
+            creations_unobserved: None,
+            looks: 0,
+            look_time: Duration::ZERO,
+        }
+    }
+
+    /// The shared memory directory looked at.
+    #[must_use]
+    pub fn shm_dir(&self) -> &ShmDir {
+        &self.shm
+    }
+
+    /// Notes entries created in the shared memory directory, to be resolved by the next look.
+    pub fn created(&mut self, names: impl IntoIterator<Item = OsString>) {
+        self.pending.extend(names);
+    }
+
+    /// Whether creations wait for a look.
+    #[must_use]
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Notes that some creations went unobserved (`why`), so that no object is judged by a
+    /// creation look that never happened.
+    pub fn lost_creations(&mut self, why: String) {
+        self.creations_unobserved.get_or_insert(why);
+    }
+
+    /// Notes that hangwatch reaped `pid`, a process of the tree.
+    pub fn reaped(&mut self, pid: i32) {
+        self.tree.entry(pid).or_default().gone_at = Some(SystemTime::now());
+    }
+
+    /// Looks at every live process of the tree now. See the module documentation.
+    pub fn look(&mut self, moment: Moment) -> io::Result<()> {
+        let started = Instant::now();
+        let result = self.look_inner(moment);
+        self.looks += 1;
+        self.look_time += started.elapsed();
+        result
+    }
+
+    fn look_inner(&mut self, moment: Moment) -> io::Result<()> {
+        let table = ProcessTable::scan()?;
+        let tree: Vec<&Stat> = table
+            .descendants(self.root)
+            .into_iter()
+            .filter(|stat| !stat.is_zombie())
+            .collect();
+        let pending = std::mem::take(&mut self.pending);
+        if tree.is_empty() {
+            // Nobody left to catch holding anything: these creations stay unjudged.
+            return Ok(());
+        }
+
+        let stop = moment == Moment::Stop;
+        let mut held: HashMap<u64, (i32, Hold)> = HashMap::new();
+        let mut sysv: Vec<(i32, i32)> = Vec::new();
+        let mut sockets: Vec<(u64, i32)> = Vec::new();
+        let mut infos: HashMap<i32, ProcessInfo> = HashMap::new();
+        for stat in &tree {
+            self.tree.entry(stat.pid).or_default();
+            let mapped = match read_mapped(stat.pid, self.shm.device) {
+                Ok(mapped) => mapped,
+                Err(err) if is_unreadable(&err) => continue,
+                Err(err) => return Err(err),
+            };
+            for inode in mapped.inodes {
+                held.entry(inode).or_insert((stat.pid, Hold::Mapped));
+            }
+            sysv.extend(mapped.sysv_shm.into_iter().map(|id| (id, stat.pid)));
+            let fds = read_fds(stat.pid, &self.shm)?;
+            for inode in fds.shm {
+                held.entry(inode).or_insert((stat.pid, Hold::Open));
+            }
+            if stop {
+                sockets.extend(fds.sockets.into_iter().map(|inode| (inode, stat.pid)));
+            }
+        }
+        let mut info = |pid: i32| -> Option<ProcessInfo> {
+            if let Some(info) = infos.get(&pid) {
+                return Some(info.clone());
+            }
+            let info = table.get(pid)?.info();
+            infos.insert(pid, info.clone());
+            Some(info)
+        };
+
+        for name in pending {
+            let Some(entry) = self.shm.entry(&name)? else {
+                continue;
+            };
+            let seen = self.shm_seen.entry(entry.inode).or_default();
+            let now = held.contains_key(&entry.inode);
+            seen.held_at_creation = Some(seen.held_at_creation.unwrap_or(false) || now);
+        }
+        for (inode, (pid, hold)) in held {
+            let seen = self.shm_seen.entry(inode).or_default();
+            if seen.holders.len() < HOLDERS_KEPT
+                && !seen.holders.iter().any(|s| s.process.pid == pid)
+                && let Some(process) = info(pid)
+            {
+                seen.holders.push(Sighting {
+                    process,
+                    hold,
+                    moment,
+                });
+            }
+        }
+        for (id, pid) in sysv {
+            if !self.sysv_attached.contains_key(&id)
+                && let Some(process) = info(pid)
+            {
+                self.sysv_attached.insert(
+                    id,
+                    Sighting {
+                        process,
+                        hold: Hold::Attached,
+                        moment,
+                    },
+                );
+            }
+        }
+        if stop {
+            self.look_at_sockets(&sockets, &mut info)?;
+            let pids: HashSet<i32> = tree.iter().map(|stat| stat.pid).collect();
+            self.look_at_locks(&pids, &mut info)?;
+        }
+        for (pid, process) in infos {
+            self.tree.entry(pid).or_default().info = Some(process);
+        }
+        Ok(())
+    }
+
+    /// Records the sockets among `held` (inode, holder) that serve on a path.
+    fn look_at_sockets(
+        &mut self,
+        held: &[(u64, i32)],
+        info: &mut impl FnMut(i32) -> Option<ProcessInfo>,
+    ) -> io::Result<()> {
+        if held.is_empty() {
+            return Ok(());
+        }
+        let text = match std::fs::read_to_string("/proc/net/unix") {
+            Ok(text) => text,
+            Err(err) if is_unreadable(&err) => return Ok(()),
+            Err(err) => return Err(err),
+        };
+        let serving: HashMap<u64, String> = procfs::parse_net_unix(&text)
+            .into_iter()
+            .filter(|socket| socket.serving)
+            .map(|socket| (socket.inode, socket.path))
+            .collect();
+        for (inode, pid) in held {
+            let Some(path) = serving.get(inode) else {
+                continue;
+            };
+            let path = absolute(*pid, Path::new(path));
+            if self.files.iter().any(|f| f.path == path) {
+                continue;
+            }
+            let Some(process) = info(*pid) else { continue };
+            self.files.push(HeldFile {
+                path,
+                file: None,
+                sighting: Sighting {
+                    process,
+                    hold: Hold::Serving,
+                    moment: Moment::Stop,
+                },
+            });
+        }
+        Ok(())
+    }
+
+    /// Records the files that processes of `tree` hold locks on, with their paths (found
+    /// among the holder's open files).
+    fn look_at_locks(
+        &mut self,
+        tree: &HashSet<i32>,
+        info: &mut impl FnMut(i32) -> Option<ProcessInfo>,
+    ) -> io::Result<()> {
+        let text = match std::fs::read_to_string("/proc/locks") {
+            Ok(text) => text,
+            Err(err) if is_unreadable(&err) => return Ok(()),
+            Err(err) => return Err(err),
+        };
+        let mut by_holder: HashMap<i32, Vec<(Device, u64)>> = HashMap::new();
+        for lock in procfs::parse_locks(&text) {
+            if tree.contains(&lock.pid) {
+                by_holder
+                    .entry(lock.pid)
+                    .or_default()
+                    .push((lock.device, lock.inode));
+            }
+        }
+        for (pid, locked) in by_holder {
+            for (path, device, inode) in open_files(pid)? {
+                if !locked.contains(&(device, inode)) || self.files.iter().any(|f| f.path == path) {
+                    continue;
+                }
+                let Some(process) = info(pid) else { continue };
+                self.files.push(HeldFile {
+                    path,
+                    file: Some((device, inode)),
+                    sighting: Sighting {
+                        process,
+                        hold: Hold::Locked,
+                        moment: Moment::Stop,
+                    },
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The shared objects `pid` maps: asked of the kernel mapping by mapping where it can answer
+/// (Linux 6.11, shared mappings only: a semaphore or shared memory must be mapped shared to be
+/// of any use), read from the text of `/proc/PID/maps` otherwise.
+pub(crate) fn read_mapped(pid: i32, device: Option<Device>) -> io::Result<procfs::Mapped> {
+    if let Some(mappings) = hangwatch_process::mappings::shared_file_mappings(pid)? {
+        let mut mapped = procfs::Mapped::default();
+        for mapping in mappings {
+            if mapping.path.starts_with("/SYSV") {
+                if let Ok(id) = i32::try_from(mapping.inode)
+                    && !mapped.sysv_shm.contains(&id)
+                {
+                    mapped.sysv_shm.push(id);
+                }
+            } else if device.is_some_and(|d| {
+                (u64::from(mapping.device.0), u64::from(mapping.device.1)) == (d.major, d.minor)
+            }) && !mapped.inodes.contains(&mapping.inode)
+            {
+                mapped.inodes.push(mapping.inode);
+            }
+        }
+        return Ok(mapped);
+    }
+    let text = std::fs::read_to_string(format!("/proc/{pid}/maps"))?;
+    Ok(procfs::parse_maps(&text, device))
+}
+
+/// What one process holds through its file descriptors.
+#[derive(Debug, Default)]
+pub(crate) struct FdHoldings {
+    /// Inodes of shared memory directory files.
+    pub shm: Vec<u64>,
+    /// Inodes of sockets.
+    pub sockets: Vec<u64>,
+}
+
+/// Reads `/proc/PID/fd`: one `readlink` per descriptor, and a `stat` for those in the shared
+/// memory directory. A process gone or not ours to inspect holds nothing we can see.
+pub(crate) fn read_fds(pid: i32, shm: &ShmDir) -> io::Result<FdHoldings> {
+    let mut holdings = FdHoldings::default();
+    let dir = match std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        Ok(dir) => dir,
+        Err(err) if is_unreadable(&err) => return Ok(holdings),
+        Err(err) => return Err(err),
+    };
+    for entry in dir {
+        let Ok(entry) = entry else { continue };
+        let Ok(target) = std::fs::read_link(entry.path()) else {
+            continue;
+        };
+        let bytes = target.as_os_str().as_encoded_bytes();
+        if let Some(rest) = bytes.strip_prefix(b"socket:[") {
+            if let Some(inode) = std::str::from_utf8(rest)
+                .ok()
+                .and_then(|r| r.strip_suffix(']'))
+                .and_then(|r| r.parse().ok())
+            {
+                holdings.sockets.push(inode);
+            }
+            continue;
+        }
+        if shm.contains(&target)
+            && let Ok(meta) = std::fs::metadata(entry.path())
+            && Some(Device::from_dev_t(meta.dev())) == shm.device
+            && !holdings.shm.contains(&meta.ino())
+        {
+            holdings.shm.push(meta.ino());
+        }
+    }
+    Ok(holdings)
+}
+
+/// Every file `pid` has open, with its device and inode.
+fn open_files(pid: i32) -> io::Result<Vec<(PathBuf, Device, u64)>> {
+    let dir = match std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        Ok(dir) => dir,
+        Err(err) if is_unreadable(&err) => return Ok(Vec::new()),
+        Err(err) => return Err(err),
+    };
+    let mut files = Vec::new();
+    for entry in dir.flatten() {
+        let (Ok(target), Ok(meta)) = (std::fs::read_link(entry.path()), entry.path().metadata())
+        else {
+            continue;
+        };
+        if target.is_absolute() && meta.is_file() {
+            files.push((target, Device::from_dev_t(meta.dev()), meta.ino()));
+        }
+    }
+    Ok(files)
+}
+
+/// `path` as `pid` named it, made absolute with its working directory.
+fn absolute(pid: i32, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_owned();
+    }
+    match std::fs::read_link(format!("/proc/{pid}/cwd")) {
+        Ok(cwd) => cwd.join(path),
+        Err(_) => path.to_owned(),
+    }
+}
+
+/// Whether reading a process's `/proc` files failed only because it is gone or not ours to
+/// inspect. Both mean "nothing to see there", not a failed audit.
+pub(crate) fn is_unreadable(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied
+    ) || err.raw_os_error() == Some(nix::libc::ESRCH)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_look_at_an_empty_tree_leaves_creations_unjudged() {
+        let shm = ShmDir::open(Path::new(crate::shm::SHM_DIR)).expect("open");
+        // A process with no children of its own: its tree is empty.
+        let mut leaf = std::process::Command::new("sleep")
+            .arg("10")
+            .spawn()
+            .expect("spawn sleep");
+        let mut evidence = Evidence::new(leaf.id() as i32, shm);
+        evidence.created(["hangwatch-leaks-never-created".into()]);
+        let looked = evidence.look(Moment::Creation);
+        let _ = leaf.kill();
+        let _ = leaf.wait();
+        looked.expect("look");
+        assert_eq!(evidence.looks, 1);
+        assert!(!evidence.has_pending());
+        assert!(evidence.shm_seen.is_empty());
+        assert!(evidence.tree.is_empty());
+    }
+
+    #[test]
+    fn own_descriptors_are_readable() {
+        let shm = ShmDir::open(Path::new(crate::shm::SHM_DIR)).expect("open");
+        let listener = std::os::unix::net::UnixDatagram::unbound().expect("socket");
+        let holdings = read_fds(std::process::id() as i32, &shm).expect("read fds");
+        assert!(!holdings.sockets.is_empty());
+        drop(listener);
+    }
+}
