@@ -66,10 +66,7 @@ pub fn read_thread(pid: i32, tid: i32) -> Option<ThreadReading> {
     };
     let wchan = std::fs::read_to_string(format!("{dir}/wchan"))
         .ok()
-        .and_then(|text| {
-            let text = text.trim();
-            (!text.is_empty() && text != "0").then(|| text.to_owned())
-        });
+        .and_then(|text| crate::threads::parse_wchan(&text));
     let cpu_ns = std::fs::read_to_string(format!("{dir}/schedstat"))
         .ok()
         .and_then(|text| text.split_ascii_whitespace().next()?.parse().ok());

@@ -49,7 +49,7 @@ pub fn threads(pid: i32) -> Vec<ThreadSnapshot> {
 
 /// `wchan` holds a kernel symbol, or `0` when the thread is not waiting (or the kernel hides
 /// it).
-fn parse_wchan(text: &str) -> Option<String> {
+pub(crate) fn parse_wchan(text: &str) -> Option<String> {
     let text = text.trim();
     (!text.is_empty() && text != "0").then(|| text.to_owned())
 }

@@ -4,6 +4,8 @@
 //! Each takes text, so unit tests feed captured files. They skip lines they cannot read rather
 //! than fail: the kernel may add columns, and one odd line must not hide the rest.
 
+use hangwatch_process::net_unix;
+
 /// A device number as `/proc` prints it (`major:minor` in hexadecimal).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Device {
@@ -143,51 +145,24 @@ pub struct UnixSocket {
     pub serving: bool,
 }
 
-/// `__SO_ACCEPTCON`: the socket listens.
-const LISTENING: u64 = 0x0001_0000;
 /// `SOCK_DGRAM`.
-const DATAGRAM: u64 = 2;
-/// `SS_UNCONNECTED`.
-const UNCONNECTED: u64 = 1;
+const DATAGRAM: u8 = 2;
 
 /// Reads the text of `/proc/net/unix`, keeping sockets bound to a file-system path (abstract
 /// ones, shown with `@`, leave no file behind).
 #[must_use]
 pub fn parse_net_unix(text: &str) -> Vec<UnixSocket> {
-    let mut sockets = Vec::new();
-    for line in text.lines().skip(1) {
-        // Num RefCount Protocol Flags Type St Inode [Path]
-        let mut fields = line.split_ascii_whitespace();
-        let (Some(_), Some(_), Some(_), Some(flags), Some(kind), Some(state), Some(inode)) = (
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-            fields.next(),
-        ) else {
-            continue;
-        };
-        let Some(path) = fields.next() else { continue };
-        if path.starts_with('@') {
-            continue;
-        }
-        let (Ok(flags), Ok(kind), Ok(state), Ok(inode)) = (
-            u64::from_str_radix(flags, 16),
-            u64::from_str_radix(kind, 16),
-            u64::from_str_radix(state, 16),
-            inode.parse::<u64>(),
-        ) else {
-            continue;
-        };
-        sockets.push(UnixSocket {
-            inode,
-            path: path.to_owned(),
-            serving: flags & LISTENING != 0 || (kind == DATAGRAM && state == UNCONNECTED),
-        });
-    }
-    sockets
+    net_unix::parse_rows(text)
+        .filter_map(|row| {
+            let path = row.path.filter(|p| !p.starts_with('@'))?;
+            Some(UnixSocket {
+                inode: row.inode,
+                path: path.to_owned(),
+                serving: row.listening()
+                    || (row.kind == DATAGRAM && row.state == net_unix::SS_UNCONNECTED),
+            })
+        })
+        .collect()
 }
 
 /// The three kinds of SysV IPC objects.

@@ -25,6 +25,7 @@ pub mod async_fd;
 pub mod exit_watch;
 pub mod ipc;
 pub mod mappings;
+pub mod net_unix;
 pub mod pid;
 pub mod pidfd;
 pub mod reap;

@@ -344,6 +344,13 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
     pump.child_started();
     let main = spawned.id;
     leaks.note_started(main.pid);
+    let stopper = Stopper {
+        spec: &spec,
+        leaks: &leaks,
+        own_pid,
+        program: main.pid,
+        pgid: spawned.pgid,
+    };
     report.pid = Some(main.pid);
     tracing::debug!(pid = main.pid, "program started");
 
@@ -374,14 +381,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                     if !has_children().map_err(io("look for leftover children"))? {
                         break;
                     }
-                    stopping = Some(begin_stop(
-                        &spec,
-                        &leaks,
-                        own_pid,
-                        spawned.pgid,
-                        StopCause::Leftovers,
-                        None,
-                    )?);
+                    stopping = Some(stopper.begin(StopCause::Leftovers, None)?);
                     continue;
                 }
                 Some(stop) if !stop.tree.any_alive() => {
@@ -445,19 +445,12 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                 result.map_err(io("wait for the timeout"))?;
                 let late_ms = deadline.map(|d| d.elapsed().as_secs_f64() * 1000.0);
                 tracing::debug!(?late_ms, "timeout reached, stopping the program");
-                match start_diagnosis(&spec, own_pid, main.pid, StopCause::Timeout, late_ms) {
-                    Some(started) => diagnosing = Some(started),
-                    None => {
-                        stopping = Some(begin_stop(
-                            &spec,
-                            &leaks,
-                            own_pid,
-                            spawned.pgid,
-                            StopCause::Timeout,
-                            late_ms,
-                        )?);
-                    }
-                }
+                stopper.begin_after_diagnosis(
+                    StopCause::Timeout,
+                    late_ms,
+                    &mut diagnosing,
+                    &mut stopping,
+                )?;
             }
             Wake::Liveness(result) => {
                 result.map_err(io("wait for the stall timer"))?;
@@ -481,19 +474,12 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                     }
                     Expiry::Stall(source) => {
                         tracing::debug!(source = source.as_str(), "stall, stopping the program");
-                        match start_diagnosis(&spec, own_pid, main.pid, StopCause::Stall, None) {
-                            Some(started) => diagnosing = Some(started),
-                            None => {
-                                stopping = Some(begin_stop(
-                                    &spec,
-                                    &leaks,
-                                    own_pid,
-                                    spawned.pgid,
-                                    StopCause::Stall,
-                                    None,
-                                )?);
-                            }
-                        }
+                        stopper.begin_after_diagnosis(
+                            StopCause::Stall,
+                            None,
+                            &mut diagnosing,
+                            &mut stopping,
+                        )?;
                         report.stall = Some(record);
                     }
                 }
@@ -524,14 +510,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                 if let Some(done) = diagnosing.take() {
                     tracing::debug!(took_ms = record.took_ms, "diagnosis done, stopping");
                     report.incident = Some(record);
-                    stopping = Some(begin_stop(
-                        &spec,
-                        &leaks,
-                        own_pid,
-                        spawned.pgid,
-                        done.cause,
-                        done.late_ms,
-                    )?);
+                    stopping = Some(stopper.begin(done.cause, done.late_ms)?);
                 }
             }
             Wake::Signal(sig) => {
@@ -546,14 +525,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                         error: Some(format!("skipped: {sig} arrived during the diagnosis")),
                         ..IncidentRecord::default()
                     });
-                    stopping = Some(begin_stop(
-                        &spec,
-                        &leaks,
-                        own_pid,
-                        spawned.pgid,
-                        skipped.cause,
-                        skipped.late_ms,
-                    )?);
+                    stopping = Some(stopper.begin(skipped.cause, skipped.late_ms)?);
                 } else if let Some(stop) = &mut stopping {
                     if terminating && stop.tree.grace_deadline().is_some() {
                         tracing::debug!(%sig, "asked again during a stop: KILL now");
@@ -565,14 +537,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                     }
                     if terminating && stop_requests >= 2 {
                         tracing::debug!(%sig, "asked twice: stopping the program");
-                        stopping = Some(begin_stop(
-                            &spec,
-                            &leaks,
-                            own_pid,
-                            spawned.pgid,
-                            StopCause::Request,
-                            None,
-                        )?);
+                        stopping = Some(stopper.begin(StopCause::Request, None)?);
                     } else {
                         forward(sig, spawned.pgid);
                     }
@@ -646,49 +611,60 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
     Ok(RunOutcome { report })
 }
 
-/// Starts the diagnosis that precedes a stall or timeout stop, when one is asked for.
-fn start_diagnosis(
-    spec: &RunSpec,
+/// What every stop of a run needs, and the one place that begins them.
+struct Stopper<'a> {
+    spec: &'a RunSpec,
+    leaks: &'a LeakWatch,
     own_pid: i32,
     program: i32,
-    cause: StopCause,
-    late_ms: Option<f64>,
-) -> Option<Diagnosing> {
-    let diagnose = spec.diagnose.clone()?;
-    let reason = match cause {
-        StopCause::Stall => "stalled",
-        _ => "timed-out",
-    };
-    let limit = diagnose.limit + diagnose.sample;
-    let task = tokio::task::spawn_blocking(move || {
-        crate::incident::capture(&diagnose, own_pid, program, reason)
-    });
-    Some(Diagnosing {
-        cause,
-        late_ms,
-        task,
-        limit,
-        give_up_at: Instant::now() + limit,
-    })
+    pgid: i32,
 }
 
-/// Begins stopping the program's whole tree (see [`TreeStop`]), after a last look at what it
-/// holds.
-fn begin_stop(
-    spec: &RunSpec,
-    leaks: &LeakWatch,
-    own_pid: i32,
-    pgid: i32,
-    cause: StopCause,
-    late_ms: Option<f64>,
-) -> Result<Stopping, RunError> {
-    leaks.observe();
-    let tree = TreeStop::begin(spec.stop, own_pid, Some(pgid)).map_err(io("stop the program"))?;
-    Ok(Stopping {
-        cause,
-        tree,
-        late_ms,
-    })
+impl Stopper<'_> {
+    /// Begins stopping the program's whole tree (see [`TreeStop`]), after a last look at what
+    /// it holds.
+    fn begin(&self, cause: StopCause, late_ms: Option<f64>) -> Result<Stopping, RunError> {
+        self.leaks.observe();
+        let tree = TreeStop::begin(self.spec.stop, self.own_pid, Some(self.pgid))
+            .map_err(io("stop the program"))?;
+        Ok(Stopping {
+            cause,
+            tree,
+            late_ms,
+        })
+    }
+
+    /// For a stall or timeout: starts the diagnosis that precedes the stop when one is asked
+    /// for (its end begins the stop), else begins the stop now.
+    fn begin_after_diagnosis(
+        &self,
+        cause: StopCause,
+        late_ms: Option<f64>,
+        diagnosing: &mut Option<Diagnosing>,
+        stopping: &mut Option<Stopping>,
+    ) -> Result<(), RunError> {
+        let Some(diagnose) = self.spec.diagnose.clone() else {
+            *stopping = Some(self.begin(cause, late_ms)?);
+            return Ok(());
+        };
+        let reason = match cause {
+            StopCause::Stall => "stalled",
+            _ => "timed-out",
+        };
+        let limit = diagnose.limit + diagnose.sample;
+        let (own_pid, program) = (self.own_pid, self.program);
+        let task = tokio::task::spawn_blocking(move || {
+            crate::incident::capture(&diagnose, own_pid, program, reason)
+        });
+        *diagnosing = Some(Diagnosing {
+            cause,
+            late_ms,
+            task,
+            limit,
+            give_up_at: Instant::now() + limit,
+        });
+        Ok(())
+    }
 }
 
 /// Creates the notify socket for a program of this hangwatch (`pid`).

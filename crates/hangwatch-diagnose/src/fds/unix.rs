@@ -17,6 +17,8 @@ use std::collections::HashMap;
 use std::io;
 use std::os::fd::AsRawFd;
 
+use hangwatch_process::net_unix;
+
 use netlink_packet_core::{
     NLM_F_DUMP, NLM_F_REQUEST, NetlinkHeader, NetlinkMessage, NetlinkPayload,
 };
@@ -183,50 +185,23 @@ fn name_text(name: &UnixDiagName) -> String {
 /// a listener, `St` is 3 (`SS_CONNECTED`) on a connected socket, and the path, when bound,
 /// runs to the end of the line.
 pub(super) fn parse_proc_net_unix(text: &str) -> HashMap<u64, UnixSocket> {
-    const ACCEPTCON: u32 = 0x1_0000;
-    const SS_CONNECTED: u8 = 3;
-    let mut sockets = HashMap::new();
-    for line in text.lines().skip(1) {
-        let mut rest = line;
-        let mut fields = [""; 7];
-        let mut complete = true;
-        for field in &mut fields {
-            rest = rest.trim_start();
-            let end = rest.find(' ').unwrap_or(rest.len());
-            if end == 0 {
-                complete = false;
-                break;
-            }
-            *field = &rest[..end];
-            rest = &rest[end..];
-        }
-        if !complete {
-            continue;
-        }
-        let (Ok(flags), Ok(kind), Ok(state), Ok(inode)) = (
-            u32::from_str_radix(fields[3], 16),
-            u8::from_str_radix(fields[4], 16),
-            u8::from_str_radix(fields[5], 16),
-            fields[6].parse::<u64>(),
-        ) else {
-            continue;
-        };
-        let path = rest.strip_prefix(' ').filter(|p| !p.is_empty());
-        sockets.insert(
-            inode,
-            UnixSocket {
-                kind: unix_kind(kind),
-                listening: flags & ACCEPTCON != 0,
-                connected: state == SS_CONNECTED,
-                path: path.map(str::to_owned),
-                peer: None,
-                pending: Vec::new(),
-                recv_queue: None,
-                send_queue: None,
-            },
-        );
-    }
-    sockets
+    net_unix::parse_rows(text)
+        .map(|row| {
+            (
+                row.inode,
+                UnixSocket {
+                    kind: unix_kind(row.kind),
+                    listening: row.listening(),
+                    connected: row.state == net_unix::SS_CONNECTED,
+                    path: row.path.map(str::to_owned),
+                    peer: None,
+                    pending: Vec::new(),
+                    recv_queue: None,
+                    send_queue: None,
+                },
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]
