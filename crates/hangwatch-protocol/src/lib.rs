@@ -5,9 +5,11 @@
 //!
 //! - [`exit_code`]: the documented exit statuses of `hangwatch run`, as named constants.
 //! - [`report`]: the JSON report of a guarded run (`hangwatch run --report`).
+//! - [`event`]: the supervisor's event log (`hangwatch up`), one JSON object per line.
 //!
 //! Every record carries a format version ([`report::REPORT_VERSION`]); fields are only ever added.
 #![forbid(unsafe_code)]
 
+pub mod event;
 pub mod exit_code;
 pub mod report;

@@ -252,6 +252,8 @@ pub enum StallSource {
     Trigger,
     /// The program sent `STOPPING=1` and did not exit within the exit grace.
     Stopping,
+    /// A liveness probe (HTTP, TCP or a command) failed too many times in a row.
+    Probe,
 }
 
 impl StallSource {
@@ -264,6 +266,7 @@ impl StallSource {
             StallSource::Output => "output",
             StallSource::Trigger => "trigger",
             StallSource::Stopping => "stopping",
+            StallSource::Probe => "probe",
         }
     }
 }

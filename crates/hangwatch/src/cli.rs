@@ -37,6 +37,58 @@ pub enum Command {
     /// memory, Python stacks of CPython processes, the owner of a glibc mutex a thread waits
     /// for, and a verdict naming what the program waits on. The target is never paused.
     Diagnose(DiagnoseArgs),
+
+    /// Supervise the services of a config file, in the foreground.
+    ///
+    /// Starts the services in dependency order (a dependent starts once its dependencies are
+    /// ready), shows their output with a coloured name prefix, restarts them under their policy,
+    /// diagnoses and restarts stalled ones, and on INT or TERM shuts everything down in reverse
+    /// dependency order within `shutdown_timeout`. Logs, incidents and the event log
+    /// (events.jsonl) are kept in the state directory (default .hangwatch/ beside the config).
+    Up(UpArgs),
+
+    /// Check a config file without starting anything: every error with its file, line and
+    /// column.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// The config file.
+    #[arg(short = 'f', long = "file", value_name = "FILE", default_value = "hangwatch.toml")]
+    pub file: PathBuf,
+
+    /// Colour the service names: auto (when stdout is a terminal and NO_COLOR is unset),
+    /// always or never.
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    pub color: ColorArg,
+
+    /// Print the event log's JSON lines on stdout instead of the services' output.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CheckArgs {
+    /// The config file.
+    #[arg(short = 'f', long = "file", value_name = "FILE", default_value = "hangwatch.toml")]
+    pub file: PathBuf,
+
+    /// Print the result as JSON: `{"ok": true, "services": [...]}` or
+    /// `{"ok": false, "errors": [{"file", "line", "column", "message"}]}`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// When to colour output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorArg {
+    /// When stdout is a terminal and NO_COLOR is unset.
+    Auto,
+    /// Always.
+    Always,
+    /// Never.
+    Never,
 }
 
 #[derive(Debug, clap::Args)]

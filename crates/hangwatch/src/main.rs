@@ -26,6 +26,8 @@ fn main() -> ExitCode {
     let code = match cli.command {
         cli::Command::Run(args) => commands::run::main(args),
         cli::Command::Diagnose(args) => commands::diagnose::main(&args),
+        cli::Command::Up(args) => commands::up::main(&args),
+        cli::Command::Check(args) => commands::check::main(&args),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))
 }

@@ -1,0 +1,183 @@
+//! The validated config: what `hangwatch up` acts on. Every value here has passed its checks, so
+//! the daemon never re-validates; relative paths are already resolved against the config's
+//! directory.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A whole config file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file it was read from (absolute).
+    pub path: PathBuf,
+    /// Where logs, incidents, the event log and the instance record live (`state_dir`, default
+    /// `.hangwatch/` beside the config).
+    pub state_dir: PathBuf,
+    /// The bound of the whole shutdown (`shutdown_timeout`, default 30s): anything still alive
+    /// then is killed.
+    pub shutdown_timeout: Duration,
+    /// The services, in file order.
+    pub services: Vec<Service>,
+}
+
+impl Config {
+    /// The service called `name`.
+    #[must_use]
+    pub fn service(&self, name: &str) -> Option<&Service> {
+        self.services.iter().find(|s| s.name == name)
+    }
+}
+
+/// One `[service.NAME]` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Service {
+    /// The table's name: letters, digits, `-`, `_`, `.`.
+    pub name: String,
+    /// What to run.
+    pub command: Command,
+    /// Working directory (default: the config's directory).
+    pub cwd: PathBuf,
+    /// Variables added to hangwatch's environment: `env_file` first, then `env` (later wins).
+    pub env: Vec<(String, String)>,
+    /// Run as this user (only when hangwatch runs as root): name or numeric uid.
+    pub user: Option<String>,
+    /// Services that must be ready before this one starts (and stop after it).
+    pub depends_on: Vec<String>,
+    /// Restart this service whenever one of its dependencies restarts
+    /// (`restart_with_dependency`, default false).
+    pub restart_with_dependency: bool,
+    /// When the service counts as ready (default: once started).
+    pub ready: Readiness,
+    /// Stall detection.
+    pub liveness: Liveness,
+    /// When to restart after an exit (default `on-failure`).
+    pub restart: RestartPolicy,
+    /// Delay before each restart.
+    pub backoff: Backoff,
+    /// Restart intensity: more than `count` restarts `within` marks the service failed.
+    pub max_restarts: MaxRestarts,
+    /// What a failed service means for the supervisor (default `stay-down`).
+    pub on_give_up: OnGiveUp,
+    /// First signal of a stop, by name without `SIG` (default `TERM`).
+    pub stop_signal: String,
+    /// Time between the stop signal and KILL (default 10s).
+    pub stop_grace: Duration,
+    /// Stop (after a diagnosis) and restart the service when its tree's resident memory
+    /// exceeds this many bytes.
+    pub memory_limit: Option<u64>,
+    /// Rotate the service's log file when it reaches this many bytes (default 10 MiB).
+    pub log_max_size: u64,
+    /// Keep this many rotated files (default 5).
+    pub log_keep: u32,
+    /// Diagnose a stalled or over-memory service before stopping it (default true).
+    pub diagnose: bool,
+}
+
+/// The program of a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    /// The argument vector to exec: `["/bin/sh", "-c", text]` when `shell = true`, else the
+    /// array as given or the string split as a POSIX shell would (quotes, backslashes; no
+    /// expansion).
+    pub argv: Vec<String>,
+    /// Whether it runs through `/bin/sh -c` (`shell = true`).
+    pub shell: bool,
+}
+
+/// When a service counts as ready, so its dependents may start.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Readiness {
+    /// As soon as it has started (`ready` absent).
+    Started,
+    /// When it sends `READY=1` on its notify socket (`ready = "notify"`).
+    Notify,
+    /// When a probe first succeeds (`ready = { tcp = "…" }` etc.).
+    Probe(Probe),
+}
+
+/// A check hangwatch runs from outside, repeatedly.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    /// What is checked.
+    pub check: Check,
+    /// Time between attempts (default 1s for liveness, 100ms for readiness).
+    pub every: Duration,
+    /// Bound of one attempt (default 1s).
+    pub timeout: Duration,
+    /// Liveness: consecutive failures that make a stall (default 3). Readiness: unused.
+    pub failures: u32,
+    /// Readiness: give up (the start failed) if not ready within this long (default 60s).
+    /// Liveness: first attempt only after this long (default 0s).
+    pub within: Duration,
+}
+
+/// One probe attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// A TCP connect to `host:port` succeeds.
+    Tcp(String),
+    /// An HTTP GET of this `http://` URL answers 2xx or 3xx.
+    Http(String),
+    /// This command exits 0 (same command syntax as `command`; run in the service's cwd and env).
+    Exec(Command),
+}
+
+/// Stall detection for a service. Every source is optional; none means no stall detection.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Liveness {
+    /// `watchdog = "30s"`: expect `WATCHDOG=1` at least this often.
+    pub watchdog: Option<Duration>,
+    /// `heartbeat_file = { path, stale_after }`: expect the file modified this often (path
+    /// resolved against the service's cwd).
+    pub heartbeat_file: Option<(PathBuf, Duration)>,
+    /// `stall_on_silence = "60s"`: expect output at least this often.
+    pub stall_on_silence: Option<Duration>,
+    /// `liveness = { http|tcp|exec = …, every, timeout, failures }`.
+    pub probe: Option<Probe>,
+}
+
+/// When a service is restarted after it exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RestartPolicy {
+    /// After any exit.
+    Always,
+    /// After a non-zero exit, a death by signal, or a stop by hangwatch for a stall.
+    OnFailure,
+    /// Never.
+    Never,
+}
+
+/// Exponential backoff with jitter: `initial`, times `factor` per consecutive restart, at most
+/// `max`, each delay moved by up to ±`jitter` of itself; back to `initial` once the service has
+/// run `reset_after` without exiting.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    /// First delay (default 100ms; 0 restarts at once).
+    pub initial: Duration,
+    /// Largest delay (default 30s).
+    pub max: Duration,
+    /// Growth per restart (default 2.0).
+    pub factor: f64,
+    /// Fraction of random spread (default 0.1).
+    pub jitter: f64,
+    /// Stable run time that resets the delay (default 10s).
+    pub reset_after: Duration,
+}
+
+/// Restart intensity (Erlang/OTP's): more than `count` restarts in any window of `within`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxRestarts {
+    /// Default 5.
+    pub count: u32,
+    /// Default 60s.
+    pub within: Duration,
+}
+
+/// What giving up on a service does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnGiveUp {
+    /// The service stays down; the rest go on.
+    StayDown,
+    /// The whole supervisor shuts down and exits non-zero.
+    Shutdown,
+}
