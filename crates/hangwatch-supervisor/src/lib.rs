@@ -11,5 +11,7 @@
 pub mod duration;
 pub mod incident;
 pub mod liveness;
+pub mod probe;
 pub mod run;
+pub mod state;
 mod summary;
