@@ -40,4 +40,4 @@ pub use pid::ProcessId;
 pub use reap::ExitStatus;
 pub use signal::Signal;
 pub use spawn::{ProgramCommand, SpawnError, SpawnOptions, Spawned, spawn};
-pub use stop::{StopPlan, TreeStop};
+pub use stop::{Scope, StopPlan, TreeStop};

@@ -114,10 +114,66 @@ enum Step {
     Killed,
 }
 
+/// Which processes a [`TreeStop`] covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Every descendant of `root`: hangwatch itself under `hangwatch run`, where everything
+    /// below the subreaper belongs to the one program. `group` is the program's process group.
+    Descendants {
+        /// The subreaper (or any ancestor).
+        root: i32,
+        /// The program's process group, signalled as a whole while it has members.
+        group: Option<i32>,
+    },
+    /// One service of a supervisor that runs many: among the children of `adopter` (the
+    /// subreaper, which adopts every escapee), those in the service's process `group` or whose
+    /// environment holds the entry `marker` (`NAME=VALUE`, exact), with all their descendants.
+    /// A process that escaped with `setsid` and a double fork has left the group and been
+    /// adopted, but it inherited the environment; other services' processes have neither.
+    Service {
+        /// The subreaper.
+        adopter: i32,
+        /// The service's process group (its program's PID).
+        group: i32,
+        /// An environment entry set for this service only.
+        marker: Vec<u8>,
+    },
+}
+
+impl Scope {
+    /// The processes of `table` in this scope.
+    fn members<'t>(&self, table: &'t ProcessTable) -> Vec<&'t Stat> {
+        match self {
+            Scope::Descendants { root, .. } => table.descendants(*root),
+            Scope::Service {
+                adopter,
+                group,
+                marker,
+            } => {
+                let mut out = Vec::new();
+                for child in table.children(*adopter) {
+                    if child.pgrp == *group || has_env_entry(child.pid, marker) {
+                        out.push(child);
+                        out.extend(table.descendants(child.pid));
+                    }
+                }
+                out
+            }
+        }
+    }
+}
+
+/// Whether `/proc/PID/environ` holds exactly the entry `entry`. A process that is gone or not
+/// readable holds nothing.
+fn has_env_entry(pid: i32, entry: &[u8]) -> bool {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .is_ok_and(|environ| environ.split(|b| *b == 0).any(|e| e == entry))
+}
+
 /// The stop of one process tree in progress. See the module documentation.
 #[derive(Debug)]
 pub struct TreeStop {
-    root: i32,
+    scope: Scope,
     group: Option<i32>,
     plan: StopPlan,
     began: Instant,
@@ -148,9 +204,18 @@ impl TreeStop {
     /// that received it, even those that die of it at once; the scan costs well under a
     /// millisecond on a typical machine (see the `stop_latency` benchmark).
     pub fn begin(plan: StopPlan, root: i32, group: Option<i32>) -> io::Result<TreeStop> {
+        TreeStop::begin_scoped(plan, Scope::Descendants { root, group })
+    }
+
+    /// Like [`TreeStop::begin`], for the processes `scope` names.
+    pub fn begin_scoped(plan: StopPlan, scope: Scope) -> io::Result<TreeStop> {
         let began = Instant::now();
+        let group = match &scope {
+            Scope::Descendants { group, .. } => *group,
+            Scope::Service { group, .. } => Some(*group),
+        };
         let mut stop = TreeStop {
-            root,
+            scope,
             group,
             plan,
             began,
@@ -268,8 +333,9 @@ impl TreeStop {
     /// current step if it has not had it yet.
     fn sweep(&mut self) -> io::Result<()> {
         let table = ProcessTable::scan()?;
-        let alive: Vec<&Stat> = table
-            .descendants(self.root)
+        let alive: Vec<&Stat> = self
+            .scope
+            .members(&table)
             .into_iter()
             .filter(|stat| !stat.is_zombie())
             .collect();

@@ -53,6 +53,15 @@ impl ProcessTable {
         self.by_pid.get(&pid)
     }
 
+    /// The direct children of `parent`.
+    #[must_use]
+    pub fn children(&self, parent: i32) -> Vec<&Stat> {
+        self.by_pid
+            .values()
+            .filter(|stat| stat.ppid == parent && stat.pid != parent)
+            .collect()
+    }
+
     /// Every descendant of `root` (not `root` itself), parents before children, zombies
     /// included (they still need reaping but no signal).
     #[must_use]
