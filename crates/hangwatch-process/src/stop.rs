@@ -52,6 +52,8 @@ use nix::errno::Errno;
 use nix::unistd::Pid;
 use tokio::time::Instant;
 
+use std::sync::Arc;
+
 use crate::exit_watch::ExitWatch;
 use crate::pid::ProcessId;
 use crate::pidfd::PidFd;
@@ -152,7 +154,7 @@ impl Scope {
             } => {
                 let mut out = Vec::new();
                 for child in table.children(*adopter) {
-                    if child.pgrp == *group || has_env_entry(child.pid, marker) {
+                    if child.pgrp == *group || table.has_env_entry(child.pid, marker) {
                         out.push(child);
                         out.extend(table.descendants(child.pid));
                     }
@@ -161,13 +163,6 @@ impl Scope {
             }
         }
     }
-}
-
-/// Whether `/proc/PID/environ` holds exactly the entry `entry`. A process that is gone or not
-/// readable holds nothing.
-fn has_env_entry(pid: i32, entry: &[u8]) -> bool {
-    std::fs::read(format!("/proc/{pid}/environ"))
-        .is_ok_and(|environ| environ.split(|b| *b == 0).any(|e| e == entry))
 }
 
 /// The stop of one process tree in progress. See the module documentation.
@@ -182,7 +177,7 @@ pub struct TreeStop {
     spared_until: Option<Instant>,
     step: Step,
     members: BTreeMap<ProcessId, Member>,
-    watch: ExitWatch,
+    watch: Arc<ExitWatch>,
 }
 
 #[derive(Debug)]
@@ -207,8 +202,23 @@ impl TreeStop {
         TreeStop::begin_scoped(plan, Scope::Descendants { root, group })
     }
 
-    /// Like [`TreeStop::begin`], for the processes `scope` names.
+    /// Like [`TreeStop::begin`], for the processes `scope` names, with a scan taken now and a
+    /// watch of its own.
     pub fn begin_scoped(plan: StopPlan, scope: Scope) -> io::Result<TreeStop> {
+        let table = ProcessTable::scan()?;
+        TreeStop::begin_in(plan, scope, &table, Arc::new(ExitWatch::new()?))
+    }
+
+    /// Begins a stop from a scan the caller took, adding the tree's pidfds to `watch`. A
+    /// supervisor stopping many services at once shares one scan per wake-up and one watch
+    /// between all its stops: await the watch, then [`TreeStop::refresh_in`] each stop with
+    /// one new scan.
+    pub fn begin_in(
+        plan: StopPlan,
+        scope: Scope,
+        table: &ProcessTable,
+        watch: Arc<ExitWatch>,
+    ) -> io::Result<TreeStop> {
         let began = Instant::now();
         let group = match &scope {
             Scope::Descendants { group, .. } => *group,
@@ -223,9 +233,9 @@ impl TreeStop {
             spared_until: None,
             step: Step::Grace,
             members: BTreeMap::new(),
-            watch: ExitWatch::new()?,
+            watch,
         };
-        stop.sweep()?;
+        stop.sweep(table)?;
         Ok(stop)
     }
 
@@ -265,6 +275,12 @@ impl TreeStop {
     /// get their settle; or, when nothing else is alive or the settle is under way already,
     /// `SIGKILL` to every process left.
     pub fn kill_now(&mut self) -> io::Result<()> {
+        let table = ProcessTable::scan()?;
+        self.kill_now_in(&table)
+    }
+
+    /// [`TreeStop::kill_now`] with a scan the caller took.
+    pub fn kill_now_in(&mut self, table: &ProcessTable) -> io::Result<()> {
         let others_alive = self
             .members
             .values()
@@ -276,7 +292,7 @@ impl TreeStop {
             }
             _ => Step::Killed,
         };
-        self.sweep()
+        self.sweep(table)
     }
 
     /// Waits until a tracked process exits. Call [`TreeStop::refresh`] afterwards.
@@ -287,7 +303,13 @@ impl TreeStop {
     /// Records exits, rescans the tree and signals processes that appeared since the last look.
     /// Returns whether any process of the tree is still alive.
     pub fn refresh(&mut self) -> io::Result<bool> {
-        self.sweep()?;
+        let table = ProcessTable::scan()?;
+        self.refresh_in(&table)
+    }
+
+    /// [`TreeStop::refresh`] with a scan the caller took.
+    pub fn refresh_in(&mut self, table: &ProcessTable) -> io::Result<bool> {
+        self.sweep(table)?;
         Ok(self.any_alive())
     }
 
@@ -331,11 +353,10 @@ impl TreeStop {
 
     /// One pass: forget exited members, find live descendants, send each the signal of the
     /// current step if it has not had it yet.
-    fn sweep(&mut self) -> io::Result<()> {
-        let table = ProcessTable::scan()?;
+    fn sweep(&mut self, table: &ProcessTable) -> io::Result<()> {
         let alive: Vec<&Stat> = self
             .scope
-            .members(&table)
+            .members(table)
             .into_iter()
             .filter(|stat| !stat.is_zombie())
             .collect();

@@ -4,6 +4,7 @@
 //! needs `CONFIG_PROC_CHILDREN`, which many kernels lack), so a scan reads each process's parent
 //! from `/proc/*/stat` and walks down from the root. A process may exit mid-scan; it is skipped.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 
@@ -13,6 +14,8 @@ use crate::stat::{Stat, is_gone, read_stat};
 #[derive(Debug, Default)]
 pub struct ProcessTable {
     by_pid: HashMap<i32, Stat>,
+    /// Environments read so far (`/proc/PID/environ`), each at most once per scan.
+    environ: RefCell<HashMap<i32, Vec<u8>>>,
 }
 
 impl ProcessTable {
@@ -36,7 +39,10 @@ impl ProcessTable {
                 by_pid.insert(pid, stat);
             }
         }
-        Ok(ProcessTable { by_pid })
+        Ok(ProcessTable {
+            by_pid,
+            environ: RefCell::default(),
+        })
     }
 
     /// A table built from already parsed entries (for tests of the walk).
@@ -44,6 +50,7 @@ impl ProcessTable {
     pub fn from_stats(stats: impl IntoIterator<Item = Stat>) -> ProcessTable {
         ProcessTable {
             by_pid: stats.into_iter().map(|stat| (stat.pid, stat)).collect(),
+            environ: RefCell::default(),
         }
     }
 
@@ -51,6 +58,17 @@ impl ProcessTable {
     #[must_use]
     pub fn get(&self, pid: i32) -> Option<&Stat> {
         self.by_pid.get(&pid)
+    }
+
+    /// Whether the environment of `pid` holds exactly the entry `entry` (`NAME=VALUE`). Read
+    /// once per scan; a process that is gone or unreadable holds nothing.
+    #[must_use]
+    pub fn has_env_entry(&self, pid: i32, entry: &[u8]) -> bool {
+        let mut cache = self.environ.borrow_mut();
+        let environ = cache.entry(pid).or_insert_with(|| {
+            std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default()
+        });
+        environ.split(|b| *b == 0).any(|e| e == entry)
     }
 
     /// The direct children of `parent`.
