@@ -143,6 +143,12 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// The PIDs of `table` in this scope (zombies included).
+    #[must_use]
+    pub fn pids(&self, table: &ProcessTable) -> Vec<i32> {
+        self.members(table).into_iter().map(|s| s.pid).collect()
+    }
+
     /// The processes of `table` in this scope.
     fn members<'t>(&self, table: &'t ProcessTable) -> Vec<&'t Stat> {
         match self {

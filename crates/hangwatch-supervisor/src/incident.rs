@@ -62,15 +62,26 @@ pub(crate) fn capture(
     program: i32,
     reason: &str,
 ) -> IncidentRecord {
+    capture_tree(spec, own_pid, true, program, reason)
+}
+
+/// [`capture`] for the tree under `root` (`root` itself included unless `skip_root`).
+pub(crate) fn capture_tree(
+    spec: &DiagnoseSpec,
+    root: i32,
+    skip_root: bool,
+    program: i32,
+    reason: &str,
+) -> IncidentRecord {
     let began = Instant::now();
     let options = Options {
         sample: spec.sample,
         python: spec.python,
-        skip_root: true,
+        skip_root,
         primary: Some(program),
     };
     let mut record = IncidentRecord::default();
-    match diagnose(own_pid, &options) {
+    match diagnose(root, &options) {
         Ok(diagnosis) => {
             record.verdict = diagnosis.verdict.iter().map(|f| f.text.clone()).collect();
             match write_incident(&spec.dir, &diagnosis, reason) {

@@ -691,7 +691,7 @@ fn open_notify_socket(mode: NotifyMode, pid: i32) -> Result<Option<NotifySocket>
 
 /// `$XDG_RUNTIME_DIR/hangwatch`, or `/tmp/hangwatch-UID`: a directory only this user can enter,
 /// so that only this user's processes can reach the sockets in it.
-fn private_runtime_dir() -> std::io::Result<std::path::PathBuf> {
+pub(crate) fn private_runtime_dir() -> std::io::Result<std::path::PathBuf> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     let uid = nix::unistd::getuid().as_raw();
     let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {

@@ -1,10 +1,57 @@
 //! `hangwatch up`: the supervisor in the foreground.
 
-use crate::cli::UpArgs;
+use std::io::IsTerminal;
 
-/// The supervisor's exit code.
+use hangwatch_config::Config;
+use hangwatch_protocol::exit_code;
+use hangwatch_supervisor::up::{UpSpec, View, up};
+
+use crate::cli::{ColorArg, UpArgs};
+
+/// Loads the config, supervises until the shutdown, and returns the supervisor's exit code:
+/// 0 after a requested shutdown (or when every service ended well), 1 when a service gave up
+/// with `on_give_up = "shutdown"` or the services ended in failure, 125 when hangwatch could not
+/// start (a bad config, a state directory in use).
 pub fn main(args: &UpArgs) -> i32 {
-    let _ = args;
-    eprintln!("hangwatch: up is not implemented yet");
-    hangwatch_protocol::exit_code::HANGWATCH_FAILED
+    let config = match Config::load(&args.file) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("{err}");
+            return exit_code::HANGWATCH_FAILED;
+        }
+    };
+    let color = match args.color {
+        ColorArg::Always => true,
+        ColorArg::Never => false,
+        ColorArg::Auto => {
+            std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+        }
+    };
+    let view = if args.json {
+        View::Json
+    } else {
+        View::Lines { color }
+    };
+    let spec = UpSpec {
+        config,
+        view,
+        diagnose_sample: std::time::Duration::from_millis(200),
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("hangwatch: cannot start the event loop: {err}");
+            return exit_code::HANGWATCH_FAILED;
+        }
+    };
+    match runtime.block_on(up(spec)) {
+        Ok(outcome) => outcome.exit_code,
+        Err(err) => {
+            eprintln!("hangwatch: {err}");
+            exit_code::HANGWATCH_FAILED
+        }
+    }
 }

@@ -223,6 +223,34 @@ impl Hangwatch {
         }
     }
 
+    /// Waits (at most `within`) for a stdout line for which `matches` holds, and returns it.
+    pub fn wait_for(&mut self, within: Duration, matches: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stdout_lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.stdout_seen.push_str(&line);
+                    if matches(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => {
+                    self.kill();
+                    panic!(
+                        "no expected line within {within:?}; stdout so far:\n{}",
+                        self.stdout_seen
+                    );
+                }
+            }
+        }
+    }
+
+    /// hangwatch's own identity.
+    pub fn id(&self) -> ProcessId {
+        self.id
+    }
+
     /// Sends `signal` to hangwatch itself.
     pub fn signal(&self, signal: hangwatch_process::Signal) {
         let pidfd = hangwatch_process::pidfd::PidFd::open(self.id)

@@ -13,3 +13,4 @@ mod signals;
 mod stall;
 mod terminal;
 mod timeout;
+mod up;

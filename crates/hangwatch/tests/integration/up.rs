@@ -1,0 +1,503 @@
+//! `hangwatch up` against real services: small shell and Python programs and the fixture.
+//!
+//! Each test writes a config into a scratch directory, runs `hangwatch up --json` (the event
+//! log on stdout), waits for events with a bound, and tracks every PID it learns of in a
+//! [`Guard`] so that nothing outlives a failing test.
+
+use std::path::Path;
+use std::time::Duration;
+
+use hangwatch_process::{ProcessId, Signal};
+use hangwatch_protocol::event::{Event, EventRecord};
+
+use crate::harness::{Guard, Hangwatch, Scratch, fixture, read_pids};
+
+/// The systemd notify protocol in a few lines of Python, for services of the tests.
+const NOTIFY_PY: &str = r#"
+import os, socket
+def notify(message):
+    address = os.environ["NOTIFY_SOCKET"]
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.sendto(message.encode(), address)
+"#;
+
+/// A running supervisor and what the test saw of it.
+struct Up {
+    hw: Hangwatch,
+    events: Vec<EventRecord>,
+    guard: Guard,
+}
+
+impl Up {
+    /// Writes `config` as `hangwatch.toml` in `dir` (state directory `dir/state`) and starts
+    /// `hangwatch up --json` on it.
+    fn start(dir: &Scratch, config: &str) -> Up {
+        std::fs::write(dir.file("notify.py"), NOTIFY_PY).expect("write notify.py");
+        let text = format!("state_dir = \"state\"\n{config}");
+        std::fs::write(dir.file("hangwatch.toml"), text).expect("write config");
+        Up::resume(dir)
+    }
+
+    /// Starts another `hangwatch up` on the config already in `dir`.
+    fn resume(dir: &Scratch) -> Up {
+        let hw = Hangwatch::start([
+            "up".as_ref(),
+            "--json".as_ref(),
+            "-f".as_ref(),
+            dir.file("hangwatch.toml").as_os_str(),
+        ]);
+        let mut guard = Guard::default();
+        guard.track([hw.id()]);
+        Up {
+            hw,
+            events: Vec::new(),
+            guard,
+        }
+    }
+
+    /// Waits (at most `within`) for an event matching `pred`; every event read on the way is
+    /// kept, and the PID of every started program is tracked.
+    fn wait(
+        &mut self,
+        within: Duration,
+        pred: impl Fn(&EventRecord) -> bool,
+    ) -> EventRecord {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self.hw.wait_for(left.max(Duration::from_millis(1)), |_| true);
+            let record: EventRecord = serde_json::from_str(line.trim())
+                .unwrap_or_else(|err| panic!("not an event ({err}): {line}"));
+            if let Event::Started { pid, .. } = &record.event
+                && let Ok(Some(id)) = ProcessId::of(*pid)
+            {
+                self.guard.track([id]);
+            }
+            self.events.push(record.clone());
+            if pred(&record) {
+                return record;
+            }
+        }
+    }
+
+    /// Sends `signal` to hangwatch and waits for it to exit; returns its exit code and all the
+    /// events.
+    fn stop(mut self, signal: Signal) -> (i32, Vec<EventRecord>, Guard) {
+        self.hw.signal(signal);
+        self.finish()
+    }
+
+    /// Waits for hangwatch to exit by itself.
+    fn finish(self) -> (i32, Vec<EventRecord>, Guard) {
+        let Up {
+            hw,
+            mut events,
+            guard,
+        } = self;
+        let finished = hw.finish();
+        for line in finished.stdout.lines() {
+            if let Ok(record) = serde_json::from_str::<EventRecord>(line)
+                && !events.contains(&record)
+            {
+                events.push(record);
+            }
+        }
+        assert!(
+            finished.stderr.trim().is_empty() || !finished.stderr.contains("panicked"),
+            "{}",
+            finished.stderr
+        );
+        (finished.code(), events, guard)
+    }
+}
+
+fn is(record: &EventRecord, service: &str, kind: &str) -> bool {
+    record.service.as_deref() == Some(service) && event_name(&record.event) == kind
+}
+
+fn event_name(event: &Event) -> &'static str {
+    match event {
+        Event::Up { .. } => "up",
+        Event::Orphans { .. } => "orphans",
+        Event::Started { .. } => "started",
+        Event::StartFailed { .. } => "start-failed",
+        Event::Ready { .. } => "ready",
+        Event::NotReady { .. } => "not-ready",
+        Event::Stalled { .. } => "stalled",
+        Event::OverMemory { .. } => "over-memory",
+        Event::Incident(_) => "incident",
+        Event::Stopping { .. } => "stopping",
+        Event::Exited { .. } => "exited",
+        Event::Restarting { .. } => "restarting",
+        Event::GaveUp { .. } => "gave-up",
+        Event::Leak { .. } => "leak",
+        Event::LogDropped { .. } => "log-dropped",
+        Event::ShuttingDown { .. } => "shutting-down",
+        Event::Down { .. } => "down",
+        _ => "other",
+    }
+}
+
+/// Index of the first event of `service` of `kind`.
+fn position(events: &[EventRecord], service: &str, kind: &str) -> usize {
+    events
+        .iter()
+        .position(|e| is(e, service, kind))
+        .unwrap_or_else(|| panic!("no {kind} event for {service} in {events:#?}"))
+}
+
+fn count(events: &[EventRecord], service: &str, kind: &str) -> usize {
+    events.iter().filter(|e| is(e, service, kind)).count()
+}
+
+const WAIT: Duration = Duration::from_secs(15);
+
+#[test]
+fn dependents_start_once_their_dependencies_are_ready_and_stop_first() {
+    let dir = Scratch::new("up-order");
+    let mut up = Up::start(
+        &dir,
+        r#"
+[service.db]
+command = ["python3", "-c", "import time, notify; time.sleep(0.5); notify.notify('READY=1'); time.sleep(300)"]
+ready = "notify"
+
+[service.app]
+command = ["sleep", "300"]
+depends_on = ["db"]
+
+[service.web]
+command = "sleep 300"
+depends_on = ["app"]
+"#,
+    );
+    up.wait(WAIT, |e| is(e, "web", "started"));
+    let (code, events, guard) = up.stop(Signal::TERMINATE);
+    assert_eq!(code, 0, "{events:#?}");
+    let started_db = position(&events, "db", "started");
+    let ready_db = position(&events, "db", "ready");
+    let started_app = position(&events, "app", "started");
+    let started_web = position(&events, "web", "started");
+    assert!(started_db < ready_db && ready_db < started_app && started_app < started_web);
+    let Event::Ready { after_ms, by } = &events[ready_db].event else {
+        unreachable!()
+    };
+    assert_eq!(by, "notify");
+    assert!(*after_ms >= 400.0, "READY=1 came after 0.5 s, not {after_ms} ms");
+    // Reverse order: web's exit is seen before app begins stopping, app's before db's.
+    let exited_web = position(&events, "web", "exited");
+    let stopping_app = position(&events, "app", "stopping");
+    let exited_app = position(&events, "app", "exited");
+    let stopping_db = position(&events, "db", "stopping");
+    assert!(exited_web < stopping_app && exited_app < stopping_db, "{events:#?}");
+    let down = events.last().expect("events");
+    let Event::Down { clean, killed, .. } = &down.event else {
+        panic!("last event is not down: {down:?}")
+    };
+    assert_eq!(clean.len(), 3, "{down:?}");
+    assert!(killed.is_empty());
+    guard.assert_all_gone();
+    assert!(dir.file("state/events.jsonl").exists());
+}
+
+#[test]
+fn restart_policies_and_the_give_up() {
+    let dir = Scratch::new("up-policies");
+    let up = Up::start(
+        &dir,
+        r#"
+[service.always]
+command = ["sh", "-c", "exit 0"]
+restart = "always"
+backoff = { initial = "0s" }
+max_restarts = { count = 3, within = "60s" }
+
+[service.failing]
+command = ["sh", "-c", "exit 3"]
+restart = "on-failure"
+backoff = { initial = "10ms", max = "20ms" }
+max_restarts = { count = 2, within = "60s" }
+
+[service.fine]
+command = ["sh", "-c", "exit 0"]
+restart = "on-failure"
+
+[service.once]
+command = ["sh", "-c", "exit 1"]
+restart = "never"
+"#,
+    );
+    // Every service ends for good, so the supervisor shuts down by itself, with 1 because two
+    // services gave up.
+    let (code, events, guard) = up.finish();
+    assert_eq!(code, 1, "{events:#?}");
+    assert_eq!(count(&events, "always", "started"), 4, "first start + 3 restarts");
+    assert_eq!(count(&events, "always", "gave-up"), 1);
+    assert_eq!(count(&events, "failing", "started"), 3);
+    assert_eq!(count(&events, "failing", "gave-up"), 1);
+    let delays: Vec<u64> = events
+        .iter()
+        .filter(|e| e.service.as_deref() == Some("failing"))
+        .filter_map(|e| match &e.event {
+            Event::Restarting { in_ms, .. } => Some(*in_ms),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(delays.len(), 2);
+    assert!(delays[1] >= delays[0], "backoff grows: {delays:?}");
+    assert_eq!(count(&events, "fine", "started"), 1, "exit 0 is not a failure");
+    assert_eq!(count(&events, "once", "started"), 1, "never restarts");
+    assert_eq!(count(&events, "once", "restarting"), 0);
+    guard.assert_all_gone();
+}
+
+#[test]
+fn a_give_up_with_on_give_up_shutdown_stops_everything() {
+    let dir = Scratch::new("up-giveup");
+    let up = Up::start(
+        &dir,
+        r#"
+[service.crashy]
+command = ["sh", "-c", "exit 2"]
+backoff = { initial = "0s" }
+max_restarts = { count = 1, within = "60s" }
+on_give_up = "shutdown"
+
+[service.bystander]
+command = ["sleep", "300"]
+"#,
+    );
+    let (code, events, guard) = up.finish();
+    assert_eq!(code, 1);
+    let gave_up = position(&events, "crashy", "gave-up");
+    let stopped = position(&events, "bystander", "exited");
+    assert!(gave_up < stopped);
+    let Some(Event::ShuttingDown { reason, .. }) = events
+        .iter()
+        .map(|e| &e.event)
+        .find(|e| matches!(e, Event::ShuttingDown { .. }))
+    else {
+        panic!("no shutdown: {events:#?}")
+    };
+    assert!(reason.contains("crashy"), "{reason}");
+    guard.assert_all_gone();
+}
+
+#[test]
+fn a_stalled_service_is_diagnosed_stopped_and_restarted() {
+    let dir = Scratch::new("up-stall");
+    let mut up = Up::start(
+        &dir,
+        r#"
+[service.worker]
+command = ["python3", "-c", """
+import os, threading, time, notify
+notify.notify('READY=1')
+for _ in range(3):
+    notify.notify('WATCHDOG=1')
+    time.sleep(0.1)
+if os.environ['HANGWATCH_RESTARTS'] == '0':
+    threading.Lock().acquire(); lock = threading.Lock(); lock.acquire(); lock.acquire()
+time.sleep(300)
+"""]
+watchdog = "1s"
+ready = "notify"
+backoff = { initial = "0s" }
+"#,
+    );
+    let stalled = up.wait(WAIT, |e| is(e, "worker", "stalled"));
+    let Event::Stalled {
+        source, late_ms, ..
+    } = &stalled.event
+    else {
+        unreachable!()
+    };
+    assert_eq!(source.as_str(), "notify");
+    assert!(*late_ms < 1000.0, "detected within 2x the deadline: late by {late_ms} ms");
+    let incident = up.wait(WAIT, |e| is(e, "worker", "incident"));
+    let Event::Incident(record) = &incident.event else {
+        unreachable!()
+    };
+    let text = record.text_path.as_deref().expect("an incident file");
+    assert!(
+        Path::new(text).starts_with(dir.file("state/incidents")),
+        "{text}"
+    );
+    let report = std::fs::read_to_string(text).expect("read the incident");
+    assert!(report.contains("acquire"), "{report}");
+    up.wait(WAIT, |e| {
+        is(e, "worker", "started") && matches!(e.event, Event::Started { restarts: 1, .. })
+    });
+    let (code, events, guard) = up.stop(Signal::TERMINATE);
+    assert_eq!(code, 0);
+    let exited = position(&events, "worker", "exited");
+    assert!(position(&events, "worker", "incident") < exited);
+    guard.assert_all_gone();
+}
+
+#[test]
+fn shutdown_of_term_ignoring_services_ends_within_its_bound_and_leaves_nothing() {
+    let dir = Scratch::new("up-shutdown");
+    let fixture = fixture();
+    let pids = dir.file("escaped.pids");
+    let mut config = String::from("shutdown_timeout = \"20s\"\n");
+    for n in 0..4 {
+        config.push_str(&format!(
+            "[service.stubborn{n}]\ncommand = [\"{fx}\", \"ignore-term\", \"300\"]\nstop_grace = \"1s\"\n",
+            fx = fixture.display()
+        ));
+    }
+    // One escapes with setsid and a double fork, then ignores TERM itself.
+    config.push_str(&format!(
+        "[service.escaper]\ncommand = [\"sh\", \"-c\", \"'{fx}' double-fork '{pids}' 300 && exec '{fx}' ignore-term 300\"]\nstop_grace = \"1s\"\n",
+        fx = fixture.display(),
+        pids = pids.display()
+    ));
+    let mut up = Up::start(&dir, &config);
+    for n in 0..4 {
+        up.wait(WAIT, |e| is(e, &format!("stubborn{n}"), "started"));
+    }
+    up.wait(WAIT, |e| is(e, "escaper", "started"));
+    let deadline = std::time::Instant::now() + WAIT;
+    while read_pids(&pids).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let escaped = read_pids(&pids);
+    assert_eq!(escaped.len(), 1, "the grandchild wrote its PID");
+    up.guard.track(escaped.clone());
+    // Let the fixtures install their handlers.
+    std::thread::sleep(Duration::from_millis(300));
+    let began = std::time::Instant::now();
+    let (code, events, guard) = up.stop(Signal::TERMINATE);
+    let took = began.elapsed();
+    assert_eq!(code, 0, "{events:#?}");
+    assert!(
+        took < Duration::from_secs(4),
+        "grace 1 s: the shutdown took {took:?}"
+    );
+    let Some(Event::Down { killed, .. }) = events.last().map(|e| &e.event) else {
+        panic!("no down event")
+    };
+    assert_eq!(killed.len(), 5, "{killed:?}");
+    assert!(!crate::harness::exists(&escaped[0]), "the escaped grandchild is gone");
+    guard.assert_all_gone();
+}
+
+#[test]
+fn services_of_a_killed_hangwatch_die_with_it_or_are_killed_by_the_next() {
+    let dir = Scratch::new("up-sigkill");
+    let fixture = fixture();
+    let pids = dir.file("escaped.pids");
+    let mut up = Up::start(
+        &dir,
+        &format!(
+            r#"
+[service.plain]
+command = ["sleep", "300"]
+
+[service.escaper]
+command = ["{fx}", "double-fork", "{pids}", "300", "--stay", "300"]
+"#,
+            fx = fixture.display(),
+            pids = pids.display()
+        ),
+    );
+    let plain = up.wait(WAIT, |e| is(e, "plain", "started"));
+    up.wait(WAIT, |e| is(e, "escaper", "started"));
+    let deadline = std::time::Instant::now() + WAIT;
+    while read_pids(&pids).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let escaped = read_pids(&pids);
+    assert_eq!(escaped.len(), 1);
+    up.guard.track(escaped.clone());
+    let Event::Started { pid, .. } = plain.event else {
+        unreachable!()
+    };
+    let plain_id = ProcessId::of(pid).expect("proc").expect("plain alive");
+    // Give the instance record its moment to be written (it is written off the loop).
+    let record = dir.file("state/instance.json");
+    while !std::fs::read_to_string(&record).is_ok_and(|t| t.contains("escaper"))
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (_, _, first_guard) = up.stop(Signal::KILL);
+
+    // The programs die with hangwatch; the escaped grandchild does not (no death signal
+    // reaches it), until the next hangwatch of this state directory finds it.
+    let deadline = std::time::Instant::now() + WAIT;
+    while crate::harness::exists(&plain_id) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!crate::harness::exists(&plain_id), "the program died with hangwatch");
+    assert!(crate::harness::exists(&escaped[0]), "the escapee outlived hangwatch");
+
+    let mut second = Up::resume(&dir);
+    second.guard.track(escaped.clone());
+    let orphans = second.wait(WAIT, |e| matches!(e.event, Event::Orphans { .. }));
+    let Event::Orphans { killed } = &orphans.event else {
+        unreachable!()
+    };
+    assert!(
+        killed.iter().any(|p| p.pid == escaped[0].pid),
+        "{killed:?}"
+    );
+    second.wait(WAIT, |e| is(e, "plain", "started"));
+    let (code, _, guard) = second.stop(Signal::TERMINATE);
+    assert_eq!(code, 0);
+    guard.assert_all_gone();
+    first_guard.assert_all_gone();
+}
+
+#[test]
+fn a_flooding_service_never_blocks_and_its_log_rotates() {
+    let dir = Scratch::new("up-flood");
+    let up = Up::start(
+        &dir,
+        r#"
+[service.flood]
+command = ["python3", "-c", "import sys\nline = 'x' * 99 + '\\n'\nfor _ in range(200000): sys.stdout.write(line)"]
+log_max_size = "1MiB"
+log_keep = 2
+"#,
+    );
+    // 20 MB of output: the service finishes (exit 0), so the supervisor ends by itself.
+    let (code, events, guard) = up.finish();
+    assert_eq!(code, 0, "{events:#?}");
+    let logs = dir.file("state/logs");
+    let mut names: Vec<String> = std::fs::read_dir(&logs)
+        .expect("logs dir")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["flood.log", "flood.log.1", "flood.log.2"]);
+    for name in &names {
+        let size = std::fs::metadata(logs.join(name)).expect("stat").len();
+        assert!(size <= 1024 * 1024 + 200, "{name}: {size} bytes");
+    }
+    let last = std::fs::read_to_string(logs.join("flood.log")).expect("read log");
+    assert!(last.lines().last().is_some_and(|l| l.ends_with(&"x".repeat(99))));
+    guard.assert_all_gone();
+}
+
+#[test]
+fn a_bad_config_is_refused_with_its_position_and_starts_nothing() {
+    let dir = Scratch::new("up-bad");
+    std::fs::write(
+        dir.file("hangwatch.toml"),
+        "[service.web]\ncommand = [\"sleep\", \"300\"]\nrestrat = \"always\"\n",
+    )
+    .expect("write");
+    let finished = crate::harness::run([
+        "up".as_ref(),
+        "-f".as_ref(),
+        dir.file("hangwatch.toml").as_os_str(),
+    ]);
+    assert_eq!(finished.code(), 125);
+    assert!(finished.stderr.contains("hangwatch.toml:3:1"), "{}", finished.stderr);
+    assert!(finished.stderr.contains("restart"), "{}", finished.stderr);
+    assert!(!dir.file(".hangwatch").exists(), "nothing was created");
+}
