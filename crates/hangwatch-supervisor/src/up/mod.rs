@@ -498,13 +498,14 @@ impl Supervisor {
         self.instance_dirty = true;
 
         loop {
+            // A scan of /proc is good for one wake-up only.
+            self.table = None;
             let now = Instant::now();
             self.settle(now);
             if self.finished() {
                 break;
             }
             self.write_instance();
-            self.table = None;
             let next = self.next_deadline();
             self.timer.set(next).map_err(io_err("arm the timer"))?;
 

@@ -47,7 +47,10 @@ pub fn main(args: &UpArgs) -> i32 {
             return exit_code::HANGWATCH_FAILED;
         }
     };
-    match runtime.block_on(up(spec)) {
+    let result = runtime.block_on(up(spec));
+    // A diagnosis abandoned during the shutdown may still be reading /proc: do not wait for it.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    match result {
         Ok(outcome) => outcome.exit_code,
         Err(err) => {
             eprintln!("hangwatch: {err}");

@@ -109,7 +109,15 @@ impl Up {
             "{}",
             finished.stderr
         );
-        (finished.code(), events, guard)
+        // Killed by a signal: the shell's 128 + N.
+        let code = {
+            use std::os::unix::process::ExitStatusExt;
+            finished
+                .status
+                .code()
+                .unwrap_or_else(|| 128 + finished.status.signal().unwrap_or(0))
+        };
+        (code, events, guard)
     }
 }
 
