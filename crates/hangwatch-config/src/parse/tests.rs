@@ -299,6 +299,11 @@ fn commands_split_like_a_posix_shell_without_expansion() {
     assert_eq!(argv(r#"echo "x\"y" 'it''s'"#), ["echo", "x\"y", "its"]);
     assert_eq!(argv("echo $HOME ~ *.py"), ["echo", "$HOME", "~", "*.py"]);
     assert_eq!(
+        argv("serve --port 80 # the public one"),
+        ["serve", "--port", "80"]
+    );
+    assert_eq!(argv("echo a#b"), ["echo", "a#b"]);
+    assert_eq!(
         error("[service.a]\ncommand = \"echo 'open\"\n"),
         "2:11: `command` in service `a`: cannot split `echo 'open` into words: a quote is not closed or a backslash ends it"
     );
