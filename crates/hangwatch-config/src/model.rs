@@ -58,7 +58,9 @@ pub struct Service {
     pub max_restarts: MaxRestarts,
     /// What a failed service means for the supervisor (default `stay-down`).
     pub on_give_up: OnGiveUp,
-    /// First signal of a stop, by name without `SIG` (default `TERM`).
+    /// First signal of a stop, by name without `SIG`, upper-case (default `TERM`): one of
+    /// `TERM`, `INT`, `HUP`, `QUIT`, `KILL`, `USR1`, `USR2`; or, when the file gave a number,
+    /// that number from 1 to 64 as decimal text (`"15"`, `"40"` for a real-time signal).
     pub stop_signal: String,
     /// Time between the stop signal and KILL (default 10s).
     pub stop_grace: Duration,

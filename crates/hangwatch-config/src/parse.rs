@@ -1393,3 +1393,6 @@ fn default_max_restarts() -> MaxRestarts {
         within: Duration::from_secs(60),
     }
 }
+
+#[cfg(test)]
+mod tests;

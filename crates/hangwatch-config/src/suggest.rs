@@ -11,9 +11,10 @@ pub(crate) fn nearest<'a>(
     let budget = (lower.chars().count() / 3).max(1);
     let mut best: Option<(usize, &str)> = None;
     for candidate in candidates {
-        let distance = strsim::damerau_levenshtein(&lower, &candidate.to_lowercase());
+        let folded = candidate.to_lowercase();
+        let distance = strsim::damerau_levenshtein(&lower, &folded);
         let prefix = lower.len() >= 3
-            && (candidate.starts_with(lower.as_str()) || lower.starts_with(candidate));
+            && (folded.starts_with(lower.as_str()) || lower.starts_with(folded.as_str()));
         let score = if distance <= budget {
             distance
         } else if prefix {

@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod check;
 mod diagnose;
 mod exit_codes;
 mod leaks;
