@@ -65,9 +65,9 @@ impl ProcessTable {
     #[must_use]
     pub fn has_env_entry(&self, pid: i32, entry: &[u8]) -> bool {
         let mut cache = self.environ.borrow_mut();
-        let environ = cache.entry(pid).or_insert_with(|| {
-            std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default()
-        });
+        let environ = cache
+            .entry(pid)
+            .or_insert_with(|| std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default());
         environ.split(|b| *b == 0).any(|e| e == entry)
     }
 

@@ -14,5 +14,5 @@ pub mod liveness;
 pub mod probe;
 pub mod run;
 pub mod state;
-pub mod up;
 mod summary;
+pub mod up;

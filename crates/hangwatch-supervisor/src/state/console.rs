@@ -19,7 +19,12 @@ impl Console {
         let _ = out.write_all(b"\n");
     }
     pub fn event(&self, text: &str) {
-        let _ = writeln!(std::io::stdout().lock(), "{:<w$} | {text}", "hangwatch", w = self.width);
+        let _ = writeln!(
+            std::io::stdout().lock(),
+            "{:<w$} | {text}",
+            "hangwatch",
+            w = self.width
+        );
     }
     pub fn flush(&self, _limit: Duration) {
         let _ = std::io::stdout().flush();

@@ -18,7 +18,9 @@ impl StateDir {
     pub fn open(path: &Path) -> Result<StateDir, StateError> {
         std::fs::create_dir_all(path.join("logs"))?;
         std::fs::create_dir_all(path.join("incidents"))?;
-        Ok(StateDir { path: path.to_owned() })
+        Ok(StateDir {
+            path: path.to_owned(),
+        })
     }
     pub fn path(&self) -> &Path {
         &self.path

@@ -12,8 +12,13 @@ pub struct EventLog {
 
 impl EventLog {
     pub fn open(path: &Path) -> io::Result<EventLog> {
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-        Ok(EventLog { file: Mutex::new(file) })
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        Ok(EventLog {
+            file: Mutex::new(file),
+        })
     }
     pub fn append(&self, record: &EventRecord) {
         if let Ok(mut line) = serde_json::to_vec(record) {

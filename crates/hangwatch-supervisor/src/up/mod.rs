@@ -395,8 +395,8 @@ impl Supervisor {
             View::Lines { color } => Some(Console::new(color, name_width)),
             _ => None,
         };
-        let notify_dir =
-            crate::run::private_runtime_dir().map_err(io_err("create a private runtime directory"))?;
+        let notify_dir = crate::run::private_runtime_dir()
+            .map_err(io_err("create a private runtime directory"))?;
         let notify = NotifySocket::bind(&notify_dir.join(format!("up-{own_pid}.notify")))?;
         let (tx, rx) = mpsc::channel(256);
         let names: HashMap<&str, usize> = config
@@ -425,7 +425,10 @@ impl Supervisor {
                         .filter_map(|d| names.get(d.as_str()).copied())
                         .collect(),
                     plan: StopPlan {
-                        signal: cfg.stop_signal.parse::<Signal>().unwrap_or(Signal::TERMINATE),
+                        signal: cfg
+                            .stop_signal
+                            .parse::<Signal>()
+                            .unwrap_or(Signal::TERMINATE),
                         grace: cfg.stop_grace,
                     },
                     phase: Phase::Waiting,
@@ -759,8 +762,8 @@ impl Supervisor {
         }
         let watch = self.watch.clone();
         let table = self.table()?;
-        let tree = TreeStop::begin_in(plan, scope, table, watch)
-            .map_err(io_err("stop a service"))?;
+        let tree =
+            TreeStop::begin_in(plan, scope, table, watch).map_err(io_err("stop a service"))?;
         if cause != Cause::Leftovers || tree.signalled_any() {
             self.emit(
                 Some(i),
@@ -839,10 +842,9 @@ impl Supervisor {
                 );
             }
         } else if let Some(main) = &main {
-            let status = main.status.map_or(
-                ProgramStatus::Exited { code: -1 },
-                ExitStatus::to_record,
-            );
+            let status = main
+                .status
+                .map_or(ProgramStatus::Exited { code: -1 }, ExitStatus::to_record);
             self.emit(
                 Some(i),
                 Event::Exited {
@@ -980,7 +982,15 @@ impl Supervisor {
         svc.phase = Phase::Diagnosing { cause };
         let pid = main.id.pid;
         let generation = svc.generation;
-        let reason = format!("{}-{}", svc.cfg.name, if cause == Cause::Memory { "over-memory" } else { "stalled" });
+        let reason = format!(
+            "{}-{}",
+            svc.cfg.name,
+            if cause == Cause::Memory {
+                "over-memory"
+            } else {
+                "stalled"
+            }
+        );
         let spec = self.diagnose.clone();
         let limit = spec.limit + spec.sample;
         let tx = self.tx.clone();
@@ -1081,7 +1091,10 @@ impl Supervisor {
             return;
         };
         let Some(i) = self.service_of(sender) else {
-            tracing::debug!(sender, "notify datagram from outside every service, ignored");
+            tracing::debug!(
+                sender,
+                "notify datagram from outside every service, ignored"
+            );
             return;
         };
         for message in &datagram.messages {
@@ -1317,7 +1330,9 @@ impl Supervisor {
                             source: StallSource::Probe,
                             bound_ms,
                             late_ms: 0.0,
-                            detail: Some(format!("{failures_allowed} probes failed in a row, last: {error}")),
+                            detail: Some(format!(
+                                "{failures_allowed} probes failed in a row, last: {error}"
+                            )),
                         },
                     );
                     self.on_stall(i, Cause::Stall);
@@ -1518,13 +1533,17 @@ impl Supervisor {
         // Shutting down: a service stops once nothing that depends on it is running.
         for i in 0..self.services.len() {
             let phase = self.services[i].phase;
-            if !matches!(phase, Phase::Starting | Phase::Ready | Phase::Diagnosing { .. }) {
+            if !matches!(
+                phase,
+                Phase::Starting | Phase::Ready | Phase::Diagnosing { .. }
+            ) {
                 continue;
             }
-            let dependents_down = self.services.iter().all(|s| !s.deps.contains(&i) || !s.phase.running());
-            if dependents_down
-                && let Err(err) = self.begin_stop(i, Cause::Shutdown, Then::Down)
-            {
+            let dependents_down = self
+                .services
+                .iter()
+                .all(|s| !s.deps.contains(&i) || !s.phase.running());
+            if dependents_down && let Err(err) = self.begin_stop(i, Cause::Shutdown, Then::Down) {
                 tracing::warn!(%err, "cannot stop a service");
             }
         }
@@ -1828,7 +1847,9 @@ fn describe_status(status: ExitStatus) -> String {
 fn describe(record: &EventRecord) -> Option<String> {
     let name = record.service.as_deref().unwrap_or("hangwatch");
     Some(match &record.event {
-        Event::Up { config, services, .. } => {
+        Event::Up {
+            config, services, ..
+        } => {
             format!("supervising {services} services of {config}")
         }
         Event::Orphans { killed } => format!(
@@ -1855,7 +1876,10 @@ fn describe(record: &EventRecord) -> Option<String> {
             let what = match source {
                 StallSource::Notify => format!("no WATCHDOG=1 for {}", seconds(*bound_ms as f64)),
                 StallSource::File => {
-                    format!("heartbeat file not modified for {}", seconds(*bound_ms as f64))
+                    format!(
+                        "heartbeat file not modified for {}",
+                        seconds(*bound_ms as f64)
+                    )
                 }
                 StallSource::Output => format!("no output for {}", seconds(*bound_ms as f64)),
                 StallSource::Trigger => "it sent WATCHDOG=trigger".to_owned(),
@@ -1897,7 +1921,11 @@ fn describe(record: &EventRecord) -> Option<String> {
             seconds(*grace_ms as f64)
         ),
         Event::Exited {
-            status, stopped, killed, uptime_ms, ..
+            status,
+            stopped,
+            killed,
+            uptime_ms,
+            ..
         } => {
             let how = match status {
                 ProgramStatus::Exited { code } => format!("exited with code {code}"),

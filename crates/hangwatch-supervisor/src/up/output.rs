@@ -39,8 +39,12 @@ pub(crate) fn open(
         tokio::spawn(read(fd, service, generation, stream, tx.clone()));
         ends.push(theirs);
     }
-    let stderr = ends.pop().ok_or_else(|| io::Error::other("no stderr pipe"))?;
-    let stdout = ends.pop().ok_or_else(|| io::Error::other("no stdout pipe"))?;
+    let stderr = ends
+        .pop()
+        .ok_or_else(|| io::Error::other("no stderr pipe"))?;
+    let stdout = ends
+        .pop()
+        .ok_or_else(|| io::Error::other("no stdout pipe"))?;
     Ok(ChildEnds { stdout, stderr })
 }
 
@@ -57,7 +61,8 @@ async fn read(
             break;
         };
         let mut buf = vec![0u8; CHUNK];
-        match guard.try_io(|fd| nix::unistd::read(fd.get_ref(), &mut buf).map_err(io::Error::from)) {
+        match guard.try_io(|fd| nix::unistd::read(fd.get_ref(), &mut buf).map_err(io::Error::from))
+        {
             Ok(Ok(0)) | Ok(Err(_)) => break,
             Ok(Ok(n)) => {
                 buf.truncate(n);

@@ -151,7 +151,9 @@ mod tests {
         assert_eq!(ms, [100, 200, 400, 800, 1000, 1000]);
         let after_stable =
             restarts.decide(&backoff(), &limit(100), Duration::from_secs(11), now, 0.5);
-        assert!(matches!(after_stable, Decision::Restart { delay, .. } if delay.as_millis() == 100));
+        assert!(
+            matches!(after_stable, Decision::Restart { delay, .. } if delay.as_millis() == 100)
+        );
     }
 
     #[test]
@@ -176,12 +178,24 @@ mod tests {
             ));
         }
         assert_eq!(
-            restarts.decide(&backoff(), &limit(3), short, t0 + Duration::from_secs(3), 0.5),
+            restarts.decide(
+                &backoff(),
+                &limit(3),
+                short,
+                t0 + Duration::from_secs(3),
+                0.5
+            ),
             Decision::GiveUp { restarts: 3 }
         );
         // A minute later, the first restarts have left the window.
         assert!(matches!(
-            restarts.decide(&backoff(), &limit(3), short, t0 + Duration::from_secs(62), 0.5),
+            restarts.decide(
+                &backoff(),
+                &limit(3),
+                short,
+                t0 + Duration::from_secs(62),
+                0.5
+            ),
             Decision::Restart { .. }
         ));
     }

@@ -59,15 +59,13 @@ impl Up {
 
     /// Waits (at most `within`) for an event matching `pred`; every event read on the way is
     /// kept, and the PID of every started program is tracked.
-    fn wait(
-        &mut self,
-        within: Duration,
-        pred: impl Fn(&EventRecord) -> bool,
-    ) -> EventRecord {
+    fn wait(&mut self, within: Duration, pred: impl Fn(&EventRecord) -> bool) -> EventRecord {
         let deadline = std::time::Instant::now() + within;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = self.hw.wait_for(left.max(Duration::from_millis(1)), |_| true);
+            let line = self
+                .hw
+                .wait_for(left.max(Duration::from_millis(1)), |_| true);
             let record: EventRecord = serde_json::from_str(line.trim())
                 .unwrap_or_else(|err| panic!("not an event ({err}): {line}"));
             if let Event::Started { pid, .. } = &record.event
@@ -193,13 +191,19 @@ depends_on = ["app"]
         unreachable!()
     };
     assert_eq!(by, "notify");
-    assert!(*after_ms >= 400.0, "READY=1 came after 0.5 s, not {after_ms} ms");
+    assert!(
+        *after_ms >= 400.0,
+        "READY=1 came after 0.5 s, not {after_ms} ms"
+    );
     // Reverse order: web's exit is seen before app begins stopping, app's before db's.
     let exited_web = position(&events, "web", "exited");
     let stopping_app = position(&events, "app", "stopping");
     let exited_app = position(&events, "app", "exited");
     let stopping_db = position(&events, "db", "stopping");
-    assert!(exited_web < stopping_app && exited_app < stopping_db, "{events:#?}");
+    assert!(
+        exited_web < stopping_app && exited_app < stopping_db,
+        "{events:#?}"
+    );
     let down = events.last().expect("events");
     let Event::Down { clean, killed, .. } = &down.event else {
         panic!("last event is not down: {down:?}")
@@ -241,7 +245,11 @@ restart = "never"
     // services gave up.
     let (code, events, guard) = up.finish();
     assert_eq!(code, 1, "{events:#?}");
-    assert_eq!(count(&events, "always", "started"), 4, "first start + 3 restarts");
+    assert_eq!(
+        count(&events, "always", "started"),
+        4,
+        "first start + 3 restarts"
+    );
     assert_eq!(count(&events, "always", "gave-up"), 1);
     assert_eq!(count(&events, "failing", "started"), 3);
     assert_eq!(count(&events, "failing", "gave-up"), 1);
@@ -255,7 +263,11 @@ restart = "never"
         .collect();
     assert_eq!(delays.len(), 2);
     assert!(delays[1] >= delays[0], "backoff grows: {delays:?}");
-    assert_eq!(count(&events, "fine", "started"), 1, "exit 0 is not a failure");
+    assert_eq!(
+        count(&events, "fine", "started"),
+        1,
+        "exit 0 is not a failure"
+    );
     assert_eq!(count(&events, "once", "started"), 1, "never restarts");
     assert_eq!(count(&events, "once", "restarting"), 0);
     guard.assert_all_gone();
@@ -323,7 +335,10 @@ backoff = { initial = "0s" }
         unreachable!()
     };
     assert_eq!(source.as_str(), "notify");
-    assert!(*late_ms < 1000.0, "detected within 2x the deadline: late by {late_ms} ms");
+    assert!(
+        *late_ms < 1000.0,
+        "detected within 2x the deadline: late by {late_ms} ms"
+    );
     let incident = up.wait(WAIT, |e| is(e, "worker", "incident"));
     let Event::Incident(record) = &incident.event else {
         unreachable!()
@@ -389,7 +404,10 @@ fn shutdown_of_term_ignoring_services_ends_within_its_bound_and_leaves_nothing()
         panic!("no down event")
     };
     assert_eq!(killed.len(), 5, "{killed:?}");
-    assert!(!crate::harness::exists(&escaped[0]), "the escaped grandchild is gone");
+    assert!(
+        !crate::harness::exists(&escaped[0]),
+        "the escaped grandchild is gone"
+    );
     guard.assert_all_gone();
 }
 
@@ -440,8 +458,14 @@ command = ["{fx}", "double-fork", "{pids}", "300", "--stay", "300"]
     while crate::harness::exists(&plain_id) && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(!crate::harness::exists(&plain_id), "the program died with hangwatch");
-    assert!(crate::harness::exists(&escaped[0]), "the escapee outlived hangwatch");
+    assert!(
+        !crate::harness::exists(&plain_id),
+        "the program died with hangwatch"
+    );
+    assert!(
+        crate::harness::exists(&escaped[0]),
+        "the escapee outlived hangwatch"
+    );
 
     let mut second = Up::resume(&dir);
     second.guard.track(escaped.clone());
@@ -449,10 +473,7 @@ command = ["{fx}", "double-fork", "{pids}", "300", "--stay", "300"]
     let Event::Orphans { killed } = &orphans.event else {
         unreachable!()
     };
-    assert!(
-        killed.iter().any(|p| p.pid == escaped[0].pid),
-        "{killed:?}"
-    );
+    assert!(killed.iter().any(|p| p.pid == escaped[0].pid), "{killed:?}");
     second.wait(WAIT, |e| is(e, "plain", "started"));
     let (code, _, guard) = second.stop(Signal::TERMINATE);
     assert_eq!(code, 0);
@@ -487,7 +508,11 @@ log_keep = 2
         assert!(size <= 1024 * 1024 + 200, "{name}: {size} bytes");
     }
     let last = std::fs::read_to_string(logs.join("flood.log")).expect("read log");
-    assert!(last.lines().last().is_some_and(|l| l.ends_with(&"x".repeat(99))));
+    assert!(
+        last.lines()
+            .last()
+            .is_some_and(|l| l.ends_with(&"x".repeat(99)))
+    );
     guard.assert_all_gone();
 }
 
@@ -505,7 +530,11 @@ fn a_bad_config_is_refused_with_its_position_and_starts_nothing() {
         dir.file("hangwatch.toml").as_os_str(),
     ]);
     assert_eq!(finished.code(), 125);
-    assert!(finished.stderr.contains("hangwatch.toml:3:1"), "{}", finished.stderr);
+    assert!(
+        finished.stderr.contains("hangwatch.toml:3:1"),
+        "{}",
+        finished.stderr
+    );
     assert!(finished.stderr.contains("restart"), "{}", finished.stderr);
     assert!(!dir.file(".hangwatch").exists(), "nothing was created");
 }
