@@ -53,7 +53,9 @@ pub fn reader_contains(mut reader: impl Read, needle: &[u8]) -> io::Result<bool>
                 }
                 matched = Some(0);
             } else {
-                matched = matched.filter(|&m| needle.get(m) == Some(&byte)).map(|m| m + 1);
+                matched = matched
+                    .filter(|&m| needle.get(m) == Some(&byte))
+                    .map(|m| m + 1);
             }
         }
     }

@@ -65,9 +65,9 @@ struct State {
     /// Bytes taken by the writer and not yet written.
     in_flight: usize,
     /// Lines dropped since the last notice.
-    dropped: u64,
+    unnoted: u64,
     /// Lines dropped in all.
-    dropped_total: u64,
+    dropped: u64,
     /// Dropping until the queue drains to half (so that a slow reader sees one gap, not one
     /// gap per line).
     dropping: bool,
@@ -131,7 +131,9 @@ impl Console {
     /// is not keeping up.
     pub fn line(&self, service: &str, stream: Stream, line: &[u8]) {
         let mut out = Vec::with_capacity(self.shared.style.name_width + line.len() + 24);
-        self.shared.style.service_line(&mut out, service, stream, line);
+        self.shared
+            .style
+            .service_line(&mut out, service, stream, line);
         self.enqueue(&out, false);
     }
 
@@ -154,7 +156,7 @@ impl Console {
             if state.broken {
                 return false;
             }
-            if state.queued.is_empty() && state.in_flight == 0 && state.dropped == 0 {
+            if state.queued.is_empty() && state.in_flight == 0 && state.unnoted == 0 {
                 return true;
             }
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
@@ -172,7 +174,7 @@ impl Console {
     /// Lines dropped so far because the terminal was not keeping up.
     #[must_use]
     pub fn dropped(&self) -> u64 {
-        lock(&self.shared.state).dropped_total
+        lock(&self.shared.state).dropped
     }
 
     fn enqueue(&self, bytes: &[u8], own: bool) {
@@ -191,8 +193,8 @@ impl Console {
         if pending + bytes.len() > room {
             state.dropping |= !own;
             let lines = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+            state.unnoted += lines;
             state.dropped += lines;
-            state.dropped_total += lines;
             return;
         }
         if !own {
@@ -216,10 +218,10 @@ impl Drop for Console {
 impl Shared {
     /// Queues the notice of lines dropped since the last one, if any were.
     fn note_dropped(&self, state: &mut State) {
-        if state.dropped > 0 {
+        if state.unnoted > 0 {
             let text = format!(
                 "({} lines dropped: output not keeping up)",
-                std::mem::take(&mut state.dropped)
+                std::mem::take(&mut state.unnoted)
             );
             self.style.own_line(&mut state.queued, &text);
         }
@@ -265,16 +267,21 @@ impl Style {
     fn name(&self, out: &mut Vec<u8>, name: &str) {
         out.extend_from_slice(name.as_bytes());
         let width = name.chars().count();
-        out.extend(std::iter::repeat_n(b' ', self.name_width.saturating_sub(width)));
+        out.extend(std::iter::repeat_n(
+            b' ',
+            self.name_width.saturating_sub(width),
+        ));
     }
 }
 
 /// The colour of a service's name: the same in every run (FNV-1a of the name, not std's
 /// hasher, whose output may change between Rust releases).
 fn color_of(service: &str) -> u8 {
-    let hash = service.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    });
+    let hash = service
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
     PALETTE[(hash % PALETTE.len() as u64) as usize]
 }
 
@@ -421,7 +428,10 @@ mod tests {
             .iter()
             .map(|name| color_of(name))
             .collect();
-        assert!(used.len() >= 3, "names should spread over the palette: {used:?}");
+        assert!(
+            used.len() >= 3,
+            "names should spread over the palette: {used:?}"
+        );
     }
 
     #[test]

@@ -197,7 +197,8 @@ mod tests {
         let lock = tmp.path().join("lock");
         // The shell locks an fd of its own with flock(1), writes its PID, and becomes `sleep`,
         // which keeps the fd and so the lock.
-        let script = "exec 9>>\"$0\"; flock -n 9 || exit 1; echo $$ > \"$0\"; echo locked; exec sleep 30";
+        let script =
+            "exec 9>>\"$0\"; flock -n 9 || exit 1; echo $$ > \"$0\"; echo locked; exec sleep 30";
         let mut holder = std::process::Command::new("sh")
             .args(["-c", script])
             .arg(&lock)

@@ -10,7 +10,7 @@
 //! disk. [`EventLog::close`] syncs what is left and waits for it.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
@@ -90,9 +90,9 @@ impl EventLog {
     pub fn append(&self, record: &EventRecord) -> io::Result<()> {
         let mut line = serde_json::to_vec(record).map_err(io::Error::other)?;
         line.push(b'\n');
-        // One write(2) in O_APPEND mode: the line lands whole at the end (a regular file takes
-        // a short write only when the disk is full).
-        (&self.file).write_all(&line)?;
+        // One write(2) in O_APPEND mode: the line lands whole at the end. A regular file takes
+        // a short write only when the disk is full, and then the part is cut off again.
+        super::logfile::write_whole(&self.file, &line)?;
         let mut state = lock(&self.sync.state);
         state.appended += 1;
         let error = state.error.take();
@@ -158,7 +158,10 @@ fn sync_loop(sync: &Durability, file: &File, dir: Option<&Path>) {
         if state.closing {
             return;
         }
-        state = sync.wake.wait(state).unwrap_or_else(PoisonError::into_inner);
+        state = sync
+            .wake
+            .wait(state)
+            .unwrap_or_else(PoisonError::into_inner);
     }
 }
 
@@ -206,7 +209,21 @@ mod tests {
         assert!(text.ends_with('\n'));
         // The stamp is RFC 3339 UTC with milliseconds.
         let at = &back[0].at;
-        assert!(at.len() == 24 && at.ends_with('Z') && at.as_bytes()[19] == b'.', "{at}");
+        assert!(
+            at.len() == 24 && at.ends_with('Z') && at.as_bytes()[19] == b'.',
+            "{at}"
+        );
+    }
+
+    #[test]
+    fn a_full_disk_is_an_error_of_append() {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let path = tmp.path().join("events.jsonl");
+        std::os::unix::fs::symlink("/dev/full", &path).expect("symlink");
+        let log = EventLog::open(&path).expect("open");
+        let err = log.append(&record(None, started(1))).expect_err("no space");
+        assert_eq!(err.raw_os_error(), Some(nix::errno::Errno::ENOSPC as i32));
+        drop(log);
     }
 
     #[test]
@@ -215,10 +232,17 @@ mod tests {
         let path = tmp.path().join("events.jsonl");
         for pid in [1, 2] {
             let log = EventLog::open(&path).expect("open");
-            log.append(&record(Some("a"), started(pid))).expect("append");
+            log.append(&record(Some("a"), started(pid)))
+                .expect("append");
             log.close().expect("close");
         }
-        assert_eq!(std::fs::read_to_string(&path).expect("read").lines().count(), 2);
+        assert_eq!(
+            std::fs::read_to_string(&path)
+                .expect("read")
+                .lines()
+                .count(),
+            2
+        );
     }
 
     #[test]
@@ -228,7 +252,8 @@ mod tests {
         let burst = 2000;
         let started_at = Instant::now();
         for pid in 0..burst {
-            log.append(&record(Some("svc"), started(pid))).expect("append");
+            log.append(&record(Some("svc"), started(pid)))
+                .expect("append");
         }
         let took = started_at.elapsed();
         let (syncs, _) = log.syncs();

@@ -30,7 +30,7 @@
 
 use std::collections::HashSet;
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -350,7 +350,7 @@ impl Drop for InstanceFile {
     }
 }
 
-fn write_loop(shared: &Shared, path: &PathBuf) {
+fn write_loop(shared: &Shared, path: &Path) {
     let mut state = lock(&shared.state);
     loop {
         if let Some(json) = state.next.take() {
@@ -399,10 +399,16 @@ mod tests {
         assert_eq!(InstanceRecord::read(&path).expect("read"), None);
         let mut record = InstanceRecord::for_this_process().expect("record");
         assert_eq!(record.token.len(), 32);
-        assert_ne!(record.token, InstanceRecord::for_this_process().expect("2").token);
+        assert_ne!(
+            record.token,
+            InstanceRecord::for_this_process().expect("2").token
+        );
         assert!(record.is_running().expect("check"));
         let file = InstanceFile::create(&path, &record).expect("create");
-        assert_eq!(InstanceRecord::read(&path).expect("read"), Some(record.clone()));
+        assert_eq!(
+            InstanceRecord::read(&path).expect("read"),
+            Some(record.clone())
+        );
         let leader = ProcessId {
             pid: 77,
             start_time: 5,
@@ -446,7 +452,9 @@ mod tests {
 
     impl Cleanup {
         fn add(&mut self, pid: i32) -> ProcessId {
-            let id = ProcessId::of(pid).expect("read").expect("process is running");
+            let id = ProcessId::of(pid)
+                .expect("read")
+                .expect("process is running");
             self.0.push(id);
             id
         }
@@ -530,7 +538,9 @@ mod tests {
         assert_eq!(killed_pids, want_pids);
         assert!(killed.iter().all(|info| info.command.starts_with("sleep")));
 
-        let left = wait_gone(&found, Duration::from_secs(5)).await.expect("wait");
+        let left = wait_gone(&found, Duration::from_secs(5))
+            .await
+            .expect("wait");
         assert!(left.is_empty(), "still running: {left:?}");
         for id in &want {
             assert!(!id.is_alive().expect("check"), "{id} survived");
@@ -544,7 +554,9 @@ mod tests {
         // The cleanup kills the rest; check that it did.
         let rest = [previous_hangwatch, stranger, other_member, other_leader];
         drop(cleanup);
-        let left = wait_gone(&rest, Duration::from_secs(5)).await.expect("wait");
+        let left = wait_gone(&rest, Duration::from_secs(5))
+            .await
+            .expect("wait");
         assert!(left.is_empty(), "cleanup left {left:?}");
     }
 

@@ -161,9 +161,9 @@ fn open_append(path: &Path) -> io::Result<(File, u64)> {
     Ok((file, size))
 }
 
-/// Writes all of `bytes`, or, when the disk takes only part of them, cuts the part off again so
-/// that the file never ends in half a line.
-fn write_whole(file: &mut File, bytes: &[u8]) -> io::Result<()> {
+/// Writes all of `bytes` to a file opened for appending, or, when the disk takes only part of
+/// them, cuts the part off again so that the file never ends in half a line.
+pub(super) fn write_whole(mut file: &File, bytes: &[u8]) -> io::Result<()> {
     let mut written = 0;
     while written < bytes.len() {
         match file.write(&bytes[written..]) {
@@ -176,7 +176,7 @@ fn write_whole(file: &mut File, bytes: &[u8]) -> io::Result<()> {
     Ok(())
 }
 
-fn cut_back(file: &mut File, written: usize, err: io::Error) -> io::Error {
+fn cut_back(mut file: &File, written: usize, err: io::Error) -> io::Error {
     if written > 0 {
         // In append mode the offset is the end of the file, just after the part written.
         if let Ok(end) = file.stream_position() {
@@ -206,7 +206,11 @@ mod tests {
         let tmp = tempfile::tempdir().expect("temp dir");
         let mut log = LogFile::open(tmp.path(), "web", 1 << 20, 3).expect("open");
         log.write_line(Stream::Out, b"hello", at());
-        log.write_line(Stream::Err, b"bad \xff byte", at() + Duration::from_millis(1));
+        log.write_line(
+            Stream::Err,
+            b"bad \xff byte",
+            at() + Duration::from_millis(1),
+        );
         log.write_line(Stream::Out, b"", at());
         assert_eq!(
             read(&tmp.path().join("web.log")),
@@ -227,7 +231,11 @@ mod tests {
             .expect("reopen")
             .write_line(Stream::Out, b"two", at());
         let text = read(&tmp.path().join("a.log"));
-        assert_eq!(text.split(|&b| b == b'\n').count(), 3, "two lines and the end");
+        assert_eq!(
+            text.split(|&b| b == b'\n').count(),
+            3,
+            "two lines and the end"
+        );
     }
 
     /// Each line is 40 bytes: 24 of time, 7 of `" out | "`, 8 of text and the newline.
@@ -302,7 +310,10 @@ mod tests {
         }
         let (lines, error) = log.take_dropped().expect("dropped lines");
         assert_eq!(lines, 5);
-        assert!(error.starts_with("write ") && error.contains("svc.log"), "{error}");
+        assert!(
+            error.starts_with("write ") && error.contains("svc.log"),
+            "{error}"
+        );
         assert!(error.contains("No space left on device"), "{error}");
         assert_eq!(log.take_dropped(), None);
     }
@@ -326,7 +337,12 @@ mod tests {
         let (dropped, error) = log.take_dropped().expect("lines dropped on a full disk");
         assert!(error.contains("No space left on device"), "{error}");
         let kept = read(&dir.join("svc.log"));
-        assert_eq!(kept.len() % 122, 0, "whole lines only: {} bytes", kept.len());
+        assert_eq!(
+            kept.len() % 122,
+            0,
+            "whole lines only: {} bytes",
+            kept.len()
+        );
         assert_eq!(kept.len() as u64 / 122 + dropped, 200);
 
         // Space comes back: logging resumes without any help.
