@@ -22,6 +22,7 @@
 mod sys;
 
 pub mod async_fd;
+pub mod environ;
 pub mod exit_watch;
 pub mod ipc;
 pub mod mappings;

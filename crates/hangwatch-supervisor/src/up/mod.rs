@@ -62,11 +62,10 @@ use tokio::time::Instant;
 use crate::incident::DiagnoseSpec;
 use crate::liveness::detector::{Detector, Expiry, LivenessSpec};
 use crate::liveness::notify::{Datagram, NotifyError, NotifyMessage, NotifySocket};
-use crate::state::console::Console;
-use crate::state::dir::{StateDir, StateError};
-use crate::state::events::{EventLog, record};
-use crate::state::instance::{GroupRecord, INSTANCE_ENV, InstanceRecord};
-use crate::state::logfile::{LineSplitter, LogFile, Stream};
+use crate::state::{
+    Console, EventLog, INSTANCE_ENV, InstanceFile, InstanceRecord, LineSplitter, LogFile, StateDir,
+    StateError, Stream, record,
+};
 use policy::{Decision, Ending, Restarts};
 
 /// What to supervise and how to show it.
@@ -356,7 +355,8 @@ struct Supervisor {
     rescan: bool,
     shutdown: Option<Shutdown>,
     instance_dirty: bool,
-    instance_writer: std::sync::mpsc::Sender<InstanceRecord>,
+    instance: InstanceRecord,
+    instance_file: Option<InstanceFile>,
 }
 
 /// A shutdown in progress.
@@ -376,14 +376,15 @@ impl Supervisor {
                 dir: config.state_dir.clone(),
                 pid,
             },
-            StateError::Io(source) => UpError::Io {
+            StateError::Io { source, .. } => UpError::Io {
                 about: "open the state directory",
                 source,
             },
         })?;
         let events = EventLog::open(&state.events_path()).map_err(io_err("open the event log"))?;
         let own_pid = std::process::id() as i32;
-        let token = new_token();
+        let instance = InstanceRecord::for_this_process().map_err(io_err("name this instance"))?;
+        let token = instance.token.clone();
         let name_width = config
             .services
             .iter()
@@ -393,7 +394,8 @@ impl Supervisor {
             .max("hangwatch".len());
         let console = match spec.view {
             View::Lines { color } => Some(Console::new(color, name_width)),
-            _ => None,
+            View::Json => Some(Console::new(false, name_width)),
+            View::Quiet => None,
         };
         let notify_dir = crate::run::private_runtime_dir()
             .map_err(io_err("create a private runtime directory"))?;
@@ -454,7 +456,6 @@ impl Supervisor {
             sample: spec.diagnose_sample,
             ..DiagnoseSpec::in_dir(state.incidents_dir())
         };
-        let instance_writer = spawn_instance_writer(state.instance_path());
         Ok(Supervisor {
             own_pid,
             token,
@@ -473,7 +474,8 @@ impl Supervisor {
             rescan: false,
             shutdown: None,
             instance_dirty: false,
-            instance_writer,
+            instance,
+            instance_file: None,
             view: spec.view,
             config,
             state,
@@ -497,8 +499,12 @@ impl Supervisor {
                 services: self.services.len(),
             },
         );
-        self.kill_previous_instance();
-        self.instance_dirty = true;
+        self.kill_previous_instance().await;
+        // On disk before any process carries the token.
+        self.instance_file = Some(
+            InstanceFile::create(&self.state.instance_path(), &self.instance)
+                .map_err(io_err("write the instance record"))?,
+        );
 
         loop {
             // A scan of /proc is good for one wake-up only.
@@ -1062,11 +1068,12 @@ impl Supervisor {
         let name = svc.cfg.name.as_str();
         let log = &mut svc.log;
         let console = self.console.as_ref();
+        let json = self.view == View::Json;
         let mut emit = |line: &[u8]| {
             if let Some(log) = log.as_mut() {
                 log.write_line(stream, line, at);
             }
-            if let Some(console) = console {
+            if let Some(console) = console.filter(|_| !json) {
                 console.line(name, stream, line);
             }
         };
@@ -1686,6 +1693,10 @@ impl Supervisor {
                 exit_code,
             },
         );
+        // A clean end: nothing for the next hangwatch to clean up.
+        if let Some(file) = self.instance_file.take() {
+            let _ = file.close();
+        }
         let _ = std::fs::remove_file(self.state.instance_path());
         if let Some(console) = &self.console {
             console.flush(Duration::from_secs(2));
@@ -1713,11 +1724,13 @@ impl Supervisor {
     fn emit(&self, service: Option<usize>, event: Event) {
         let name = service.map(|i| self.services[i].cfg.name.as_str());
         let record = record(name, event);
-        self.events.append(&record);
+        if let Err(err) = self.events.append(&record) {
+            tracing::warn!(%err, "cannot append to the event log");
+        }
         match self.view {
             View::Json => {
-                if let Ok(line) = serde_json::to_string(&record) {
-                    println!("{line}");
+                if let (Some(console), Ok(line)) = (&self.console, serde_json::to_string(&record)) {
+                    console.raw(&line);
                 }
             }
             View::Lines { .. } => {
@@ -1730,23 +1743,26 @@ impl Supervisor {
     }
 
     fn note(&self, text: &str) {
-        if let Some(console) = &self.console {
+        if let Some(console) = self.console.as_ref().filter(|_| self.view != View::Json) {
             console.event(text);
         }
     }
 
-    /// Kills what an earlier hangwatch of this state directory left running.
-    fn kill_previous_instance(&mut self) {
-        let path = self.state.instance_path();
-        let Ok(bytes) = std::fs::read(&path) else {
-            return;
-        };
-        let Ok(previous) = serde_json::from_slice::<InstanceRecord>(&bytes) else {
-            return;
+    /// Kills what an earlier hangwatch of this state directory left running, and waits
+    /// (briefly) for it to be gone, so that a new service does not find its port taken.
+    async fn kill_previous_instance(&mut self) {
+        let previous = match InstanceRecord::read(&self.state.instance_path()) {
+            Ok(Some(previous)) => previous,
+            Ok(None) => return,
+            Err(err) => {
+                tracing::warn!(%err, "unreadable instance record of an earlier run");
+                return;
+            }
         };
         match crate::state::instance::find_survivors(&previous, self.own_pid) {
             Ok(ids) if !ids.is_empty() => {
-                let killed = crate::state::instance::kill_survivors(ids);
+                let killed = crate::state::instance::kill_survivors(&ids);
+                let _ = crate::state::instance::wait_gone(&ids, Duration::from_secs(2)).await;
                 self.emit(None, Event::Orphans { killed });
             }
             Ok(_) => {}
@@ -1754,64 +1770,27 @@ impl Supervisor {
         }
     }
 
-    /// Hands the instance record to its writer thread when it changed.
+    /// Hands the instance record to its background writer when it changed.
     fn write_instance(&mut self) {
         if !std::mem::take(&mut self.instance_dirty) {
             return;
         }
-        let groups = self
-            .services
-            .iter()
-            .filter_map(|s| {
-                let main = s.main.as_ref()?;
-                Some(GroupRecord {
-                    service: s.cfg.name.clone(),
-                    pgid: main.pgid,
-                    leader_start_time: main.id.start_time,
-                })
-            })
-            .collect();
-        let start_time = ProcessId::of(self.own_pid)
-            .ok()
-            .flatten()
-            .map_or(0, |id| id.start_time);
-        let _ = self.instance_writer.send(InstanceRecord {
-            pid: self.own_pid,
-            start_time,
-            token: self.token.clone(),
-            groups,
-        });
+        for svc in &self.services {
+            match &svc.main {
+                Some(main) => self.instance.set_group(&svc.cfg.name, main.id),
+                None => self.instance.remove_group(&svc.cfg.name),
+            }
+        }
+        if let Some(file) = &self.instance_file
+            && let Err(err) = file.update(&self.instance)
+        {
+            tracing::warn!(%err, "cannot update the instance record");
+        }
     }
 }
 
 /// How often the memory of a service with a `memory_limit` is sampled.
 const MEMORY_EVERY: Duration = Duration::from_secs(1);
-
-/// Writes instance records off the loop (each is fsynced), newest only.
-fn spawn_instance_writer(path: PathBuf) -> std::sync::mpsc::Sender<InstanceRecord> {
-    let (tx, rx) = std::sync::mpsc::channel::<InstanceRecord>();
-    std::thread::Builder::new()
-        .name("instance-record".into())
-        .spawn(move || {
-            while let Ok(mut record) = rx.recv() {
-                while let Ok(newer) = rx.try_recv() {
-                    record = newer;
-                }
-                if let Ok(bytes) = serde_json::to_vec_pretty(&record)
-                    && let Err(err) = hangwatch_diagnose::incident::write_atomically(&path, &bytes)
-                {
-                    tracing::warn!(%err, "cannot write the instance record");
-                }
-            }
-        })
-        .ok();
-    tx
-}
-
-/// A random token naming this instance in its services' environments.
-fn new_token() -> String {
-    format!("{:016x}", fastrand::u64(..))
-}
 
 /// Resident memory of a service's tree, in bytes.
 fn tree_rss(group: i32, marker: &[u8], own_pid: i32) -> u64 {

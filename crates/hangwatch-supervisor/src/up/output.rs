@@ -14,7 +14,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::mpsc;
 
 use super::Msg;
-use crate::state::logfile::Stream;
+use crate::state::Stream;
 
 /// The size of one read.
 const CHUNK: usize = 16 * 1024;
