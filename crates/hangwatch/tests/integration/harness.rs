@@ -104,6 +104,24 @@ pub fn exists(id: &ProcessId) -> bool {
         .is_some_and(|stat| stat.start_time == id.start_time)
 }
 
+/// Whether the process is alive (not a zombie). For processes whose parent died, a zombie is
+/// as far as a test can go: PID 1 of a container may never reap it.
+pub fn alive(id: &ProcessId) -> bool {
+    hangwatch_process::stat::read_stat(id.pid)
+        .ok()
+        .flatten()
+        .is_some_and(|stat| stat.start_time == id.start_time && !stat.is_zombie())
+}
+
+impl Guard {
+    /// Asserts that none of the tracked processes is alive; zombies whose parent is gone are
+    /// allowed (see [`alive`]).
+    pub fn assert_none_alive(&self) {
+        let survivors: Vec<_> = self.ids.iter().filter(|id| alive(id)).collect();
+        assert!(survivors.is_empty(), "processes survived: {survivors:?}");
+    }
+}
+
 impl Drop for Guard {
     fn drop(&mut self) {
         for id in &self.ids {

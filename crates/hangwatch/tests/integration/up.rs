@@ -82,7 +82,7 @@ impl Up {
 
     /// Sends `signal` to hangwatch and waits for it to exit; returns its exit code and all the
     /// events.
-    fn stop(mut self, signal: Signal) -> (i32, Vec<EventRecord>, Guard) {
+    fn stop(self, signal: Signal) -> (i32, Vec<EventRecord>, Guard) {
         self.hw.signal(signal);
         self.finish()
     }
@@ -477,8 +477,10 @@ command = ["{fx}", "double-fork", "{pids}", "300", "--stay", "300"]
     second.wait(WAIT, |e| is(e, "plain", "started"));
     let (code, _, guard) = second.stop(Signal::TERMINATE);
     assert_eq!(code, 0);
-    guard.assert_all_gone();
-    first_guard.assert_all_gone();
+    // The escapee and the first run's programs were orphaned when it died: PID 1 reaps them,
+    // or in a container may leave them zombies.
+    guard.assert_none_alive();
+    first_guard.assert_none_alive();
 }
 
 #[test]
