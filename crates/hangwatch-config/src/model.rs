@@ -109,7 +109,7 @@ pub struct Probe {
     /// Liveness: consecutive failures that make a stall (default 3). Readiness: unused.
     pub failures: u32,
     /// Readiness: give up (the start failed) if not ready within this long (default 60s).
-    /// Liveness: first attempt only after this long (default 0s).
+    /// Liveness: first attempt this long after the service became ready (default 0s).
     pub within: Duration,
 }
 

@@ -595,12 +595,8 @@ impl Supervisor {
             }),
             _ => None,
         };
-        svc.live_probe = svc.cfg.liveness.probe.as_ref().map(|probe| ProbeClock {
-            next: now + probe.within,
-            in_flight: false,
-            give_up: None,
-            failures: 0,
-        });
+        // Liveness probes begin once the service is ready (see `mark_ready`).
+        svc.live_probe = None;
         svc.memory_check = svc.cfg.memory_limit.map(|_| now + MEMORY_EVERY);
         let restarts = svc.restarts.total;
         let ready_now = svc.cfg.ready == Readiness::Started;
@@ -674,6 +670,12 @@ impl Supervisor {
         }
         svc.phase = Phase::Ready;
         svc.ready_probe = None;
+        svc.live_probe = svc.cfg.liveness.probe.as_ref().map(|probe| ProbeClock {
+            next: now + probe.within,
+            in_flight: false,
+            give_up: None,
+            failures: 0,
+        });
         let after_ms = svc
             .main
             .as_ref()

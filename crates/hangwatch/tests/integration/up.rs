@@ -540,3 +540,78 @@ fn a_bad_config_is_refused_with_its_position_and_starts_nothing() {
     assert!(finished.stderr.contains("restart"), "{}", finished.stderr);
     assert!(!dir.file(".hangwatch").exists(), "nothing was created");
 }
+
+/// A free loopback port (bound, then released).
+fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").port()
+}
+
+#[test]
+fn probes_gate_readiness_and_a_failing_liveness_probe_restarts_the_service() {
+    let dir = Scratch::new("up-probes");
+    let port = free_port();
+    let flag = dir.file("ready.flag");
+    let mut up = Up::start(
+        &dir,
+        &format!(
+            r#"
+[service.web]
+command = ["python3", "-c", """
+import http.server, os, time
+time.sleep(0.3)
+healthy = [3 if os.environ['HANGWATCH_RESTARTS'] == '0' else 10**9]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        healthy[0] -= 1
+        self.send_response(200 if healthy[0] >= 0 else 503)
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(('127.0.0.1', {port}), H).serve_forever()
+"""]
+ready = {{ tcp = "127.0.0.1:{port}", every = "50ms", within = "10s" }}
+liveness = {{ http = "http://127.0.0.1:{port}/healthz", every = "100ms", timeout = "1s", failures = 2 }}
+backoff = {{ initial = "0s" }}
+diagnose = false
+
+[service.flagged]
+command = ["sh", "-c", "sleep 0.3; touch '{flag}'; exec sleep 300"]
+ready = {{ exec = "test -f '{flag}'", every = "50ms" }}
+
+[service.client]
+command = ["sleep", "300"]
+depends_on = ["web", "flagged"]
+"#,
+            flag = flag.display()
+        ),
+    );
+    up.wait(WAIT, |e| is(e, "client", "started"));
+    let stalled = up.wait(WAIT, |e| is(e, "web", "stalled"));
+    let Event::Stalled { source, detail, .. } = &stalled.event else {
+        unreachable!()
+    };
+    assert_eq!(source.as_str(), "probe");
+    assert!(
+        detail.as_deref().is_some_and(|d| d.contains("503")),
+        "{detail:?}"
+    );
+    up.wait(WAIT, |e| {
+        is(e, "web", "started") && matches!(e.event, Event::Started { restarts: 1, .. })
+    });
+    let (code, events, guard) = up.stop(Signal::TERMINATE);
+    assert_eq!(code, 0);
+    let ready_web = position(&events, "web", "ready");
+    let ready_flagged = position(&events, "flagged", "ready");
+    let started_client = position(&events, "client", "started");
+    assert!(ready_web < started_client && ready_flagged < started_client);
+    let Event::Ready { by, after_ms } = &events[ready_flagged].event else {
+        unreachable!()
+    };
+    assert_eq!(by, "probe");
+    assert!(
+        *after_ms >= 250.0,
+        "the flag appears after 0.3 s: {after_ms}"
+    );
+    guard.assert_all_gone();
+}
