@@ -615,3 +615,80 @@ depends_on = ["web", "flagged"]
     );
     guard.assert_all_gone();
 }
+
+#[test]
+fn a_dependency_restart_restarts_the_services_that_ask_for_it() {
+    let dir = Scratch::new("up-withdep");
+    let mut up = Up::start(
+        &dir,
+        r#"
+[service.db]
+command = ["sh", "-c", "sleep 0.5; [ \"$HANGWATCH_RESTARTS\" = 0 ] && exit 1; exec sleep 300"]
+backoff = { initial = "0s" }
+
+[service.follower]
+command = ["sleep", "300"]
+depends_on = ["db"]
+restart_with_dependency = true
+
+[service.loner]
+command = ["sleep", "300"]
+depends_on = ["db"]
+"#,
+    );
+    // The follower's second start: after db's restart and readiness.
+    up.wait(WAIT, |e| is(e, "db", "restarting"));
+    up.wait(WAIT, |e| is(e, "follower", "started"));
+    let (code, events, guard) = up.stop(Signal::TERMINATE);
+    assert_eq!(code, 0, "{events:#?}");
+    assert_eq!(count(&events, "db", "started"), 2);
+    assert_eq!(count(&events, "follower", "started"), 2, "{events:#?}");
+    assert_eq!(count(&events, "loner", "started"), 1, "{events:#?}");
+    let stopping = events
+        .iter()
+        .find(|e| is(e, "follower", "stopping"))
+        .expect("follower stopped");
+    assert!(
+        matches!(&stopping.event, Event::Stopping { cause, .. } if cause == "dependency"),
+        "{stopping:?}"
+    );
+    guard.assert_all_gone();
+}
+
+#[test]
+fn a_service_over_its_memory_limit_is_restarted() {
+    let dir = Scratch::new("up-memory");
+    let mut up = Up::start(
+        &dir,
+        r#"
+[service.hog]
+command = ["python3", "-c", """
+import os, time
+if os.environ['HANGWATCH_RESTARTS'] == '0':
+    hog = bytearray(200 * 1024 * 1024)
+    for i in range(0, len(hog), 4096):
+        hog[i] = 1
+time.sleep(300)
+"""]
+memory_limit = "100MiB"
+backoff = { initial = "0s" }
+diagnose = false
+"#,
+    );
+    let over = up.wait(WAIT, |e| is(e, "hog", "over-memory"));
+    let Event::OverMemory {
+        rss_bytes,
+        limit_bytes,
+    } = over.event
+    else {
+        unreachable!()
+    };
+    assert_eq!(limit_bytes, 100 * 1024 * 1024);
+    assert!(rss_bytes > limit_bytes);
+    up.wait(WAIT, |e| {
+        is(e, "hog", "started") && matches!(e.event, Event::Started { restarts: 1, .. })
+    });
+    let (code, _, guard) = up.stop(Signal::TERMINATE);
+    assert_eq!(code, 0);
+    guard.assert_all_gone();
+}
