@@ -5,7 +5,7 @@
 //! from `/proc/*/stat` and walks down from the root. A process may exit mid-scan; it is skipped.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io;
 
 use crate::stat::{Stat, is_gone, read_stat};
@@ -14,8 +14,9 @@ use crate::stat::{Stat, is_gone, read_stat};
 #[derive(Debug, Default)]
 pub struct ProcessTable {
     by_pid: HashMap<i32, Stat>,
-    /// Environments read so far (`/proc/PID/environ`), each at most once per scan.
-    environ: RefCell<HashMap<i32, Vec<u8>>>,
+    /// Environments read so far (`/proc/PID/environ`, as a set of entries), each at most once
+    /// per scan: a supervisor asks about the same processes once per service it stops.
+    environ: RefCell<HashMap<i32, HashSet<Vec<u8>>>>,
 }
 
 impl ProcessTable {
@@ -65,10 +66,15 @@ impl ProcessTable {
     #[must_use]
     pub fn has_env_entry(&self, pid: i32, entry: &[u8]) -> bool {
         let mut cache = self.environ.borrow_mut();
-        let environ = cache
-            .entry(pid)
-            .or_insert_with(|| std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default());
-        environ.split(|b| *b == 0).any(|e| e == entry)
+        let environ = cache.entry(pid).or_insert_with(|| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .unwrap_or_default()
+                .split(|b| *b == 0)
+                .filter(|e| !e.is_empty())
+                .map(<[u8]>::to_vec)
+                .collect()
+        });
+        environ.contains(entry)
     }
 
     /// The direct children of `parent`.
