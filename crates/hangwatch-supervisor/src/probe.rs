@@ -14,7 +14,9 @@
 //! # Caveats
 //!
 //! Only `http://`: an `https://` URL is refused with an error that says so (a `tcp` probe of the
-//! port, or an `exec` probe running `curl`, covers those services).
+//! port, or an `exec` probe running `curl`, covers those services). A host name is resolved on
+//! tokio's blocking pool (`getaddrinfo` cannot be cancelled): the attempt still ends at its
+//! timeout, but a hung resolver keeps that thread until it answers; an IP address skips it.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
