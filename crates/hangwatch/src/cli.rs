@@ -55,7 +55,12 @@ pub enum Command {
 #[derive(Debug, clap::Args)]
 pub struct UpArgs {
     /// The config file.
-    #[arg(short = 'f', long = "file", value_name = "FILE", default_value = "hangwatch.toml")]
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE",
+        default_value = "hangwatch.toml"
+    )]
     pub file: PathBuf,
 
     /// Colour the service names: auto (when stdout is a terminal and NO_COLOR is unset),
@@ -71,7 +76,12 @@ pub struct UpArgs {
 #[derive(Debug, clap::Args)]
 pub struct CheckArgs {
     /// The config file.
-    #[arg(short = 'f', long = "file", value_name = "FILE", default_value = "hangwatch.toml")]
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE",
+        default_value = "hangwatch.toml"
+    )]
     pub file: PathBuf,
 
     /// Print the result as JSON: `{"ok": true, "services": [...]}` or
