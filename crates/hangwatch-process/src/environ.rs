@@ -63,6 +63,19 @@ pub fn reader_contains(mut reader: impl Read, needle: &[u8]) -> io::Result<bool>
     Ok(matched == Some(needle.len()))
 }
 
+/// Every entry (`NAME=VALUE`) of the environment `pid` was started with; empty when the process
+/// is gone or unreadable. For callers that ask about one process many times (one scan, many
+/// services), where [`environ_contains`] would read the file again each time.
+#[must_use]
+pub fn entries(pid: i32) -> std::collections::HashSet<Vec<u8>> {
+    std::fs::read(format!("/proc/{pid}/environ"))
+        .unwrap_or_default()
+        .split(|b| *b == 0)
+        .filter(|e| !e.is_empty())
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
 fn is_unreadable(err: &io::Error) -> bool {
     is_gone(err) || err.kind() == io::ErrorKind::PermissionDenied
 }

@@ -205,13 +205,8 @@ impl TreeStop {
     /// that received it, even those that die of it at once; the scan costs well under a
     /// millisecond on a typical machine (see the `stop_latency` benchmark).
     pub fn begin(plan: StopPlan, root: i32, group: Option<i32>) -> io::Result<TreeStop> {
-        TreeStop::begin_scoped(plan, Scope::Descendants { root, group })
-    }
-
-    /// Like [`TreeStop::begin`], for the processes `scope` names, with a scan taken now and a
-    /// watch of its own.
-    pub fn begin_scoped(plan: StopPlan, scope: Scope) -> io::Result<TreeStop> {
         let table = ProcessTable::scan()?;
+        let scope = Scope::Descendants { root, group };
         TreeStop::begin_in(plan, scope, &table, Arc::new(ExitWatch::new()?))
     }
 

@@ -66,15 +66,10 @@ impl ProcessTable {
     #[must_use]
     pub fn has_env_entry(&self, pid: i32, entry: &[u8]) -> bool {
         let mut cache = self.environ.borrow_mut();
-        let environ = cache.entry(pid).or_insert_with(|| {
-            std::fs::read(format!("/proc/{pid}/environ"))
-                .unwrap_or_default()
-                .split(|b| *b == 0)
-                .filter(|e| !e.is_empty())
-                .map(<[u8]>::to_vec)
-                .collect()
-        });
-        environ.contains(entry)
+        cache
+            .entry(pid)
+            .or_insert_with(|| crate::environ::entries(pid))
+            .contains(entry)
     }
 
     /// The direct children of `parent`.

@@ -185,17 +185,24 @@ pub(crate) fn warning(record: &StallRecord) -> String {
     )
 }
 
-/// What the stall was, in words: which heartbeat stopped and for how long.
-fn describe_stall(stall: &StallRecord) -> String {
-    let bound = seconds(stall.bound_ms);
-    let mut text = match stall.source {
+/// Which heartbeat stopped and for how long, in words (the run's summary and the supervisor's
+/// console).
+pub(crate) fn stall_words(source: StallSource, bound_ms: u64) -> String {
+    let bound = seconds(bound_ms);
+    match source {
         StallSource::Notify => format!("no WATCHDOG=1 for {bound}"),
         StallSource::File => format!("status file not modified for {bound}"),
         StallSource::Output => format!("no output for {bound}"),
         StallSource::Trigger => "the program sent WATCHDOG=trigger".to_owned(),
         StallSource::Stopping => format!("STOPPING=1 but no exit within {bound}"),
+        StallSource::Probe => "its liveness probe failed".to_owned(),
         _ => "stalled".to_owned(),
-    };
+    }
+}
+
+/// What the stall was, in words: which heartbeat stopped and for how long.
+fn describe_stall(stall: &StallRecord) -> String {
+    let mut text = stall_words(stall.source, stall.bound_ms);
     if let Some(status) = &stall.status {
         text.push_str(&format!(" (last STATUS: {status})"));
     }

@@ -434,7 +434,7 @@ fn read_chunk(fd: &OwnedFd, buf: &mut [u8], is_pty: bool) -> io::Result<usize> {
 /// A duplicate of one of hangwatch's own fds (`F_DUPFD_CLOEXEC`), written without going
 /// through std's `Stdout` lock and line buffer: the pass-through must not wait for a newline,
 /// and must not hold a lock that hangwatch's own messages need.
-fn own_stream(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<Sink> {
+pub(crate) fn own_stream(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<Sink> {
     Ok(Box::new(OwnStream(File::from(fd.try_clone_to_owned()?))))
 }
 

@@ -19,14 +19,10 @@
 //! If stdout is closed (`EPIPE`, as with `hangwatch up | head`), printing stops quietly and
 //! the daemon runs on.
 
-use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
-
-use nix::errno::Errno;
-use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 
 use super::Stream;
 
@@ -90,8 +86,8 @@ impl Console {
     /// If stdout cannot be duplicated (it is closed), the console prints nothing.
     #[must_use]
     pub fn new(color: bool, name_width: usize) -> Console {
-        match io::stdout().as_fd().try_clone_to_owned() {
-            Ok(fd) => Console::with_sink(Box::new(Stdout(File::from(fd))), color, name_width),
+        match crate::liveness::output::own_stream(io::stdout().as_fd()) {
+            Ok(sink) => Console::with_sink(sink, color, name_width),
             Err(err) => {
                 tracing::warn!(error = %err, "failed to duplicate stdout; not printing output");
                 let console = Console::detached(color, name_width);
@@ -346,38 +342,15 @@ fn write_queued(shared: &Shared, mut sink: Sink) {
     }
 }
 
-/// hangwatch's stdout, duplicated, and written without std's `Stdout` lock and line buffer.
-struct Stdout(File);
-
-impl Write for Stdout {
-    /// A blocking write, even if someone else (the parent shell, a sibling such as node) set
-    /// `O_NONBLOCK` on the shared open file description: on `EAGAIN` it waits in poll(2).
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        loop {
-            match self.0.write(buf) {
-                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
-                    let mut fds = [PollFd::new(self.0.as_fd(), PollFlags::POLLOUT)];
-                    match poll(&mut fds, PollTimeout::NONE) {
-                        Ok(_) | Err(Errno::EINTR) => {}
-                        Err(errno) => return Err(errno.into()),
-                    }
-                }
-                result => return result,
-            }
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::Read;
     use std::os::fd::OwnedFd;
 
     use nix::fcntl::OFlag;
+
+    use std::fs::File;
+    use std::os::fd::AsFd;
 
     use super::*;
 
@@ -387,7 +360,8 @@ mod tests {
     }
 
     fn console_on(write: OwnedFd, color: bool, width: usize) -> Console {
-        Console::with_sink(Box::new(Stdout(File::from(write))), color, width)
+        let sink = crate::liveness::output::own_stream(write.as_fd()).expect("duplicate");
+        Console::with_sink(sink, color, width)
     }
 
     /// Everything the console writes, once it is dropped and its writer has finished.

@@ -205,21 +205,6 @@ impl Phase {
             Phase::Starting | Phase::Ready | Phase::Diagnosing { .. } | Phase::Stopping
         )
     }
-
-    #[allow(dead_code, reason = "shown by the status verb")]
-    fn name(self) -> &'static str {
-        match self {
-            Phase::Waiting => "waiting",
-            Phase::Starting => "starting",
-            Phase::Ready => "running",
-            Phase::Backoff { .. } => "backoff",
-            Phase::Diagnosing { .. } => "diagnosing",
-            Phase::Stopping => "stopping",
-            Phase::Exited => "exited",
-            Phase::Failed => "failed",
-            Phase::Stopped => "stopped",
-        }
-    }
 }
 
 /// Why hangwatch stops a service's tree.
@@ -347,7 +332,8 @@ struct Supervisor {
     rx: mpsc::Receiver<Msg>,
     watch: Arc<ExitWatch>,
     timer: DeadlineTimer,
-    leaks: LeakWatch,
+    /// The leak audit of the whole supervisor; taken by the final audit.
+    leaks: Option<LeakWatch>,
     diagnose: DiagnoseSpec,
     exec_probes: HashMap<i32, ExecProbe>,
     /// The scan of `/proc` for this wake-up, taken when first needed.
@@ -467,7 +453,7 @@ impl Supervisor {
             rx,
             watch: Arc::new(ExitWatch::new().map_err(io_err("create an exit watch"))?),
             timer: DeadlineTimer::new().map_err(io_err("create a timer"))?,
-            leaks: LeakWatch::start(own_pid, nix::unistd::geteuid().as_raw()),
+            leaks: Some(LeakWatch::start(own_pid, nix::unistd::geteuid().as_raw())),
             diagnose,
             exec_probes: HashMap::new(),
             table: None,
@@ -565,7 +551,9 @@ impl Supervisor {
             Ok(spawned) => spawned,
             Err(err) => return self.start_failed(i, err.to_string(), now),
         };
-        self.leaks.note_started(spawned.id.pid);
+        if let Some(leaks) = &self.leaks {
+            leaks.note_started(spawned.id.pid);
+        }
         let svc = &mut self.services[i];
         svc.main = Some(Main {
             id: spawned.id,
@@ -624,11 +612,7 @@ impl Supervisor {
         let argv: Vec<OsString> = cfg.command.argv.iter().map(OsString::from).collect();
         let mut command = ProgramCommand::from_argv(&argv).ok_or("empty command")?;
         command.cwd = Some(cfg.cwd.clone());
-        command.env = cfg
-            .env
-            .iter()
-            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
-            .collect();
+        command.env = service_env(cfg);
         command
             .env
             .push(("NOTIFY_SOCKET".into(), self.notify.env_value()));
@@ -695,7 +679,9 @@ impl Supervisor {
         let reaped = reap_exited().map_err(io_err("reap exited children"))?;
         let now = Instant::now();
         for (pid, status) in reaped {
-            self.leaks.note_reaped(pid);
+            if let Some(leaks) = &self.leaks {
+                leaks.note_reaped(pid);
+            }
             if let Some(probe) = self.exec_probes.remove(&pid) {
                 let result = match status {
                     ExitStatus::Exited(0) => Ok(()),
@@ -770,7 +756,9 @@ impl Supervisor {
         // the first signal of the last service by the sum. The looks taken after each
         // creation in /dev/shm still stand.
         if cause != Cause::Leftovers && self.shutdown.is_none() {
-            self.leaks.observe();
+            if let Some(leaks) = &self.leaks {
+                leaks.observe();
+            }
         }
         let watch = self.watch.clone();
         let table = self.table()?;
@@ -789,13 +777,11 @@ impl Supervisor {
         let svc = &mut self.services[i];
         svc.phase = Phase::Stopping;
         svc.stop = Some(ActiveStop { cause, then, tree });
-        if self.shutdown.as_ref().is_some_and(|s| s.killing)
-            && let Some(stop) = &mut self.services[i].stop
-        {
-            let table = ProcessTable::scan().map_err(io_err("scan processes"))?;
-            stop.tree
-                .kill_now_in(&table)
-                .map_err(io_err("kill a service"))?;
+        if self.shutdown.as_ref().is_some_and(|s| s.killing) {
+            self.table()?;
+            if let (Some(stop), Some(table)) = (&mut self.services[i].stop, &self.table) {
+                kill_at_once(stop, table)?;
+            }
         }
         self.try_finish_stop(i, Instant::now());
         Ok(())
@@ -1149,21 +1135,17 @@ impl Supervisor {
 
     /// The service whose tree `pid` belongs to: its program, or a descendant of it.
     fn service_of(&self, pid: i32) -> Option<usize> {
-        let mains: HashMap<i32, usize> = self
-            .services
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| {
+        let main_of = |at: i32| {
+            self.services.iter().position(|s| {
                 s.main
                     .as_ref()
-                    .filter(|m| m.status.is_none())
-                    .map(|m| (m.id.pid, i))
+                    .is_some_and(|m| m.id.pid == at && m.status.is_none())
             })
-            .collect();
+        };
         let mut at = pid;
         for _ in 0..64 {
-            if let Some(i) = mains.get(&at) {
-                return Some(*i);
+            if let Some(i) = main_of(at) {
+                return Some(i);
             }
             let stat = hangwatch_process::stat::read_stat(at).ok()??;
             if stat.ppid <= 1 || stat.ppid == self.own_pid {
@@ -1240,12 +1222,7 @@ impl Supervisor {
                     return;
                 };
                 program.cwd = Some(svc.cfg.cwd.clone());
-                program.env = svc
-                    .cfg
-                    .env
-                    .iter()
-                    .map(|(k, v)| (OsString::from(k), OsString::from(v)))
-                    .collect();
+                program.env = service_env(&svc.cfg);
                 let null = std::fs::File::options()
                     .write(true)
                     .open("/dev/null")
@@ -1489,7 +1466,17 @@ impl Supervisor {
         {
             svc.memory_check = Some(now + MEMORY_EVERY);
             if let (Some(limit), Some(main)) = (svc.cfg.memory_limit, &svc.main) {
-                let rss = tree_rss(main.pgid, &main.marker, self.own_pid);
+                let scope = Scope::Service {
+                    adopter: self.own_pid,
+                    group: main.pgid,
+                    marker: main.marker.clone(),
+                };
+                // One scan serves every service sampled in this wake-up.
+                self.table()?;
+                let rss = self
+                    .table
+                    .as_ref()
+                    .map_or(0, |table| tree_rss(&scope, table));
                 if rss > limit {
                     self.emit(
                         Some(i),
@@ -1616,26 +1603,21 @@ impl Supervisor {
     /// The shutdown bound passed (or a second signal): KILL every tree, and stop the rest at
     /// once.
     fn kill_all(&mut self) -> Result<(), UpError> {
+        self.table()?;
+        if let Some(table) = &self.table {
+            for svc in &mut self.services {
+                if let Some(stop) = &mut svc.stop {
+                    kill_at_once(stop, table)?;
+                }
+            }
+        }
+        // The rest begin their stop now, and `begin_stop` kills at once while `killing`.
         for i in 0..self.services.len() {
             if matches!(
                 self.services[i].phase,
                 Phase::Starting | Phase::Ready | Phase::Diagnosing { .. }
             ) {
                 self.begin_stop(i, Cause::Shutdown, Then::Down)?;
-            }
-        }
-        let table = ProcessTable::scan().map_err(io_err("scan processes"))?;
-        for svc in &mut self.services {
-            if let Some(stop) = &mut svc.stop {
-                stop.tree
-                    .kill_now_in(&table)
-                    .map_err(io_err("kill a service"))?;
-                // A second step goes from the helpers' settle straight to KILL.
-                if stop.tree.grace_deadline().is_some() {
-                    stop.tree
-                        .kill_now_in(&table)
-                        .map_err(io_err("kill a service"))?;
-                }
             }
         }
         self.rescan = true;
@@ -1681,11 +1663,11 @@ impl Supervisor {
                 None => {}
             }
         }
-        let leaks = std::mem::replace(
-            &mut self.leaks,
-            LeakWatch::start(self.own_pid, nix::unistd::geteuid().as_raw()),
-        );
-        let report = leaks.finish(LeakPolicy::Report, 0);
+        let report = self
+            .leaks
+            .take()
+            .map(|leaks| leaks.finish(LeakPolicy::Report, 0))
+            .unwrap_or_default();
         if !report.objects.is_empty() {
             self.emit(
                 None,
@@ -1800,22 +1782,37 @@ impl Supervisor {
     }
 }
 
+/// The variables a service's config adds to the environment (its program's and its `exec`
+/// probes').
+fn service_env(cfg: &hangwatch_config::Service) -> Vec<(OsString, OsString)> {
+    cfg.env
+        .iter()
+        .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+        .collect()
+}
+
+/// KILL for every process of `stop`'s tree now, cleanup helpers included: the helpers'
+/// settle step, if any, is skipped.
+fn kill_at_once(stop: &mut ActiveStop, table: &ProcessTable) -> Result<(), UpError> {
+    stop.tree
+        .kill_now_in(table)
+        .map_err(io_err("kill a service"))?;
+    if stop.tree.grace_deadline().is_some() {
+        stop.tree
+            .kill_now_in(table)
+            .map_err(io_err("kill a service"))?;
+    }
+    Ok(())
+}
+
 /// How often the memory of a service with a `memory_limit` is sampled.
 const MEMORY_EVERY: Duration = Duration::from_secs(1);
 
-/// Resident memory of a service's tree, in bytes.
-fn tree_rss(group: i32, marker: &[u8], own_pid: i32) -> u64 {
-    let Ok(table) = ProcessTable::scan() else {
-        return 0;
-    };
-    let scope = Scope::Service {
-        adopter: own_pid,
-        group,
-        marker: marker.to_vec(),
-    };
+/// Resident memory of the processes of `scope`, in bytes.
+fn tree_rss(scope: &Scope, table: &ProcessTable) -> u64 {
     let page = rustix::param::page_size() as u64;
     scope
-        .pids(&table)
+        .pids(table)
         .into_iter()
         .filter_map(|pid| {
             let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
@@ -1863,19 +1860,7 @@ fn describe(record: &EventRecord) -> Option<String> {
             detail,
             ..
         } => {
-            let what = match source {
-                StallSource::Notify => format!("no WATCHDOG=1 for {}", seconds(*bound_ms as f64)),
-                StallSource::File => {
-                    format!(
-                        "heartbeat file not modified for {}",
-                        seconds(*bound_ms as f64)
-                    )
-                }
-                StallSource::Output => format!("no output for {}", seconds(*bound_ms as f64)),
-                StallSource::Trigger => "it sent WATCHDOG=trigger".to_owned(),
-                StallSource::Stopping => "STOPPING=1 but no exit".to_owned(),
-                _ => "its liveness probe failed".to_owned(),
-            };
+            let what = crate::summary::stall_words(*source, *bound_ms);
             match detail {
                 Some(detail) => format!("{name} STALLED: {what} ({detail})"),
                 None => format!("{name} STALLED: {what}"),
