@@ -6,10 +6,13 @@
 //! - [`exit_code`]: the documented exit statuses of `hangwatch run`, as named constants.
 //! - [`report`]: the JSON report of a guarded run (`hangwatch run --report`).
 //! - [`event`]: the supervisor's event log (`hangwatch up`), one JSON object per line.
+//! - [`control`]: the messages of the control socket (`hangwatch status`, `stop`, `down`…) and a
+//!   blocking client.
 //!
 //! Every record carries a format version ([`report::REPORT_VERSION`]); fields are only ever added.
 #![forbid(unsafe_code)]
 
+pub mod control;
 pub mod event;
 pub mod exit_code;
 pub mod report;
