@@ -31,7 +31,8 @@ pub enum Command {
 
     /// Show what a live process and its descendants are waiting on, without stopping them.
     ///
-    /// Reads /proc twice over a sampling window: every thread's state, kernel wait channel and
+    /// TARGET is a PID, or the name of a service of the running supervisor (which then
+    /// diagnoses its program and keeps the report as an incident). Reads /proc twice over a sampling window: every thread's state, kernel wait channel and
     /// the system call it is blocked in (decoded: the lock, the file descriptor and what is at
     /// its other end, the timeout), CPU use and context switches in the window, open files,
     /// memory, Python stacks of CPython processes, the owner of a glibc mutex a thread waits
@@ -50,6 +51,101 @@ pub enum Command {
     /// Check a config file without starting anything: every error with its file, line and
     /// column.
     Check(CheckArgs),
+
+    /// Show the running supervisor and its services: state, PID, uptime, restarts, last exit,
+    /// heartbeat age against its deadline, last incident.
+    Status(StatusArgs),
+
+    /// Start a service that is down; returns once it is ready or failed to start.
+    Start(ServiceArgs),
+
+    /// Stop a service (its stop signal, grace, then KILL, whole tree) and keep it down until
+    /// `start`; returns once it is down.
+    Stop(ServiceArgs),
+
+    /// Stop a service if it runs and start it again; returns once it is ready or failed to
+    /// start.
+    Restart(ServiceArgs),
+
+    /// Shut the running supervisor down (the bounded shutdown) and report who stopped cleanly
+    /// and who had to be killed; returns when it is done.
+    Down(DownArgs),
+
+    /// Re-read the config file of the running supervisor: new services start, removed ones
+    /// stop, changed ones restart, unchanged ones are not touched. A config with errors is
+    /// rejected with their positions and changes nothing.
+    Reload(ReloadArgs),
+}
+
+/// Which supervisor a command talks to: the one whose state directory is `--state`, or the
+/// one the config file names (its `state_dir`, default `.hangwatch/` beside it).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TargetArgs {
+    /// The config file whose supervisor to address.
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE",
+        default_value = "hangwatch.toml"
+    )]
+    pub file: PathBuf,
+
+    /// The supervisor's state directory (overrides the config file's).
+    #[arg(long = "state", value_name = "DIR")]
+    pub state: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// Only this service.
+    #[arg(value_name = "NAME")]
+    pub service: Option<String>,
+
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// Colour the states: auto (when stdout is a terminal and NO_COLOR is unset), always or
+    /// never.
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    pub color: ColorArg,
+
+    /// Print the supervisor's reply as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServiceArgs {
+    /// The service.
+    #[arg(value_name = "NAME")]
+    pub service: String,
+
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// Print the supervisor's reply as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DownArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// Print the supervisor's reply as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReloadArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// Print the supervisor's reply as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -68,9 +164,22 @@ pub struct UpArgs {
     #[arg(long, value_name = "WHEN", default_value = "auto")]
     pub color: ColorArg,
 
-    /// Print the event log's JSON lines on stdout instead of the services' output.
+    /// Print the event log's JSON lines on stdout instead of the services' output. With
+    /// --detach: print where the supervisor runs and its status as one JSON object.
     #[arg(long)]
     pub json: bool,
+
+    /// Run in the background, in a session of its own with no terminal; hangwatch's own
+    /// messages go to STATE_DIR/hangwatch.log, the services' output to their log files. Returns
+    /// once every service has started or failed to start, printing the state directory, the
+    /// supervisor's PID and the status table.
+    #[arg(long, short = 'd')]
+    pub detach: bool,
+
+    /// Internal: run as the background supervisor of `--detach`, writing `started` to this
+    /// file descriptor (a pipe) once no service is waiting or starting.
+    #[arg(long, value_name = "FD", hide = true, conflicts_with = "detach")]
+    pub daemon_ready_fd: Option<i32>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -103,21 +212,54 @@ pub enum ColorArg {
 
 #[derive(Debug, clap::Args)]
 pub struct DiagnoseArgs {
-    /// The process to diagnose (its descendants are included).
-    #[arg(value_name = "PID")]
-    pub pid: i32,
+    /// The process to diagnose (a PID; its descendants are included), or a service of the
+    /// running supervisor (a name).
+    #[arg(value_name = "TARGET")]
+    pub target: DiagnoseTarget,
+
+    /// With a service name: which supervisor to ask.
+    #[command(flatten)]
+    pub supervisor: TargetArgs,
 
     /// Print the diagnosis as JSON instead of text.
     #[arg(long)]
     pub json: bool,
 
-    /// The window over which CPU use and context switches are measured.
-    #[arg(long, value_name = "DURATION", default_value = "200ms", value_parser = parse_duration)]
-    pub sample: Duration,
+    /// The window over which CPU use and context switches are measured [default: 200ms, or
+    /// the supervisor's for a service].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub sample: Option<Duration>,
 
-    /// Do not read Python stacks.
+    /// Do not read Python stacks (a PID only).
     #[arg(long)]
     pub no_python: bool,
+}
+
+/// What `hangwatch diagnose` looks at: an all-digit argument is a PID, anything else a service
+/// name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DiagnoseTarget {
+    /// A process.
+    Pid(i32),
+    /// A service of the running supervisor.
+    Service(String),
+}
+
+impl std::str::FromStr for DiagnoseTarget {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<DiagnoseTarget, String> {
+        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+            match text.parse::<i32>() {
+                Ok(pid) if pid > 0 => Ok(DiagnoseTarget::Pid(pid)),
+                _ => Err(format!("{text} is not a valid PID")),
+            }
+        } else if text.is_empty() {
+            Err("a PID or a service name is required".to_owned())
+        } else {
+            Ok(DiagnoseTarget::Service(text.to_owned()))
+        }
+    }
 }
 
 #[derive(Debug, clap::Args)]

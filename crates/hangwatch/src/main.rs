@@ -28,6 +28,18 @@ fn main() -> ExitCode {
         cli::Command::Diagnose(args) => commands::diagnose::main(&args),
         cli::Command::Up(args) => commands::up::main(&args),
         cli::Command::Check(args) => commands::check::main(&args),
+        cli::Command::Status(args) => commands::status::main(&args),
+        cli::Command::Start(args) => {
+            commands::control::service(commands::control::Verb::Start, &args)
+        }
+        cli::Command::Stop(args) => {
+            commands::control::service(commands::control::Verb::Stop, &args)
+        }
+        cli::Command::Restart(args) => {
+            commands::control::service(commands::control::Verb::Restart, &args)
+        }
+        cli::Command::Down(args) => commands::control::down(&args),
+        cli::Command::Reload(args) => commands::control::reload(&args),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))
 }

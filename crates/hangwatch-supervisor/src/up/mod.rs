@@ -69,7 +69,7 @@ use crate::state::{
 use policy::{Decision, Ending, Restarts};
 
 /// What to supervise and how to show it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct UpSpec {
     /// The checked config.
     pub config: Config,
@@ -77,6 +77,8 @@ pub struct UpSpec {
     pub view: View,
     /// The sampling window of a diagnosis before a stop.
     pub diagnose_sample: Duration,
+    /// `up --detach`: where to write `started\n` once no service is waiting or starting.
+    pub ready_fd: Option<OwnedFd>,
 }
 
 /// What `hangwatch up` prints in the foreground.

@@ -1,6 +1,10 @@
-//! One module per subcommand.
+//! One module per subcommand, and what several share.
 
 pub mod check;
+pub mod control;
 pub mod diagnose;
+pub mod output;
 pub mod run;
+pub mod status;
+pub mod target;
 pub mod up;

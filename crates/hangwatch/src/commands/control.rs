@@ -1,0 +1,455 @@
+//! `hangwatch start|stop|restart NAME`, `down` and `reload`, and what every command that talks
+//! to a running supervisor shares: connecting to its control socket, sending one request, and
+//! turning failures into messages and exit codes.
+//!
+//! # Exit codes
+//!
+//! - 0: done (for `start`/`restart`, the service ended up running, or exited with code 0).
+//! - 1: the request failed: no supervisor runs for the state directory, this user may not use
+//!   it, the supervisor answered with an error (an unknown service, a shutdown in progress), or
+//!   the service did not end up where it was asked to be.
+//! - 125: a config rejected by `reload` (the code `check` and `up` give a bad config), or
+//!   hangwatch itself failed (its output could not be written).
+
+use std::io;
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::time::Duration;
+
+use hangwatch_process::ProcessId;
+use hangwatch_protocol::control::{
+    Client, ClientError, DownReport, ErrorKind, ErrorReply, ReloadReport, Reply, Request,
+    ServiceStatus, State,
+};
+use hangwatch_protocol::exit_code;
+
+use crate::cli::{DownArgs, ReloadArgs, ServiceArgs};
+use crate::commands::output;
+use crate::commands::status::{describe_exit, short_duration};
+use crate::commands::target::{Target, resolve};
+
+/// A request failed (see the module docs).
+pub const FAILED: i32 = 1;
+
+/// How long connecting and the handshake may take: the supervisor answers a hello from its
+/// event loop at once, so anything slower means it is stuck.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long `down` waits for the supervisor to end after it closed the connection without its
+/// report.
+const VANISH_WAIT: Duration = Duration::from_secs(10);
+
+/// The client's name in the supervisor's log.
+fn who() -> String {
+    format!("hangwatch {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Connects to the supervisor of `target`, or prints why not and returns the exit code.
+pub fn connect(target: &Target) -> Result<Client, i32> {
+    Client::connect(&target.state_dir, &who(), CONNECT_TIMEOUT)
+        .map_err(|err| client_error(&err, target))
+}
+
+/// Sends `request` and returns the reply; an error reply or a failure is printed (as JSON on
+/// stdout too, with `json`) and returned as the exit code.
+pub fn call(
+    client: &mut Client,
+    target: &Target,
+    request: &Request,
+    json: bool,
+) -> Result<Reply, i32> {
+    match client.call(request) {
+        Ok(Reply::Error(error)) => Err(error_reply(&error, json)),
+        Ok(reply) => Ok(reply),
+        Err(err) => Err(client_error(&err, target)),
+    }
+}
+
+/// Prints a failure to reach or talk to the supervisor; returns [`FAILED`].
+pub fn client_error(err: &ClientError, target: &Target) -> i32 {
+    match err {
+        ClientError::NotRunning { .. } => {
+            eprintln!(
+                "hangwatch: no hangwatch is running for {}",
+                target.state_dir.display()
+            );
+        }
+        ClientError::Refused(reply) if reply.kind == ErrorKind::Version => {
+            eprintln!(
+                "hangwatch: the running supervisor speaks another protocol version ({}); use the \
+                 hangwatch binary that started it",
+                reply.message
+            );
+        }
+        ClientError::Frame(hangwatch_protocol::control::FrameError::Io(io))
+            if io.kind() == io::ErrorKind::WouldBlock || io.kind() == io::ErrorKind::TimedOut =>
+        {
+            eprintln!(
+                "hangwatch: the supervisor of {} did not answer within {}s",
+                target.state_dir.display(),
+                CONNECT_TIMEOUT.as_secs()
+            );
+        }
+        other => eprintln!("hangwatch: {other}"),
+    }
+    FAILED
+}
+
+/// Prints an error reply: its message on stderr (a config's diagnostics first, one a line), and
+/// with `json` the reply on stdout. 125 for a rejected config, as `check` exits for one; 1
+/// otherwise.
+pub fn error_reply(error: &ErrorReply, json: bool) -> i32 {
+    if json {
+        let _ = output::print(&to_json(&Reply::Error(error.clone())));
+    }
+    for diagnostic in &error.diagnostics {
+        eprintln!("{diagnostic}");
+    }
+    eprintln!("hangwatch: {}", error.message);
+    match error.kind {
+        ErrorKind::Config => exit_code::HANGWATCH_FAILED,
+        _ => FAILED,
+    }
+}
+
+/// A reply as pretty JSON with a final newline (the `reply` tag included, so that a script
+/// tells an answer from an error by one field).
+pub fn to_json(reply: &Reply) -> String {
+    // Serialising plain data types with string keys cannot fail.
+    serde_json::to_string_pretty(reply).unwrap_or_default() + "\n"
+}
+
+/// What `start`, `stop` and `restart` ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    /// `hangwatch start`.
+    Start,
+    /// `hangwatch stop`.
+    Stop,
+    /// `hangwatch restart`.
+    Restart,
+}
+
+/// `hangwatch start|stop|restart NAME`: one line saying where the service ended up.
+pub fn service(verb: Verb, args: &ServiceArgs) -> i32 {
+    let target = resolve(&args.target);
+    let mut client = match connect(&target) {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    let service = args.service.clone();
+    let request = match verb {
+        Verb::Start => Request::Start { service },
+        Verb::Stop => Request::Stop { service },
+        Verb::Restart => Request::Restart { service },
+    };
+    let reply = match call(&mut client, &target, &request, args.json) {
+        Ok(reply) => reply,
+        Err(code) => return code,
+    };
+    let Reply::Service(status) = &reply else {
+        return unexpected(&reply);
+    };
+    let code = if ended_where_asked(verb, status) {
+        0
+    } else {
+        FAILED
+    };
+    let text = if args.json {
+        to_json(&reply)
+    } else {
+        describe_service(status) + "\n"
+    };
+    output::exit_code(output::print(&text), code)
+}
+
+/// Whether the service is where `verb` wanted it: stopped after `stop`; after `start` or
+/// `restart`, running, or ended by itself with code 0 (a one-shot task that did its work).
+fn ended_where_asked(verb: Verb, status: &ServiceStatus) -> bool {
+    match verb {
+        Verb::Stop => status.state == State::Stopped,
+        Verb::Start | Verb::Restart => match status.state {
+            State::Waiting | State::Starting | State::Ready | State::Diagnosing => true,
+            State::Exited => status
+                .last_exit
+                .as_ref()
+                .is_some_and(|exit| exit.status == "code 0"),
+            State::Backoff | State::Stopping | State::Failed | State::Stopped => false,
+        },
+    }
+}
+
+/// `api: ready (pid 123)`, `api: stopped`, `api: backoff (restart in 1.2s; last exit code 1
+/// (exited))`.
+pub fn describe_service(status: &ServiceStatus) -> String {
+    let mut details = Vec::new();
+    if let Some(pid) = status.pid {
+        details.push(format!("pid {pid}"));
+    }
+    if let Some(ms) = status.restart_in_ms {
+        details.push(format!("restart in {}", short_duration(ms)));
+    }
+    if status.pid.is_none()
+        && let Some(exit) = &status.last_exit
+    {
+        details.push(format!("last exit {}", describe_exit(exit)));
+    }
+    if details.is_empty() {
+        format!("{}: {}", status.name, status.state.as_str())
+    } else {
+        format!(
+            "{}: {} ({})",
+            status.name,
+            status.state.as_str(),
+            details.join("; ")
+        )
+    }
+}
+
+/// `hangwatch down`: the bounded shutdown, and who stopped cleanly and who was killed.
+///
+/// A supervisor that closes the connection without its report (it was killed, or ended before
+/// the reply left) is taken to be down only when its process has ended (waited for on a pidfd,
+/// at most [`VANISH_WAIT`]) and the state directory's lock is free; then `down` says so and
+/// exits 0, without the report. Otherwise it exits 1.
+pub fn down(args: &DownArgs) -> i32 {
+    let target = resolve(&args.target);
+    let mut client = match connect(&target) {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    // Identify the supervisor (PID and start time) before asking: after a hangup, its PID may
+    // name another process.
+    let supervisor = ProcessId::of(client.welcome().pid).ok().flatten();
+    let reply = match client.call(&Request::Down) {
+        Ok(Reply::Error(error)) => return error_reply(&error, args.json),
+        Ok(reply) => reply,
+        Err(ClientError::Hangup) => return vanished(supervisor, &target),
+        Err(err) => return client_error(&err, &target),
+    };
+    let Reply::Down(report) = &reply else {
+        return unexpected(&reply);
+    };
+    let text = if args.json {
+        to_json(&reply)
+    } else {
+        describe_down(report)
+    };
+    output::exit_code(output::print(&text), 0)
+}
+
+fn describe_down(report: &DownReport) -> String {
+    let list = |names: &[String]| {
+        if names.is_empty() {
+            "none".to_owned()
+        } else {
+            names.join(", ")
+        }
+    };
+    let mut text = format!(
+        "hangwatch is down (took {})\nstopped cleanly: {}\nkilled: {}\n",
+        short_duration(report.took_ms),
+        list(&report.clean),
+        list(&report.killed)
+    );
+    if report.exit_code != 0 {
+        text.push_str(&format!(
+            "the supervisor exited with code {}\n",
+            report.exit_code
+        ));
+    }
+    text
+}
+
+/// After a hangup during `down`: waits for the supervisor to end, then checks its lock.
+fn vanished(supervisor: Option<ProcessId>, target: &Target) -> i32 {
+    let ended = match supervisor {
+        Some(id) => wait_for_exit(id, VANISH_WAIT),
+        None => true,
+    };
+    if ended && lock_is_free(&target.state_dir) {
+        eprintln!(
+            "hangwatch: the supervisor closed the connection before its report; it has ended and \
+             {} is free",
+            target.state_dir.display()
+        );
+        0
+    } else {
+        eprintln!(
+            "hangwatch: the supervisor closed the connection before its report and still holds {}",
+            target.state_dir.display()
+        );
+        FAILED
+    }
+}
+
+/// Waits (at most `bound`) for `id` to end, on its pidfd: no polling loop.
+fn wait_for_exit(id: ProcessId, bound: Duration) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let pidfd = match hangwatch_process::pidfd::PidFd::open(id) {
+        Ok(Some(pidfd)) => pidfd,
+        // Gone already, or its PID names another process now.
+        Ok(None) => return true,
+        Err(_) => return false,
+    };
+    let timeout = PollTimeout::try_from(bound).unwrap_or(PollTimeout::MAX);
+    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+    matches!(poll(&mut fds, timeout), Ok(n) if n > 0)
+}
+
+/// Whether nobody holds the state directory's lock: a shared, non-blocking `flock` succeeds
+/// (and is released at once). A missing lock file is free.
+fn lock_is_free(state_dir: &Path) -> bool {
+    use nix::fcntl::{Flock, FlockArg};
+    let file = match std::fs::File::open(state_dir.join("lock")) {
+        Ok(file) => file,
+        Err(err) => return err.kind() == io::ErrorKind::NotFound,
+    };
+    Flock::lock(file, FlockArg::LockSharedNonblock).is_ok()
+}
+
+/// `hangwatch reload`: what was added, removed, changed and left alone.
+pub fn reload(args: &ReloadArgs) -> i32 {
+    let target = resolve(&args.target);
+    let mut client = match connect(&target) {
+        Ok(client) => client,
+        Err(code) => return code,
+    };
+    let reply = match call(&mut client, &target, &Request::Reload, args.json) {
+        Ok(reply) => reply,
+        Err(code) => return code,
+    };
+    let Reply::Reloaded(report) = &reply else {
+        return unexpected(&reply);
+    };
+    let text = if args.json {
+        to_json(&reply)
+    } else {
+        describe_reload(report)
+    };
+    output::exit_code(output::print(&text), 0)
+}
+
+fn describe_reload(report: &ReloadReport) -> String {
+    let list = |names: &[String]| {
+        if names.is_empty() {
+            "-".to_owned()
+        } else {
+            names.join(", ")
+        }
+    };
+    let mut text = format!(
+        "added:     {}\nremoved:   {}\nchanged:   {}\nunchanged: {}\n",
+        list(&report.added),
+        list(&report.removed),
+        list(&report.changed),
+        list(&report.unchanged)
+    );
+    if !report.not_applied.is_empty() {
+        text.push_str(&format!(
+            "not applied until the next `hangwatch up`: {}\n",
+            report.not_applied.join(", ")
+        ));
+    }
+    text
+}
+
+/// A reply of the wrong kind: the supervisor and this client disagree about the protocol.
+pub fn unexpected(reply: &Reply) -> i32 {
+    eprintln!("hangwatch: unexpected reply from the supervisor: {reply:?}");
+    exit_code::HANGWATCH_FAILED
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hangwatch_protocol::control::LastExit;
+
+    fn service(state: State) -> ServiceStatus {
+        ServiceStatus {
+            name: "api".into(),
+            state,
+            pid: None,
+            uptime_ms: None,
+            restarts: 0,
+            last_exit: None,
+            heartbeat: None,
+            restart_in_ms: None,
+            last_incident: None,
+            status_text: None,
+            rss_bytes: None,
+        }
+    }
+
+    #[test]
+    fn a_service_line_says_where_it_ended_up() {
+        let mut ready = service(State::Ready);
+        ready.pid = Some(123);
+        assert_eq!(describe_service(&ready), "api: ready (pid 123)");
+        assert_eq!(describe_service(&service(State::Stopped)), "api: stopped");
+        let mut backoff = service(State::Backoff);
+        backoff.restart_in_ms = Some(1200);
+        backoff.last_exit = Some(LastExit {
+            status: "code 1".into(),
+            reason: "exited".into(),
+            at_unix_ms: 0,
+        });
+        assert_eq!(
+            describe_service(&backoff),
+            "api: backoff (restart in 1.2s; last exit code 1 (exited))"
+        );
+    }
+
+    #[test]
+    fn start_succeeds_when_running_or_done_and_stop_when_stopped() {
+        assert!(ended_where_asked(Verb::Start, &service(State::Ready)));
+        assert!(!ended_where_asked(Verb::Start, &service(State::Failed)));
+        assert!(!ended_where_asked(Verb::Restart, &service(State::Backoff)));
+        let mut done = service(State::Exited);
+        done.last_exit = Some(LastExit {
+            status: "code 0".into(),
+            reason: "exited".into(),
+            at_unix_ms: 0,
+        });
+        assert!(ended_where_asked(Verb::Start, &done));
+        assert!(ended_where_asked(Verb::Stop, &service(State::Stopped)));
+        assert!(!ended_where_asked(Verb::Stop, &service(State::Ready)));
+    }
+
+    #[test]
+    fn down_and_reload_read_as_lists() {
+        let down = describe_down(&DownReport {
+            took_ms: 1234,
+            clean: vec!["api".into(), "db".into()],
+            killed: vec![],
+            exit_code: 0,
+        });
+        assert_eq!(
+            down,
+            "hangwatch is down (took 1.2s)\nstopped cleanly: api, db\nkilled: none\n"
+        );
+        let reload = describe_reload(&ReloadReport {
+            added: vec!["c".into()],
+            changed: vec!["b".into()],
+            unchanged: vec!["a".into()],
+            ..ReloadReport::default()
+        });
+        assert_eq!(
+            reload,
+            "added:     c\nremoved:   -\nchanged:   b\nunchanged: a\n"
+        );
+    }
+
+    #[test]
+    fn a_free_lock_and_a_held_one() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        assert!(lock_is_free(dir.path()), "no lock file");
+        let file = std::fs::File::create(dir.path().join("lock")).expect("create");
+        assert!(lock_is_free(dir.path()));
+        let held = nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .expect("lock");
+        assert!(!lock_is_free(dir.path()));
+        drop(held);
+        assert!(lock_is_free(dir.path()));
+    }
+}
