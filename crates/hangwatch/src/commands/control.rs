@@ -284,7 +284,7 @@ fn vanished(supervisor: Option<ProcessId>, target: &Target) -> i32 {
 }
 
 /// Waits (at most `bound`) for `id` to end, on its pidfd: no polling loop.
-fn wait_for_exit(id: ProcessId, bound: Duration) -> bool {
+pub fn wait_for_exit(id: ProcessId, bound: Duration) -> bool {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let pidfd = match hangwatch_process::pidfd::PidFd::open(id) {
         Ok(Some(pidfd)) => pidfd,

@@ -32,13 +32,16 @@ use hangwatch_protocol::exit_code;
 use hangwatch_supervisor::up::{UpSpec, View, up};
 
 use crate::cli::UpArgs;
-use crate::commands::{output, status};
+use crate::commands::{control, output, status};
 
 /// The log of a detached supervisor, in its state directory.
 const LOG_NAME: &str = "hangwatch.log";
 
 /// How many lines of that log a failed `--detach` shows.
 const TAIL_LINES: usize = 20;
+
+/// How long a daemon that closed its ready pipe without `started` may take to end.
+const EXIT_WAIT: Duration = Duration::from_secs(5);
 
 /// Loads the config, supervises until the shutdown, and returns the supervisor's exit code:
 /// 0 after a requested shutdown (or when every service ended well), 1 when a service gave up
@@ -163,8 +166,22 @@ fn detach(args: &UpArgs) -> i32 {
     if wait_started(ready) {
         return report_started(&config, &log_path, &mut child, args.json);
     }
-    // The pipe closed without `started`: the daemon has ended (its only copy of the pipe is
-    // gone), so this wait returns at once.
+    // The pipe closed without `started`: the daemon has ended (it held the only copy of the
+    // write end), or it dropped the pipe without keeping the contract; do not hang on the
+    // latter.
+    let ended = hangwatch_process::ProcessId::of(child.id() as i32)
+        .ok()
+        .flatten()
+        .is_none_or(|id| control::wait_for_exit(id, EXIT_WAIT));
+    if !ended {
+        eprintln!(
+            "hangwatch: the supervisor (pid {}) closed its ready pipe without saying that its \
+             services started, and still runs; see `hangwatch status` and {}",
+            child.id(),
+            log_path.display()
+        );
+        return control::FAILED;
+    }
     let code = match child.wait() {
         Ok(status) => status
             .code()
