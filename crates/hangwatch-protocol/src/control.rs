@@ -301,6 +301,8 @@ pub struct ErrorReply {
 pub enum ErrorKind {
     /// The client speaks another protocol version.
     Version,
+    /// The client's user may not control this supervisor.
+    Denied,
     /// The frame is not a request this supervisor understands.
     BadRequest,
     /// The frame is larger than [`MAX_REQUEST`].

@@ -37,6 +37,8 @@ pub fn main(args: &UpArgs) -> i32 {
         config,
         view,
         diagnose_sample: std::time::Duration::from_millis(200),
+        ready_fd: None,
+        allow_root_control: false,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
