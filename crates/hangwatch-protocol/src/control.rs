@@ -471,6 +471,15 @@ impl Client {
         &self.welcome
     }
 
+    /// Bounds every later read of a reply (`None`: wait as long as it takes, the default after
+    /// the handshake). A reply that does not come in time is an I/O error (`WouldBlock` or
+    /// `TimedOut`).
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), ClientError> {
+        self.stream
+            .set_read_timeout(timeout)
+            .map_err(|err| ClientError::Frame(FrameError::Io(err)))
+    }
+
     /// Sends a request and waits for its reply (as long as it takes: `stop` waits for the
     /// service's grace).
     pub fn call(&mut self, request: &Request) -> Result<Reply, ClientError> {

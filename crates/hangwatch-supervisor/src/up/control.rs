@@ -122,6 +122,15 @@ async fn serve(
     welcome: &Welcome,
     tx: mpsc::Sender<Msg>,
 ) -> Result<(), FrameError> {
+    let hello = match tokio::time::timeout(HELLO_WITHIN, read(&mut stream)).await {
+        Ok(frame) => frame,
+        Err(_) => {
+            let error = ErrorReply::new(ErrorKind::BadRequest, "no hello within 5 s");
+            return write(&mut stream, &Reply::Error(error)).await;
+        }
+    };
+    // The credentials are checked after the hello is read, so that a refused client reads
+    // the refusal instead of a broken pipe on its hello.
     let uid = stream.peer_cred()?.uid();
     if !access.allows(uid) {
         let error = ErrorReply::new(
@@ -133,13 +142,6 @@ async fn serve(
         );
         return write(&mut stream, &Reply::Error(error)).await;
     }
-    let hello = match tokio::time::timeout(HELLO_WITHIN, read(&mut stream)).await {
-        Ok(frame) => frame,
-        Err(_) => {
-            let error = ErrorReply::new(ErrorKind::BadRequest, "no hello within 5 s");
-            return write(&mut stream, &Reply::Error(error)).await;
-        }
-    };
     match hello.map(|payload| serde_json::from_slice::<Hello>(&payload)) {
         Ok(Ok(hello)) if hello.version == VERSION => {
             write(&mut stream, &Reply::Welcome(welcome.clone())).await?;
