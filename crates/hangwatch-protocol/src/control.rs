@@ -301,6 +301,8 @@ pub struct ErrorReply {
 pub enum ErrorKind {
     /// The client speaks another protocol version.
     Version,
+    /// The client's user may not control this supervisor.
+    Denied,
     /// The frame is not a request this supervisor understands.
     BadRequest,
     /// The frame is larger than [`MAX_REQUEST`].
@@ -467,6 +469,15 @@ impl Client {
     /// The supervisor's greeting.
     pub fn welcome(&self) -> &Welcome {
         &self.welcome
+    }
+
+    /// Bounds every later read of a reply (`None`: wait as long as it takes, the default after
+    /// the handshake). A reply that does not come in time is an I/O error (`WouldBlock` or
+    /// `TimedOut`).
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<(), ClientError> {
+        self.stream
+            .set_read_timeout(timeout)
+            .map_err(|err| ClientError::Frame(FrameError::Io(err)))
     }
 
     /// Sends a request and waits for its reply (as long as it takes: `stop` waits for the

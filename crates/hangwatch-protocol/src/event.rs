@@ -149,6 +149,24 @@ pub enum Event {
         /// Why.
         error: String,
     },
+    /// A client of the control socket asked for something (`stop`, `start`, `restart`,
+    /// `diagnose`, `down`); what follows is logged as usual.
+    Requested {
+        /// The request's verb.
+        request: String,
+    },
+    /// The config file was read again and its difference applied (`hangwatch reload`, SIGHUP).
+    Reloaded {
+        /// New services.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        added: Vec<String>,
+        /// Services removed (stopped).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        removed: Vec<String>,
+        /// Services whose definition changed (restarted).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        changed: Vec<String>,
+    },
     /// The supervisor began shutting down.
     ShuttingDown {
         /// Why: `signal SIGTERM`, `give-up of NAME`, `request`, `all services ended`.

@@ -135,6 +135,20 @@ impl Detector {
         self.source(kind).and_then(|s| s.last)
     }
 
+    /// The source whose stall deadline comes first: its kind, the time since its last sign of
+    /// life (since the start when there was none), and its bound. For `hangwatch status`; a
+    /// heartbeat file's age is as of the last look at it.
+    #[must_use]
+    pub fn closest(&self, now: Instant) -> Option<(StallSource, Duration, Duration)> {
+        self.sources
+            .iter()
+            .min_by_key(|s| s.last.unwrap_or(self.started) + s.bound)
+            .map(|s| {
+                let age = now.saturating_duration_since(s.last.unwrap_or(self.started));
+                (s.kind, age, s.bound)
+            })
+    }
+
     /// `WATCHDOG=1` (or `READY=1`) arrived.
     pub fn on_watchdog(&mut self, now: Instant) {
         if let Some(source) = self.source_mut(StallSource::Notify) {

@@ -31,8 +31,10 @@
 //! a later `hangwatch up` on the same state directory kills any survivor of this instance (see
 //! [`crate::state::instance`]).
 
+mod control;
 mod output;
 mod policy;
+mod requests;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -51,12 +53,13 @@ use hangwatch_process::tree::ProcessTable;
 use hangwatch_process::{
     ExitStatus, ProcessId, ProgramCommand, Scope, Signal, SpawnOptions, StopPlan, TreeStop, spawn,
 };
+use hangwatch_protocol::control::{LastExit, Reply, Request, Welcome};
 use hangwatch_protocol::event::{Event, EventRecord};
 use hangwatch_protocol::report::{
     IncidentRecord, LeakPolicy, ProcessInfo, ProgramStatus, StallSource,
 };
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::incident::DiagnoseSpec;
@@ -77,8 +80,12 @@ pub struct UpSpec {
     pub view: View,
     /// The sampling window of a diagnosis before a stop.
     pub diagnose_sample: Duration,
-    /// `up --detach`: where to write `started\n` once no service is waiting or starting.
+    /// Written `started\n` and closed once no service is waiting or starting any more (each
+    /// is ready, running, failed, backing off or ended); closed without a word if the
+    /// supervisor ends first. `hangwatch up --detach` waits on it.
     pub ready_fd: Option<OwnedFd>,
+    /// Serve root on the control socket too, not only the supervisor's own user.
+    pub allow_root_control: bool,
 }
 
 /// What `hangwatch up` prints in the foreground.
@@ -162,6 +169,19 @@ pub(crate) enum Msg {
         generation: u32,
         record: IncidentRecord,
     },
+    /// A request from the control socket. `written` resolves once the reply is on the wire
+    /// (the end of `down` waits for it before the process exits).
+    Control {
+        request: Request,
+        reply: oneshot::Sender<Reply>,
+        written: oneshot::Receiver<()>,
+    },
+    /// A diagnosis asked for with `hangwatch diagnose NAME` is written.
+    Inspected {
+        service: usize,
+        record: IncidentRecord,
+        reply: oneshot::Sender<Reply>,
+    },
 }
 
 /// Where a service is in its life.
@@ -185,6 +205,10 @@ enum Phase {
     Failed,
     /// Stopped by the shutdown.
     Stopped,
+    /// Stopped by `hangwatch stop`: down until `start` (and the supervisor stays up for it).
+    Held,
+    /// Removed from the config by a reload; kept only so that its index stays valid.
+    Removed,
 }
 
 impl Phase {
@@ -224,6 +248,10 @@ enum Cause {
     Shutdown,
     /// Its program exited; what it left behind is stopped.
     Leftovers,
+    /// A client asked (`stop`, `restart`).
+    Requested,
+    /// A reload changed or removed it.
+    Reload,
 }
 
 impl Cause {
@@ -235,6 +263,8 @@ impl Cause {
             Cause::Dependency => "dependency",
             Cause::Shutdown => "shutdown",
             Cause::Leftovers => "leftovers",
+            Cause::Requested => "requested",
+            Cause::Reload => "reload",
         }
     }
 }
@@ -248,6 +278,10 @@ enum Then {
     Wait,
     /// Stay down (shutdown).
     Down,
+    /// Stay down until a client starts it (`hangwatch stop`).
+    Hold,
+    /// Gone from the config (reload).
+    Remove,
 }
 
 /// A service's program.
@@ -300,6 +334,12 @@ struct Svc {
     status_text: Option<String>,
     last_ending: Option<Ending>,
     killed_at_shutdown: Option<bool>,
+    /// How its last program ended, for `hangwatch status`.
+    last_exit: Option<LastExit>,
+    /// Its latest incident file.
+    last_incident: Option<PathBuf>,
+    /// A reload's new definition, applied once the running program is stopped.
+    pending: Option<hangwatch_config::Service>,
 }
 
 /// An `exec` probe in flight.
@@ -345,6 +385,16 @@ struct Supervisor {
     instance_dirty: bool,
     instance: InstanceRecord,
     instance_file: Option<InstanceFile>,
+    /// The control socket; dropped (and its file removed) at the very end.
+    control: Option<control::ControlSocket>,
+    access: control::Access,
+    /// Clients waiting for a service to be up or down.
+    waiters: Vec<requests::Waiter>,
+    /// Clients waiting for the end of the shutdown.
+    down_waiters: Vec<(oneshot::Sender<Reply>, oneshot::Receiver<()>)>,
+    /// See [`UpSpec::ready_fd`].
+    ready_fd: Option<OwnedFd>,
+    began: Instant,
 }
 
 /// A shutdown in progress.
@@ -399,46 +449,7 @@ impl Supervisor {
         let services = config
             .services
             .iter()
-            .map(|cfg| {
-                let log = match LogFile::open(&logs_dir, &cfg.name, cfg.log_max_size, cfg.log_keep)
-                {
-                    Ok(log) => Some(log),
-                    Err(err) => {
-                        tracing::warn!(%err, service = %cfg.name, "no log file");
-                        None
-                    }
-                };
-                Svc {
-                    deps: cfg
-                        .depends_on
-                        .iter()
-                        .filter_map(|d| names.get(d.as_str()).copied())
-                        .collect(),
-                    plan: StopPlan {
-                        signal: cfg
-                            .stop_signal
-                            .parse::<Signal>()
-                            .unwrap_or(Signal::TERMINATE),
-                        grace: cfg.stop_grace,
-                    },
-                    phase: Phase::Waiting,
-                    generation: 0,
-                    main: None,
-                    stop: None,
-                    restarts: Restarts::default(),
-                    detector: None,
-                    ready_probe: None,
-                    live_probe: None,
-                    last_probe_error: None,
-                    memory_check: None,
-                    log,
-                    split: [LineSplitter::new(), LineSplitter::new()],
-                    status_text: None,
-                    last_ending: None,
-                    killed_at_shutdown: None,
-                    cfg: cfg.clone(),
-                }
-            })
+            .map(|cfg| Svc::new(cfg.clone(), &logs_dir, &names))
             .collect();
         let diagnose = DiagnoseSpec {
             sample: spec.diagnose_sample,
@@ -464,6 +475,15 @@ impl Supervisor {
             instance_dirty: false,
             instance,
             instance_file: None,
+            control: None,
+            access: control::Access {
+                uid: nix::unistd::geteuid().as_raw(),
+                root: spec.allow_root_control,
+            },
+            waiters: Vec::new(),
+            down_waiters: Vec::new(),
+            ready_fd: spec.ready_fd,
+            began: Instant::now(),
             view: spec.view,
             config,
             state,
@@ -493,12 +513,30 @@ impl Supervisor {
             InstanceFile::create(&self.state.instance_path(), &self.instance)
                 .map_err(io_err("write the instance record"))?,
         );
+        let welcome = Welcome {
+            version: hangwatch_protocol::control::VERSION,
+            pid: self.own_pid,
+            instance: self.token.clone(),
+            config: self.config.path.clone(),
+            state_dir: self.state.path().to_path_buf(),
+        };
+        self.control = Some(
+            control::ControlSocket::bind(
+                &self.state.socket_path(),
+                self.access,
+                welcome,
+                self.tx.clone(),
+            )
+            .map_err(io_err("listen on the control socket"))?,
+        );
 
         loop {
             // A scan of /proc is good for one wake-up only.
             self.table = None;
             let now = Instant::now();
             self.settle(now);
+            self.answer_waiters(now);
+            self.tell_started();
             if self.finished() {
                 break;
             }
@@ -511,7 +549,7 @@ impl Supervisor {
                 _ = sigchld.recv() => self.on_sigchld()?,
                 _ = sigint.recv() => self.on_stop_signal("SIGINT"),
                 _ = sigterm.recv() => self.on_stop_signal("SIGTERM"),
-                _ = sighup.recv() => self.note("SIGHUP ignored: reload is not supported yet"),
+                _ = sighup.recv() => self.reload_on_hangup(),
                 exited = self.watch.exited(), if stopping => {
                     exited.map_err(io_err("watch stopping processes"))?;
                     self.rescan = true;
@@ -719,6 +757,7 @@ impl Supervisor {
             Phase::Starting | Phase::Ready => {
                 let uptime = now.saturating_duration_since(main.started);
                 let pid = main.id.pid;
+                svc.last_exit = Some(last_exit(status, "exited"));
                 self.emit(
                     Some(i),
                     Event::Exited {
@@ -842,6 +881,15 @@ impl Supervisor {
                 );
             }
         } else if let Some(main) = &main {
+            let reason = match stop.cause {
+                Cause::Stall => "stalled",
+                Cause::Memory => "memory",
+                Cause::NotReady => "not-ready",
+                Cause::Dependency => "dependency",
+                Cause::Shutdown | Cause::Requested | Cause::Leftovers => "stopped",
+                Cause::Reload => "reload",
+            };
+            self.services[i].last_exit = main.status.map(|status| last_exit(status, reason));
             let status = main
                 .status
                 .map_or(ProgramStatus::Exited { code: -1 }, ExitStatus::to_record);
@@ -861,9 +909,14 @@ impl Supervisor {
             svc.killed_at_shutdown = Some(escalated);
         }
         self.instance_dirty = true;
+        if let Some(cfg) = self.services[i].pending.take() {
+            self.apply_definition(i, cfg);
+        }
         match stop.then {
             Then::Down => self.services[i].phase = Phase::Stopped,
             Then::Wait => self.services[i].phase = Phase::Waiting,
+            Then::Hold => self.services[i].phase = Phase::Held,
+            Then::Remove => self.services[i].phase = Phase::Removed,
             Then::Decide(ending) => {
                 let reason = match (stop.cause, ending) {
                     (Cause::Stall, _) => "stalled",
@@ -1035,6 +1088,16 @@ impl Supervisor {
                 ready,
                 result,
             } => self.on_probe_result(service, generation, ready, result, now),
+            Msg::Control {
+                request,
+                reply,
+                written,
+            } => self.on_request(request, reply, written, now),
+            Msg::Inspected {
+                service,
+                record,
+                reply,
+            } => self.on_inspected(service, record, reply),
             Msg::Diagnosed {
                 service,
                 generation,
@@ -1047,6 +1110,7 @@ impl Supervisor {
                 if svc.generation != generation {
                     return;
                 }
+                self.services[service].last_incident = record.text_path.clone().map(PathBuf::from);
                 self.emit(Some(service), Event::Incident(record));
                 if let Err(err) = self.begin_stop(service, cause, Then::Decide(Ending::Stopped)) {
                     tracing::warn!(%err, "cannot stop a stalled service");
@@ -1528,7 +1592,13 @@ impl Supervisor {
                     self.start(i, now);
                 }
             }
-            if !self.services.iter().any(|s| s.phase.active()) {
+            // Ends by itself once nothing can change any more; a service held down by
+            // `hangwatch stop` may still be started, so it keeps the supervisor up.
+            if !self
+                .services
+                .iter()
+                .any(|s| s.phase.active() || s.phase == Phase::Held)
+            {
                 let failed = self.services.iter().any(|s| {
                     s.phase == Phase::Failed
                         || s.last_ending
@@ -1577,6 +1647,7 @@ impl Supervisor {
             exit_code,
             killing: false,
         });
+        self.fail_waiters_for_shutdown();
         for svc in &mut self.services {
             if matches!(svc.phase, Phase::Waiting | Phase::Backoff { .. }) {
                 svc.phase = Phase::Stopped;
@@ -1688,6 +1759,7 @@ impl Supervisor {
                 exit_code,
             },
         );
+        self.answer_down(&clean, &killed, took, exit_code).await;
         // A clean end: nothing for the next hangwatch to clean up.
         if let Some(file) = self.instance_file.take() {
             let _ = file.close();
@@ -1781,6 +1853,73 @@ impl Supervisor {
         {
             tracing::warn!(%err, "cannot update the instance record");
         }
+    }
+}
+
+impl Svc {
+    /// A service as the config declares it, not started. `names` maps every service's name
+    /// to its index.
+    fn new(
+        cfg: hangwatch_config::Service,
+        logs_dir: &std::path::Path,
+        names: &HashMap<&str, usize>,
+    ) -> Svc {
+        let log = match LogFile::open(logs_dir, &cfg.name, cfg.log_max_size, cfg.log_keep) {
+            Ok(log) => Some(log),
+            Err(err) => {
+                tracing::warn!(%err, service = %cfg.name, "no log file");
+                None
+            }
+        };
+        Svc {
+            deps: cfg
+                .depends_on
+                .iter()
+                .filter_map(|d| names.get(d.as_str()).copied())
+                .collect(),
+            plan: stop_plan(&cfg),
+            phase: Phase::Waiting,
+            generation: 0,
+            main: None,
+            stop: None,
+            restarts: Restarts::default(),
+            detector: None,
+            ready_probe: None,
+            live_probe: None,
+            last_probe_error: None,
+            memory_check: None,
+            log,
+            split: [LineSplitter::new(), LineSplitter::new()],
+            status_text: None,
+            last_ending: None,
+            killed_at_shutdown: None,
+            last_exit: None,
+            last_incident: None,
+            pending: None,
+            cfg,
+        }
+    }
+}
+
+/// How a service's tree is stopped.
+fn stop_plan(cfg: &hangwatch_config::Service) -> StopPlan {
+    StopPlan {
+        signal: cfg
+            .stop_signal
+            .parse::<Signal>()
+            .unwrap_or(Signal::TERMINATE),
+        grace: cfg.stop_grace,
+    }
+}
+
+/// A program's end, for `hangwatch status`.
+fn last_exit(status: ExitStatus, reason: &str) -> LastExit {
+    LastExit {
+        status: describe_status(status),
+        reason: reason.to_owned(),
+        at_unix_ms: SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, millis),
     }
 }
 
@@ -1943,6 +2082,24 @@ fn describe(record: &EventRecord) -> Option<String> {
         }
         Event::LogDropped { lines, error } => {
             format!("{name}: {lines} output lines dropped ({error})")
+        }
+        Event::Requested { request } => format!("{name}: {request} requested"),
+        Event::Reloaded {
+            added,
+            removed,
+            changed,
+        } => {
+            let mut parts = Vec::new();
+            for (what, names) in [("added", added), ("removed", removed), ("changed", changed)] {
+                if !names.is_empty() {
+                    parts.push(format!("{what} {}", names.join(", ")));
+                }
+            }
+            if parts.is_empty() {
+                "config reloaded: nothing changed".to_owned()
+            } else {
+                format!("config reloaded: {}", parts.join("; "))
+            }
         }
         Event::ShuttingDown { reason, timeout_ms } => format!(
             "shutting down ({reason}), at most {}",

@@ -84,6 +84,7 @@ pub fn main(args: &UpArgs) -> i32 {
         view,
         diagnose_sample: Duration::from_millis(200),
         ready_fd,
+        allow_root_control: false,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

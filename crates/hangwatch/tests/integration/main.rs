@@ -12,6 +12,7 @@ mod exit_codes;
 mod leaks;
 mod leftovers;
 mod signals;
+mod socket;
 mod stall;
 mod terminal;
 mod timeout;
