@@ -189,7 +189,8 @@ pub fn describe_service(status: &ServiceStatus) -> String {
     if let Some(ms) = status.restart_in_ms {
         details.push(format!("restart in {}", short_duration(ms)));
     }
-    if status.pid.is_none()
+    // How it ended matters when it ended by itself; after a `stop` it is only the stop.
+    if matches!(status.state, State::Exited | State::Failed | State::Backoff)
         && let Some(exit) = &status.last_exit
     {
         details.push(format!("last exit {}", describe_exit(exit)));
@@ -246,9 +247,13 @@ fn describe_down(report: &DownReport) -> String {
             names.join(", ")
         }
     };
+    let took = if report.took_ms < 1000 {
+        format!("{}ms", report.took_ms)
+    } else {
+        short_duration(report.took_ms)
+    };
     let mut text = format!(
-        "hangwatch is down (took {})\nstopped cleanly: {}\nkilled: {}\n",
-        short_duration(report.took_ms),
+        "hangwatch is down (took {took})\nstopped cleanly: {}\nkilled: {}\n",
         list(&report.clean),
         list(&report.killed)
     );

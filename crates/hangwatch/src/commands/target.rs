@@ -34,10 +34,11 @@ pub fn resolve(args: &TargetArgs) -> Target {
             let fallback = default_state_dir(&config_file);
             let why = match &err {
                 hangwatch_config::ConfigError::Io { source, .. } => source.to_string(),
-                _ => "it has errors (see `hangwatch check`)".to_owned(),
+                _ => "it has errors; `hangwatch check` lists them".to_owned(),
             };
             eprintln!(
-                "hangwatch: note: cannot read {} ({why}); using {} (set --state to choose)",
+                "hangwatch: note: {} does not load ({why}); addressing {}, its default state \
+                 directory (--state DIR for another)",
                 config_file.display(),
                 fallback.display()
             );
