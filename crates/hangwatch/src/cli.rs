@@ -250,10 +250,9 @@ impl std::str::FromStr for DiagnoseTarget {
 
     fn from_str(text: &str) -> Result<DiagnoseTarget, String> {
         if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
-            match text.parse::<i32>() {
-                Ok(pid) if pid > 0 => Ok(DiagnoseTarget::Pid(pid)),
-                _ => Err(format!("{text} is not a valid PID")),
-            }
+            text.parse::<i32>()
+                .map(DiagnoseTarget::Pid)
+                .map_err(|_| format!("{text} is not a valid PID"))
         } else if text.is_empty() {
             Err("a PID or a service name is required".to_owned())
         } else {
@@ -392,4 +391,21 @@ pub fn command() -> clap::Command {
             "Exit status:\n{codes}\nExample:\n  hangwatch run --timeout 5m --grace 10s --report run.json -- python3 job.py"
         ))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_diagnose_target_is_a_pid_when_all_digits_and_a_service_otherwise() {
+        assert_eq!("1234".parse(), Ok(DiagnoseTarget::Pid(1234)));
+        assert_eq!("api".parse(), Ok(DiagnoseTarget::Service("api".into())));
+        assert_eq!(
+            "worker-2".parse(),
+            Ok(DiagnoseTarget::Service("worker-2".into()))
+        );
+        assert!("99999999999".parse::<DiagnoseTarget>().is_err());
+        assert!("".parse::<DiagnoseTarget>().is_err());
+    }
 }
