@@ -297,7 +297,8 @@ mod tests {
                     .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
                     .unwrap_or_default()
             };
-            if status.contains(&format!("Name:\t{program}")) || std::time::Instant::now() > deadline {
+            if status.contains(&format!("Name:\t{program}")) || std::time::Instant::now() > deadline
+            {
                 return (line("Uid:"), line("Gid:"), line("Groups:"));
             }
             std::thread::sleep(std::time::Duration::from_millis(5));
@@ -357,8 +358,17 @@ mod tests {
         let mut got: Vec<String> = groups.split_whitespace().map(str::to_owned).collect();
         got.sort();
         assert_eq!(got, want, "supplementary groups as initgroups sets them");
-        assert!(env.contains(&format!("HOME={}\n", nobody.home.display())), "{env}");
-        assert!(env.contains("USER=nobody\n") && env.contains("LOGNAME=nobody\n"), "{env}");
-        assert!(env.contains("SHELL=/bin/kept\n"), "the command's own env wins: {env}");
+        assert!(
+            env.contains(&format!("HOME={}\n", nobody.home.display())),
+            "{env}"
+        );
+        assert!(
+            env.contains("USER=nobody\n") && env.contains("LOGNAME=nobody\n"),
+            "{env}"
+        );
+        assert!(
+            env.contains("SHELL=/bin/kept\n"),
+            "the command's own env wins: {env}"
+        );
     }
 }

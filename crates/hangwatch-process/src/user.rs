@@ -66,9 +66,10 @@ impl RunAs {
         .ok_or_else(|| UserError::NotFound {
             user: user.to_owned(),
         })?;
-        let name = std::ffi::CString::new(entry.name.as_str()).map_err(|_| UserError::NotFound {
-            user: user.to_owned(),
-        })?;
+        let name =
+            std::ffi::CString::new(entry.name.as_str()).map_err(|_| UserError::NotFound {
+                user: user.to_owned(),
+            })?;
         let mut groups: Vec<u32> = getgrouplist(&name, entry.gid)
             .map_err(failed)?
             .into_iter()
