@@ -812,6 +812,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_socket_for_all_users_is_reachable_by_them() {
+        let name = unique("shared");
+        let notify = NotifySocket::bind_in_runtime_dir(&name, true).expect("bind");
+        let path = PathBuf::from(notify.env_value());
+        let dir = path.parent().expect("a directory");
+        assert_eq!(dir, shared_socket_dir().expect("shared dir"));
+        let dir_mode = fs::metadata(dir).expect("dir").permissions().mode() & 0o777;
+        assert_eq!(
+            dir_mode & 0o711,
+            0o711,
+            "every user passes through: {dir_mode:o}"
+        );
+        assert_eq!(dir_mode & 0o022, 0, "nobody else writes: {dir_mode:o}");
+        let socket_mode = fs::symlink_metadata(&path)
+            .expect("socket")
+            .permissions()
+            .mode();
+        assert_eq!(socket_mode & 0o777, 0o666);
+
+        let client = StdUnixDatagram::unbound().expect("client socket");
+        client.send_to(b"READY=1", &path).expect("send");
+        let datagram = within("a datagram", notify.recv()).await.expect("receive");
+        assert_eq!(datagram.messages, [NotifyMessage::Ready]);
+        drop(notify);
+        assert!(!path.exists(), "socket file removed on drop");
+    }
+
+    #[tokio::test]
     async fn too_long_addresses_are_refused() {
         let dir = TempDir::new("long");
         let path = dir.0.join("n".repeat(120));
