@@ -1789,8 +1789,6 @@ impl Supervisor {
     }
 }
 
-/// The variables a service's config adds to the environment (its program's and its `exec`
-/// probes').
 /// The identity to switch to for a service's `user`, looked up now, so that a user created
 /// after hangwatch started is found at the next start. `None` without `user`, or when `user`
 /// is hangwatch's own user and hangwatch is not root (nothing to switch). Only root may run a
@@ -1813,6 +1811,8 @@ fn run_as(user: Option<&str>) -> Result<Option<RunAs>, String> {
     }
 }
 
+/// The variables a service's config adds to the environment (its program's and its `exec`
+/// probes').
 fn service_env(cfg: &hangwatch_config::Service) -> Vec<(OsString, OsString)> {
     cfg.env
         .iter()
