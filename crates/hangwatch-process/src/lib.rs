@@ -1,7 +1,7 @@
 //! hangwatch's operating-system layer for process lifecycle.
 //!
 //! This crate owns everything that *changes* processes: starting a program in a process group
-//! of its own ([`mod@spawn`]), becoming a subreaper and reaping ([`reap`]), naming processes in a way
+//! of its own ([`mod@spawn`]), as another user if asked ([`user`]), becoming a subreaper and reaping ([`reap`]), naming processes in a way
 //! that a reused PID cannot fool ([`pid`], [`pidfd`]), stopping a whole tree with an escalation
 //! ladder ([`stop`]), and removing a SysV segment a program left ([`ipc`]). Read-only inspection
 //! (thread states, stacks, the leak audit) lives elsewhere.
@@ -36,9 +36,11 @@ pub mod stat;
 pub mod stop;
 pub mod timer;
 pub mod tree;
+pub mod user;
 
 pub use pid::ProcessId;
 pub use reap::ExitStatus;
 pub use signal::Signal;
 pub use spawn::{ProgramCommand, SpawnError, SpawnOptions, Spawned, spawn};
 pub use stop::{Scope, StopPlan, TreeStop};
+pub use user::{RunAs, UserError};

@@ -8,6 +8,7 @@ use std::process::Command;
 
 use crate::pid::ProcessId;
 use crate::sys;
+use crate::user::RunAs;
 
 /// What to run.
 #[derive(Debug)]
@@ -26,6 +27,10 @@ pub struct ProgramCommand {
     pub stdout: Option<std::os::fd::OwnedFd>,
     /// The program's standard error; hangwatch's own when `None`.
     pub stderr: Option<std::os::fd::OwnedFd>,
+    /// Run as this user (needs root, or `CAP_SETUID` and `CAP_SETGID`); hangwatch's own when
+    /// `None`. The login variables (`HOME`, `USER`, `LOGNAME`, `SHELL`) then default to the
+    /// user's; `env` still wins.
+    pub run_as: Option<RunAs>,
 }
 
 impl ProgramCommand {
@@ -41,6 +46,7 @@ impl ProgramCommand {
             pid_env: None,
             stdout: None,
             stderr: None,
+            run_as: None,
         })
     }
 }
@@ -86,6 +92,14 @@ pub enum SpawnError {
         /// What `execve` said.
         source: io::Error,
     },
+    /// The program could not take the identity of its user (hangwatch is not root).
+    #[error("cannot run as user `{user}`: {source}")]
+    Credentials {
+        /// The user's name.
+        user: String,
+        /// What `setgroups`, `setgid` or `setuid` said.
+        source: io::Error,
+    },
     /// Anything else went wrong.
     #[error("failed to {about}: {source}")]
     Io {
@@ -118,21 +132,39 @@ pub fn spawn(command: ProgramCommand, options: SpawnOptions) -> Result<Spawned, 
     // The environment is built here, before fork, and installed by the pre-exec hook, because
     // one variable (the PID) can only be known in the child. Without changes, the child simply
     // inherits hangwatch's environment.
-    let env = if command.env.is_empty() && command.pid_env.is_none() {
+    let login_env: Vec<(OsString, OsString)> = command
+        .run_as
+        .as_ref()
+        .map(|user| {
+            user.login_env()
+                .into_iter()
+                .filter(|(name, _)| !command.env.iter().any(|(set, _)| set == name))
+                .map(|(name, value)| (OsString::from(name), value))
+                .collect()
+        })
+        .unwrap_or_default();
+    let env = if command.env.is_empty() && command.pid_env.is_none() && login_env.is_empty() {
         None
     } else {
         let mut vars: Vec<(OsString, OsString)> = std::env::vars_os()
             .filter(|(k, _)| {
                 !command.env.iter().any(|(set, _)| set == k)
+                    && !login_env.iter().any(|(set, _)| set == k)
                     && command
                         .pid_env
                         .as_deref()
                         .is_none_or(|pid_var| k != pid_var)
             })
             .collect();
+        vars.extend(login_env);
         vars.extend(command.env.iter().cloned());
         Some(sys::ChildEnv::new(vars, command.pid_env.as_deref()))
     };
+    let credentials = command.run_as.as_ref().map(|user| sys::ChildCredentials {
+        uid: user.uid,
+        gid: user.gid,
+        groups: user.groups.clone(),
+    });
     sys::configure_child(
         &mut cmd,
         sys::ChildSetup {
@@ -141,10 +173,18 @@ pub fn spawn(command: ProgramCommand, options: SpawnOptions) -> Result<Spawned, 
             parent_pid: std::process::id() as i32,
         },
         env,
+        credentials,
     );
 
     let program = command.program.to_string_lossy().into_owned();
-    let child = cmd.spawn().map_err(|source| classify(program, source))?;
+    let child = cmd.spawn().map_err(|source| match &command.run_as {
+        // EPERM comes from the switch of user; `execve` says EACCES for what it may not run.
+        Some(user) if source.raw_os_error() == Some(libc::EPERM) => SpawnError::Credentials {
+            user: user.name.clone(),
+            source,
+        },
+        _ => classify(program, source),
+    })?;
     // std's `Child` is dropped without waiting: dropping neither kills nor reaps, and reaping
     // belongs to `reap_exited` alone.
     let pid = child.id() as i32;
@@ -243,5 +283,92 @@ mod tests {
         assert!(env.contains(&format!("WATCHDOG_PID={pid}\n")), "{env}");
         assert!(env.contains("PATH="), "inherited variables are kept: {env}");
         assert_eq!(spawned.pgid, pid, "the program leads its own group");
+    }
+
+    /// The `Uid:`, `Gid:` and `Groups:` lines of `/proc/PID/status`, once its exec is done.
+    fn ids_of(pid: i32, program: &str) -> (String, String, String) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            let line = |key: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(key))
+                    .map(|v| v.split_whitespace().collect::<Vec<_>>().join(" "))
+                    .unwrap_or_default()
+            };
+            if status.contains(&format!("Name:\t{program}")) || std::time::Instant::now() > deadline
+            {
+                return (line("Uid:"), line("Gid:"), line("Groups:"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
+    #[test]
+    fn child_runs_as_the_user_with_its_groups_and_login_variables() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: switching user needs root");
+            return;
+        }
+        let nobody = RunAs::lookup("nobody").expect("user nobody");
+        let mut command =
+            ProgramCommand::from_argv(&["sleep".into(), "5".into()]).expect("command");
+        command.env.push(("SHELL".into(), "/bin/kept".into()));
+        command.run_as = Some(nobody.clone());
+        // Spawned from a thread that then ends: the parent-death signal must survive the
+        // switch of user, so the program is killed when the thread is gone (rather than ending
+        // by itself after 5 s, which bounds the wait if it is not).
+        let spawned = std::thread::spawn(move || {
+            spawn(
+                command,
+                SpawnOptions {
+                    foreground_tty: false,
+                    die_with_parent: true,
+                },
+            )
+            .expect("spawn")
+        })
+        .join()
+        .expect("spawning thread");
+        let pid = nix::unistd::Pid::from_raw(spawned.id.pid);
+        let status = nix::sys::wait::waitpid(pid, None).expect("wait");
+        assert_eq!(
+            status,
+            nix::sys::wait::WaitStatus::Signaled(pid, nix::sys::signal::SIGKILL, false),
+            "killed when the thread that spawned it ended"
+        );
+
+        let mut command =
+            ProgramCommand::from_argv(&["sleep".into(), "30".into()]).expect("command");
+        command.env.push(("SHELL".into(), "/bin/kept".into()));
+        command.run_as = Some(nobody.clone());
+        let spawned = spawn(command, SpawnOptions::default()).expect("spawn");
+        let pid = spawned.id.pid;
+        let (uid, gid, groups) = ids_of(pid, "sleep");
+        let env = environ_of(pid, "LOGNAME=");
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        let n = nobody.uid;
+        let g = nobody.gid;
+        assert_eq!(uid, format!("{n} {n} {n} {n}"));
+        assert_eq!(gid, format!("{g} {g} {g} {g}"));
+        let mut want: Vec<String> = nobody.groups.iter().map(u32::to_string).collect();
+        want.sort();
+        let mut got: Vec<String> = groups.split_whitespace().map(str::to_owned).collect();
+        got.sort();
+        assert_eq!(got, want, "supplementary groups as initgroups sets them");
+        assert!(
+            env.contains(&format!("HOME={}\n", nobody.home.display())),
+            "{env}"
+        );
+        assert!(
+            env.contains("USER=nobody\n") && env.contains("LOGNAME=nobody\n"),
+            "{env}"
+        );
+        assert!(
+            env.contains("SHELL=/bin/kept\n"),
+            "the command's own env wins: {env}"
+        );
     }
 }

@@ -424,7 +424,16 @@ impl Client {
     /// for a stop).
     pub fn connect(state_dir: &Path, who: &str, timeout: Duration) -> Result<Client, ClientError> {
         let socket = state_dir.join(SOCKET_NAME);
-        let stream = UnixStream::connect(&socket).map_err(|err| match err.kind() {
+        let (address, _dir) = socket_address(state_dir, SOCKET_NAME).map_err(|err| {
+            if err.kind() == io::ErrorKind::NotFound {
+                ClientError::NotRunning {
+                    state_dir: state_dir.to_path_buf(),
+                }
+            } else {
+                ClientError::Frame(FrameError::Io(err))
+            }
+        })?;
+        let stream = UnixStream::connect(&address).map_err(|err| match err.kind() {
             io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused => ClientError::NotRunning {
                 state_dir: state_dir.to_path_buf(),
             },
@@ -513,6 +522,27 @@ impl Client {
 /// The socket's file name in the state directory.
 pub const SOCKET_NAME: &str = "control.sock";
 
+/// A path by which `dir/name` can be bound or connected to, however deep `dir` is.
+///
+/// A Unix socket address holds at most 107 bytes of path, and a state directory may be deeper
+/// than that. Then the directory is opened and the socket reached through
+/// `/proc/self/fd/N/name`, which the kernel resolves like the real path; the returned file
+/// must be kept open until the bind or connect is done.
+pub fn socket_address(dir: &Path, name: &str) -> io::Result<(PathBuf, Option<std::fs::File>)> {
+    /// `sizeof(sun_path)` minus the terminating NUL.
+    const MAX: usize = 107;
+    let full = dir.join(name);
+    if full.as_os_str().len() <= MAX {
+        return Ok((full, None));
+    }
+    let handle = std::fs::File::open(dir)?;
+    let short = PathBuf::from(format!(
+        "/proc/self/fd/{}/{name}",
+        std::os::fd::AsRawFd::as_raw_fd(&handle)
+    ));
+    Ok((short, Some(handle)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -547,6 +577,21 @@ mod tests {
             read_frame(&mut &cut[..], MAX_REQUEST),
             Err(FrameError::Io(_))
         ));
+    }
+
+    #[test]
+    fn a_socket_in_a_deep_directory_is_reached_through_proc() {
+        let base = std::env::temp_dir().join(format!("hw-deep-{}", std::process::id()));
+        let deep = base.join("d".repeat(60)).join("e".repeat(60));
+        std::fs::create_dir_all(&deep).expect("mkdir");
+        let (address, handle) = socket_address(&deep, SOCKET_NAME).expect("address");
+        assert!(handle.is_some() && address.starts_with("/proc/self/fd"));
+        let listener = std::os::unix::net::UnixListener::bind(&address).expect("bind");
+        assert!(deep.join(SOCKET_NAME).exists());
+        let (again, _handle) = socket_address(&deep, SOCKET_NAME).expect("address");
+        UnixStream::connect(&again).expect("connect");
+        drop(listener);
+        std::fs::remove_dir_all(&base).expect("clean up");
     }
 
     #[test]

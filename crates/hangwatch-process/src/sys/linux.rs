@@ -57,6 +57,15 @@ pub(crate) struct ChildSetup {
     pub parent_pid: i32,
 }
 
+/// The identity the child takes before `exec`, looked up before `fork` (see [`crate::user`]).
+#[derive(Debug)]
+pub(crate) struct ChildCredentials {
+    pub uid: u32,
+    pub gid: u32,
+    /// Every group, the primary one included, as `initgroups(3)` would set them.
+    pub groups: Vec<u32>,
+}
+
 unsafe extern "C" {
     /// The process environment that `execvp` passes on (see environ(7)).
     static mut environ: *const *const libc::c_char;
@@ -150,13 +159,41 @@ impl ChildEnv {
 /// Installs the pre-exec hook for `setup` on `command`. The process group itself is set by
 /// `Command::process_group`, which std applies before this hook runs. With `env`, the command
 /// must not have had `env`/`envs` called: std would then install its own copy after the hook.
-pub(crate) fn configure_child(command: &mut Command, setup: ChildSetup, env: Option<ChildEnv>) {
+///
+/// With `credentials`, the hook switches user itself rather than through std's `uid`/`gid`,
+/// which would drop the supplementary groups (std's `groups` is unstable).
+pub(crate) fn configure_child(
+    command: &mut Command,
+    setup: ChildSetup,
+    env: Option<ChildEnv>,
+    credentials: Option<ChildCredentials>,
+) {
     let mut env = env;
     let hook = move || -> io::Result<()> {
         if let Some(env) = &mut env {
             env.install();
         }
-        // Only async-signal-safe calls below: prctl, getppid, sigprocmask, ioctl, getpid.
+        // Only async-signal-safe calls below: setgroups, setgid, setuid, prctl, getppid,
+        // sigprocmask, ioctl, getpid.
+        if let Some(user) = &credentials {
+            // Groups first, then the group, then the user: once the uid is dropped, the
+            // privilege to change the others is gone.
+            // SAFETY: `groups` is a live slice of `gid_t` of the length passed; setgroups only
+            // reads it.
+            if unsafe { libc::setgroups(user.groups.len(), user.groups.as_ptr()) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: setgid takes an integer only.
+            if unsafe { libc::setgid(user.gid) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            // SAFETY: setuid takes an integer only.
+            if unsafe { libc::setuid(user.uid) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        // After the switch of user: a change of credentials clears the parent-death signal
+        // (prctl(2)), so arming it before would be undone.
         if setup.die_with_parent {
             // SAFETY: prctl with integer arguments only.
             if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) } != 0 {

@@ -24,6 +24,13 @@ pub(crate) struct ChildSetup {
     pub parent_pid: i32,
 }
 
+#[derive(Debug)]
+pub(crate) struct ChildCredentials {
+    pub uid: u32,
+    pub gid: u32,
+    pub groups: Vec<u32>,
+}
+
 pub(crate) struct ChildEnv;
 
 impl ChildEnv {
@@ -35,7 +42,13 @@ impl ChildEnv {
     }
 }
 
-pub(crate) fn configure_child(_command: &mut Command, _setup: ChildSetup, _env: Option<ChildEnv>) {}
+pub(crate) fn configure_child(
+    _command: &mut Command,
+    _setup: ChildSetup,
+    _env: Option<ChildEnv>,
+    _credentials: Option<ChildCredentials>,
+) {
+}
 
 pub(crate) fn give_terminal(_fd: i32, _pgrp: i32) -> io::Result<()> {
     Err(unsupported())

@@ -71,7 +71,13 @@ impl ControlSocket {
             Err(err) if err.kind() == io::ErrorKind::NotFound => {}
             Err(err) => return Err(err),
         }
-        let listener = UnixListener::bind(path)?;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(hangwatch_protocol::control::SOCKET_NAME);
+        let (address, _dir) = hangwatch_protocol::control::socket_address(dir, name)?;
+        let listener = UnixListener::bind(&address)?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
         let served = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let welcome = Arc::new(welcome);

@@ -51,7 +51,8 @@ use hangwatch_process::reap::{become_subreaper, has_children, reap_exited};
 use hangwatch_process::timer::DeadlineTimer;
 use hangwatch_process::tree::ProcessTable;
 use hangwatch_process::{
-    ExitStatus, ProcessId, ProgramCommand, Scope, Signal, SpawnOptions, StopPlan, TreeStop, spawn,
+    ExitStatus, ProcessId, ProgramCommand, RunAs, Scope, Signal, SpawnOptions, StopPlan, TreeStop,
+    spawn,
 };
 use hangwatch_protocol::control::{LastExit, Reply, Request, Welcome};
 use hangwatch_protocol::event::{Event, EventRecord};
@@ -435,9 +436,11 @@ impl Supervisor {
             View::Json => Some(Console::new(false, name_width)),
             View::Quiet => None,
         };
-        let notify_dir = crate::run::private_runtime_dir()
-            .map_err(io_err("create a private runtime directory"))?;
-        let notify = NotifySocket::bind(&notify_dir.join(format!("up-{own_pid}.notify")))?;
+        // Programs running as another user must be able to reach the notify socket; a datagram
+        // still counts only for the service its sender belongs to (see `bind_in_runtime_dir`).
+        let all_users =
+            nix::unistd::geteuid().is_root() && config.services.iter().any(|s| s.user.is_some());
+        let notify = NotifySocket::bind_in_runtime_dir(&format!("up-{own_pid}.notify"), all_users)?;
         let (tx, rx) = mpsc::channel(256);
         let names: HashMap<&str, usize> = config
             .services
@@ -644,13 +647,9 @@ impl Supervisor {
     /// The command line, environment and output pipes of the next start of service `i`.
     fn command_for(&self, i: usize, marker: &str) -> Result<ProgramCommand, String> {
         let cfg = &self.services[i].cfg;
-        if let Some(user) = &cfg.user {
-            return Err(format!(
-                "cannot run as user `{user}`: `user` is not supported yet"
-            ));
-        }
         let argv: Vec<OsString> = cfg.command.argv.iter().map(OsString::from).collect();
         let mut command = ProgramCommand::from_argv(&argv).ok_or("empty command")?;
+        command.run_as = run_as(cfg.user.as_deref())?;
         command.cwd = Some(cfg.cwd.clone());
         command.env = service_env(cfg);
         command
@@ -1287,6 +1286,14 @@ impl Supervisor {
                 let Some(mut program) = ProgramCommand::from_argv(&argv) else {
                     return;
                 };
+                // As the service's user, as systemd runs `ExecStartPre=` and the like: a probe
+                // is the service's code and gets no more privilege than the service.
+                program.run_as = match run_as(svc.cfg.user.as_deref()) {
+                    Ok(user) => user,
+                    Err(error) => {
+                        return self.on_probe_result(i, generation, ready, Err(error), now);
+                    }
+                };
                 program.cwd = Some(svc.cfg.cwd.clone());
                 program.env = service_env(&svc.cfg);
                 let null = std::fs::File::options()
@@ -1920,6 +1927,28 @@ fn last_exit(status: ExitStatus, reason: &str) -> LastExit {
         at_unix_ms: SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, millis),
+    }
+}
+
+/// The identity to switch to for a service's `user`, looked up now, so that a user created
+/// after hangwatch started is found at the next start. `None` without `user`, or when `user`
+/// is hangwatch's own user and hangwatch is not root (nothing to switch). Only root may run a
+/// program as anyone else.
+fn run_as(user: Option<&str>) -> Result<Option<RunAs>, String> {
+    let Some(user) = user else {
+        return Ok(None);
+    };
+    let found = RunAs::lookup(user).map_err(|err| err.to_string())?;
+    let euid = nix::unistd::geteuid();
+    if euid.is_root() {
+        Ok(Some(found))
+    } else if found.uid == euid.as_raw() {
+        Ok(None)
+    } else {
+        Err(format!(
+            "cannot run as user `{user}`: hangwatch runs as uid {euid}, and only root can start \
+             a program as another user"
+        ))
     }
 }
 

@@ -692,3 +692,155 @@ diagnose = false
     assert_eq!(code, 0);
     guard.assert_all_gone();
 }
+
+/// Makes `dir` and the test's `notify.py` readable by every user, for a service with a `user`;
+/// `false` (with the reason printed) if some directory above it cannot be passed through.
+fn open_to_all_users(dir: &Scratch) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let set = |path: &Path, mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod")
+    };
+    set(&dir.path, 0o755);
+    std::fs::write(dir.file("notify.py"), NOTIFY_PY).expect("write notify.py");
+    set(&dir.file("notify.py"), 0o644);
+    for ancestor in dir.path.ancestors().skip(1) {
+        let mode = std::fs::metadata(ancestor).map_or(0, |m| m.permissions().mode());
+        if mode & 0o001 == 0 {
+            eprintln!(
+                "skipped: other users cannot pass through {} (mode {:o})",
+                ancestor.display(),
+                mode & 0o777
+            );
+            return false;
+        }
+    }
+    true
+}
+
+/// `Uid:`, `Gid:` and `Groups:` of `/proc/PID/status`, each as its numbers.
+fn ids_of(pid: i32) -> [Vec<u32>; 3] {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    ["Uid:", "Gid:", "Groups:"].map(|key| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(key))
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(|n| n.parse().expect("a number"))
+            .collect()
+    })
+}
+
+#[test]
+fn a_service_runs_as_its_user_and_reaches_the_notify_socket() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: running a service as another user needs root");
+        return;
+    }
+    let nobody = hangwatch_process::RunAs::lookup("nobody").expect("user nobody");
+    let dir = Scratch::new("up-user");
+    if !open_to_all_users(&dir) {
+        return;
+    }
+    // READY=1, then WATCHDOG=1 every 0.1 s for 2 s and a clean exit: a heartbeat lost on the
+    // way would make a stall after 1 s.
+    let mut up = Up::start(
+        &dir,
+        r#"
+[service.guest]
+command = ["python3", "-c", """
+import time, notify
+notify.notify('READY=1')
+for _ in range(20):
+    notify.notify('WATCHDOG=1')
+    time.sleep(0.1)
+"""]
+user = "nobody"
+ready = "notify"
+watchdog = "1s"
+restart = "never"
+
+# Ready once a probe that checks who it runs as succeeds.
+[service.probed]
+command = ["sleep", "300"]
+user = "nobody"
+ready = { exec = ["sh", "-c", "test \"$(id -un)\" = nobody"], within = "5s" }
+"#,
+    );
+    let started = up.wait(WAIT, |e| is(e, "guest", "started"));
+    let Event::Started { pid, .. } = started.event else {
+        unreachable!()
+    };
+    let ready = up.wait(WAIT, |e| {
+        is(e, "guest", "ready") || is(e, "guest", "exited")
+    });
+    assert!(
+        matches!(&ready.event, Event::Ready { by, .. } if by == "notify"),
+        "READY=1 from a service of another user: {:#?}",
+        up.events
+    );
+    let [uid, gid, groups] = ids_of(pid);
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("read environ");
+    let environ = String::from_utf8_lossy(&environ).replace('\0', "\n");
+    up.wait(WAIT, |e| is(e, "guest", "exited"));
+    let settled = |e: &EventRecord| is(e, "probed", "ready") || is(e, "probed", "not-ready");
+    let probed = match up.events.iter().find(|e| settled(e)) {
+        Some(seen) => seen.clone(),
+        None => up.wait(WAIT, settled),
+    };
+    assert!(
+        matches!(&probed.event, Event::Ready { by, .. } if by == "probe"),
+        "the exec probe runs as the service's user: {probed:?}"
+    );
+    let (code, events, guard) = up.stop(Signal::TERMINATE);
+    assert_eq!(code, 0, "{events:#?}");
+    assert_eq!(uid, [nobody.uid; 4], "real, effective, saved and fs uid");
+    assert_eq!(gid, [nobody.gid; 4], "real, effective, saved and fs gid");
+    let mut want = nobody.groups.clone();
+    want.sort_unstable();
+    let mut groups = groups;
+    groups.sort_unstable();
+    assert_eq!(groups, want, "the user's supplementary groups");
+    for var in ["USER=nobody", "LOGNAME=nobody"] {
+        assert!(environ.lines().any(|l| l == var), "{var}: {environ}");
+    }
+    let home = format!("HOME={}", nobody.home.display());
+    assert!(environ.lines().any(|l| l == home), "{home}: {environ}");
+    assert_eq!(count(&events, "guest", "stalled"), 0, "{events:#?}");
+    let exited = &events[position(&events, "guest", "exited")];
+    assert!(
+        matches!(
+            &exited.event,
+            Event::Exited {
+                status: hangwatch_protocol::report::ProgramStatus::Exited { code: 0 },
+                stopped: false,
+                ..
+            }
+        ),
+        "{exited:?}"
+    );
+    guard.assert_all_gone();
+}
+
+#[test]
+fn a_service_with_an_unknown_user_fails_to_start_naming_it() {
+    let dir = Scratch::new("up-no-user");
+    let mut up = Up::start(
+        &dir,
+        r#"
+[service.ghost]
+command = ["sleep", "300"]
+user = "hangwatch-no-such-user"
+restart = "never"
+"#,
+    );
+    let failed = up.wait(WAIT, |e| is(e, "ghost", "start-failed"));
+    let Event::StartFailed { error } = &failed.event else {
+        unreachable!()
+    };
+    assert!(error.contains("`hangwatch-no-such-user`"), "{error}");
+    // Its only service is down for good: hangwatch ends by itself.
+    let (_, events, guard) = up.finish();
+    assert_eq!(count(&events, "ghost", "started"), 0, "{events:#?}");
+    guard.assert_all_gone();
+}
