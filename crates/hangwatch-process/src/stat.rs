@@ -27,6 +27,8 @@ pub struct Stat {
     pub session: i32,
     /// Start time in clock ticks after boot (field 22): with the PID, the process's identity.
     pub start_time: u64,
+    /// Resident set size in pages (field 24), as of the read.
+    pub rss_pages: u64,
 }
 
 impl Stat {
@@ -70,6 +72,8 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
     let session = rest.next()?.parse().ok()?;
     // Field 22 is the 20th after the name (fields 3..=22); 4 consumed so far.
     let start_time = rest.nth(22 - 3 - 4)?.parse().ok()?;
+    // Field 23 is vsize, 24 rss; a kernel thread reports 0.
+    let rss_pages = rest.nth(1).and_then(|f| f.parse().ok()).unwrap_or(0);
     Some(Stat {
         pid,
         comm,
@@ -78,6 +82,7 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
         pgrp,
         session,
         start_time,
+        rss_pages,
     })
 }
 
@@ -167,6 +172,7 @@ mod tests {
         assert_eq!(stat.pgrp, 4242);
         assert_eq!(stat.session, 4100);
         assert_eq!(stat.start_time, 1_234_567);
+        assert_eq!(stat.rss_pages, 240);
         assert!(!stat.is_zombie());
     }
 

@@ -140,6 +140,7 @@ mod tests {
             pgrp: pid,
             session: 1,
             start_time: 1000 + pid as u64,
+            rss_pages: 0,
         }
     }
 

@@ -224,8 +224,11 @@ pub struct ServiceStatus {
 /// How a program ended.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LastExit {
-    /// In words: `code 0`, `signal 9 (SIGKILL)`.
+    /// In words: `code 0`, `KILL`.
     pub status: String,
+    /// The exit code, when it exited (rather than died of a signal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<i32>,
     /// Why it ended, as the event log says it (`exited`, `stalled`, `memory`, `stopped`…).
     pub reason: String,
     /// When, as Unix milliseconds.

@@ -176,6 +176,10 @@ pub struct UpArgs {
     #[arg(long, short = 'd')]
     pub detach: bool,
 
+    /// Serve root on the control socket too (the supervisor's own user is always served).
+    #[arg(long)]
+    pub allow_root_control: bool,
+
     /// Internal: run as the background supervisor of `--detach`, writing `started` to this
     /// file descriptor (a pipe) once no service is waiting or starting.
     #[arg(long, value_name = "FD", hide = true, conflicts_with = "detach")]

@@ -1923,6 +1923,10 @@ fn stop_plan(cfg: &hangwatch_config::Service) -> StopPlan {
 fn last_exit(status: ExitStatus, reason: &str) -> LastExit {
     LastExit {
         status: describe_status(status),
+        code: match status {
+            ExitStatus::Exited(code) => Some(code),
+            ExitStatus::Signalled { .. } => None,
+        },
         reason: reason.to_owned(),
         at_unix_ms: SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -1984,10 +1988,7 @@ fn tree_rss(scope: &Scope, table: &ProcessTable) -> u64 {
     scope
         .pids(table)
         .into_iter()
-        .filter_map(|pid| {
-            let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
-            statm.split_whitespace().nth(1)?.parse::<u64>().ok()
-        })
+        .filter_map(|pid| table.get(pid).map(|stat| stat.rss_pages))
         .sum::<u64>()
         * page
 }

@@ -173,7 +173,7 @@ fn ended_where_asked(verb: Verb, status: &ServiceStatus) -> bool {
             State::Exited => status
                 .last_exit
                 .as_ref()
-                .is_some_and(|exit| exit.status == "code 0"),
+                .is_some_and(|exit| exit.code == Some(0)),
             State::Backoff | State::Stopping | State::Failed | State::Stopped => false,
         },
     }
@@ -396,6 +396,7 @@ mod tests {
         backoff.restart_in_ms = Some(1200);
         backoff.last_exit = Some(LastExit {
             status: "code 1".into(),
+            code: None,
             reason: "exited".into(),
             at_unix_ms: 0,
         });
@@ -413,6 +414,7 @@ mod tests {
         let mut done = service(State::Exited);
         done.last_exit = Some(LastExit {
             status: "code 0".into(),
+            code: Some(0),
             reason: "exited".into(),
             at_unix_ms: 0,
         });

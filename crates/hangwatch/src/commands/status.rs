@@ -240,6 +240,7 @@ mod tests {
     fn an_exit_reads_as_status_and_reason() {
         let exit = |status: &str, reason: &str| LastExit {
             status: status.into(),
+            code: None,
             reason: reason.into(),
             at_unix_ms: 0,
         };
@@ -279,6 +280,7 @@ mod tests {
                     restarts: 2,
                     last_exit: Some(LastExit {
                         status: "signal 9 (SIGKILL)".into(),
+                        code: None,
                         reason: "stalled".into(),
                         at_unix_ms: 0,
                     }),

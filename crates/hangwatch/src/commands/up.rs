@@ -84,7 +84,7 @@ pub fn main(args: &UpArgs) -> i32 {
         view,
         diagnose_sample: Duration::from_millis(200),
         ready_fd,
-        allow_root_control: false,
+        allow_root_control: args.allow_root_control,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -157,13 +157,14 @@ fn detach(args: &UpArgs) -> i32 {
         }
     };
     let log_path = config.state_dir.join(LOG_NAME);
-    let (mut child, ready, log_start) = match spawn_daemon(&config, &log_path) {
-        Ok(spawned) => spawned,
-        Err(err) => {
-            eprintln!("hangwatch: cannot start the supervisor in the background: {err}");
-            return exit_code::HANGWATCH_FAILED;
-        }
-    };
+    let (mut child, ready, log_start) =
+        match spawn_daemon(&config, &log_path, args.allow_root_control) {
+            Ok(spawned) => spawned,
+            Err(err) => {
+                eprintln!("hangwatch: cannot start the supervisor in the background: {err}");
+                return exit_code::HANGWATCH_FAILED;
+            }
+        };
     if wait_started(ready) {
         return report_started(&config, &log_path, &mut child, args.json);
     }
@@ -203,7 +204,11 @@ fn detach(args: &UpArgs) -> i32 {
 }
 
 /// Starts the daemon; returns it, the read end of its ready pipe, and where its log began.
-fn spawn_daemon(config: &Config, log_path: &Path) -> io::Result<(Child, File, u64)> {
+fn spawn_daemon(
+    config: &Config,
+    log_path: &Path,
+    allow_root: bool,
+) -> io::Result<(Child, File, u64)> {
     use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
     std::fs::create_dir_all(&config.state_dir)?;
     let log = OpenOptions::new()
@@ -224,6 +229,7 @@ fn spawn_daemon(config: &Config, log_path: &Path) -> io::Result<(Child, File, u6
         .arg(&config.path)
         .args(["--color", "never", "--daemon-ready-fd"])
         .arg(write.as_raw_fd().to_string())
+        .args(allow_root.then_some("--allow-root-control"))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);
