@@ -216,7 +216,8 @@ pub struct ServiceStatus {
     /// The last `STATUS=` it sent over the notify socket.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status_text: Option<String>,
-    /// Resident memory of its whole tree, in bytes, when it runs.
+    /// Resident memory of its whole tree, in bytes, when it runs; only in the status of one
+    /// service (`hangwatch status NAME`), which scans `/proc` for it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rss_bytes: Option<u64>,
 }
