@@ -15,8 +15,8 @@
 //! - one deadline timer armed at the earliest deadline of any service: a backoff ending, a
 //!   probe due, a liveness deadline, a stop's grace, the shutdown bound.
 //!
-//! After each wake-up the loop reaps, refreshes every stop in progress from one shared scan of
-//! `/proc`, acts on the deadlines that passed, and then *settles*: starts each waiting service
+//! After each wake-up the loop reaps, refreshes every stop in progress from one shared read of
+//! hangwatch's subtree in `/proc`, acts on the deadlines that passed, and then *settles*: starts each waiting service
 //! whose dependencies are ready, and during a shutdown begins the stop of each service whose
 //! dependents are all down. Nothing sleeps or polls, except the memory limit, which has no event
 //! to wake on without cgroups and is sampled once a second for the services that set one.
@@ -793,7 +793,8 @@ impl Supervisor {
         if !std::mem::take(&mut self.rescan) || self.services.iter().all(|s| s.stop.is_none()) {
             return Ok(());
         }
-        self.table = Some(ProcessTable::scan().map_err(io_err("scan processes"))?);
+        self.table = None;
+        self.table()?;
         for i in 0..self.services.len() {
             if let (Some(stop), Some(table)) = (&mut self.services[i].stop, &self.table) {
                 stop.tree
@@ -1705,9 +1706,13 @@ impl Supervisor {
 
     // ----- records -----
 
+    /// The processes below hangwatch, read once per wake-up. Only hangwatch's own subtree:
+    /// as a subreaper it adopts every escapee, so every process of every service is in it, and
+    /// the cost follows the services, not the machine.
     fn table(&mut self) -> Result<&ProcessTable, UpError> {
         if self.table.is_none() {
-            self.table = Some(ProcessTable::scan().map_err(io_err("scan processes"))?);
+            self.table =
+                Some(ProcessTable::subtree(self.own_pid).map_err(io_err("scan processes"))?);
         }
         self.table
             .as_ref()
