@@ -116,7 +116,9 @@ fn the_subtree_holds_every_descendant_and_nothing_else() {
     let mut ready = false;
     while !(ready && pids.len() == 4) {
         let left = deadline.saturating_duration_since(Instant::now());
-        let line = lines_rx.recv_timeout(left).expect("the script's PIDs in time");
+        let line = lines_rx
+            .recv_timeout(left)
+            .expect("the script's PIDs in time");
         match line.split_once(' ') {
             Some((label, pid)) => {
                 let pid: i32 = pid.parse().expect("a PID");
@@ -162,7 +164,10 @@ fn the_subtree_holds_every_descendant_and_nothing_else() {
         .copied()
         .filter(|pid| *pid != threaded)
         .collect();
-    assert_eq!(in_scope, service, "the service's processes, escapee included");
+    assert_eq!(
+        in_scope, service,
+        "the service's processes, escapee included"
+    );
 
     // The same answers as a full scan gives.
     let scan = ProcessTable::scan().expect("scan /proc");
