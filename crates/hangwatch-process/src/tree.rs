@@ -164,9 +164,11 @@ fn read_children(pid: i32, out: &mut Vec<i32>) -> io::Result<()> {
         Err(err) if is_gone(&err) => return Ok(()),
         Err(err) => return Err(err),
     };
-    // One read for the whole file where it fits: the kernel lists the children one by one, and
-    // a list read in pieces while it changes may skip an entry.
-    let mut text = Vec::with_capacity(4096);
+    // Read in pages, not through `read_to_end` (which asks `statx` and `lseek` first, for a
+    // size that /proc does not know). One read takes the whole list where it fits: the kernel
+    // walks the children one by one, and a list read in pieces while it changes may skip one.
+    let mut text = Vec::new();
+    let mut page = [0u8; 4096];
     for task in tasks {
         let task = match task {
             Ok(task) => task,
@@ -181,10 +183,14 @@ fn read_children(pid: i32, out: &mut Vec<i32>) -> io::Result<()> {
             Err(err) => return Err(err),
         };
         text.clear();
-        match file.read_to_end(&mut text) {
-            Ok(_) => {}
-            Err(err) if is_gone(&err) => continue,
-            Err(err) => return Err(err),
+        loop {
+            match file.read(&mut page) {
+                Ok(0) => break,
+                Ok(n) => text.extend_from_slice(&page[..n]),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) if is_gone(&err) => break,
+                Err(err) => return Err(err),
+            }
         }
         out.extend(
             text.split(u8::is_ascii_whitespace)
