@@ -42,5 +42,8 @@ pub mod tree;
 pub use pid::ProcessId;
 pub use reap::ExitStatus;
 pub use signal::Signal;
-pub use spawn::{ProgramCommand, SpawnError, SpawnOptions, Spawned, spawn};
+pub use spawn::{
+    OpenFilesLimit, ProgramCommand, SpawnError, SpawnOptions, Spawned, raise_open_files_limit,
+    spawn,
+};
 pub use stop::{Scope, StopPlan, TreeStop};

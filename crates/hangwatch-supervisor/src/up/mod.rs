@@ -313,6 +313,12 @@ struct ExecProbe {
 /// runtime on the thread that lives as long as the process (the programs' death signal follows
 /// it).
 pub async fn up(spec: UpSpec) -> Result<UpOutcome, UpError> {
+    // Descriptors per service (pipes, pidfds, logs) would exhaust the usual 1024 at a few
+    // hundred services; the programs get the original limit back before exec.
+    match hangwatch_process::raise_open_files_limit() {
+        Ok(limit) => tracing::debug!(soft = limit.soft, hard = limit.hard, "open files raised"),
+        Err(err) => tracing::warn!(%err, "cannot raise the limit of open files"),
+    }
     let mut sup = Supervisor::new(spec)?;
     sup.run().await
 }
