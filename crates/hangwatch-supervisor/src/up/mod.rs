@@ -373,7 +373,12 @@ impl Supervisor {
                 source,
             },
         })?;
-        let events = EventLog::open(&state.events_path()).map_err(io_err("open the event log"))?;
+        let events = EventLog::open(
+            &state.events_path(),
+            config.events_max_size,
+            config.events_keep,
+        )
+        .map_err(io_err("open the event log"))?;
         let own_pid = std::process::id() as i32;
         let instance = InstanceRecord::for_this_process().map_err(io_err("name this instance"))?;
         let token = instance.token.clone();
