@@ -4,7 +4,7 @@
     cargo build --release
     python3 scripts/bench_up.py --install          # once: peers into ~/.cache/hangwatch-bench
     python3 scripts/bench_up.py [--only hangwatch] [--peers runit,s6] [--figures 1,3]
-                                [--runs 50] [--services 50] [--idle-services 200]
+                                [--diagnose false|true|both] [--runs 50] [--services 50] [--idle-services 200]
                                 [--idle-seconds 30] [--json out.json]
 
 Figures (docs/benchmarks.md says exactly what each one measures):
@@ -1029,6 +1029,8 @@ def main():
     parser.add_argument("--peers", default=",".join(PEERS),
                         help=f"peers beside hangwatch (default {','.join(PEERS)}; '' for none)")
     parser.add_argument("--figures", default="1,2,3,4,5")
+    parser.add_argument("--diagnose", choices=["false", "true", "both"], default="both",
+                        help="figure 2: hangwatch with diagnose = false, true or both (default)")
     parser.add_argument("--runs", type=int, default=50, help="restarts per latency figure")
     parser.add_argument("--services", type=int, default=50, help="services of figures 3 and 5")
     parser.add_argument("--idle-services", type=int, default=200)
@@ -1086,12 +1088,12 @@ def main():
                 if not s.watchdog:
                     rows[n] = "cannot: no heartbeat watchdog"
                 elif n == "hangwatch":
-                    rows["hangwatch (diagnose = false)"] = attempt(
-                        "figure 2: hangwatch",
-                        lambda s=s: fig_stall(s, stamp_bin, args.runs, False))
-                    rows["hangwatch (diagnose = true)"] = attempt(
-                        "figure 2: hangwatch diagnosing",
-                        lambda s=s: fig_stall(s, stamp_bin, args.runs, True))
+                    for diagnose in (False, True):
+                        if args.diagnose not in ("both", str(diagnose).lower()):
+                            continue
+                        rows[f"hangwatch (diagnose = {str(diagnose).lower()})"] = attempt(
+                            f"figure 2: hangwatch (diagnose = {str(diagnose).lower()})",
+                            lambda s=s, d=diagnose: fig_stall(s, stamp_bin, args.runs, d))
                 else:
                     rows[n] = attempt(f"figure 2: {n}",
                                       lambda s=s: fig_stall(s, stamp_bin, args.runs, False))

@@ -16,6 +16,11 @@ pub struct Config {
     /// The bound of the whole shutdown (`shutdown_timeout`, default 30s): anything still alive
     /// then is killed.
     pub shutdown_timeout: Duration,
+    /// Rotate the event log (`events.jsonl`) before it passes this many bytes
+    /// (`events_max_size`, default 8 MiB).
+    pub events_max_size: u64,
+    /// Rotated event logs kept (`events_keep`, default 3): `events.jsonl.1` … `.N`.
+    pub events_keep: u32,
     /// The services, in file order.
     pub services: Vec<Service>,
 }

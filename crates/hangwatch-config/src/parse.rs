@@ -26,7 +26,13 @@ use crate::suggest::did_you_mean;
 
 type Value<'i> = Spanned<DeValue<'i>>;
 
-const TOP_KEYS: &[&str] = &["state_dir", "shutdown_timeout", "service"];
+const TOP_KEYS: &[&str] = &[
+    "state_dir",
+    "shutdown_timeout",
+    "events_max_size",
+    "events_keep",
+    "service",
+];
 
 const SERVICE_KEYS: &[&str] = &[
     "command",
@@ -68,6 +74,10 @@ const SIGNALS: &[&str] = &["TERM", "INT", "HUP", "QUIT", "KILL", "USR1", "USR2"]
 
 /// Default `shutdown_timeout`.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default `events_max_size`: 8 MiB.
+const EVENTS_MAX_SIZE: u64 = 8 << 20;
+/// Default `events_keep`.
+const EVENTS_KEEP: u32 = 3;
 /// Default `log_max_size`: 10 MiB.
 const LOG_MAX_SIZE: u64 = 10 << 20;
 
@@ -204,6 +214,18 @@ impl Checker<'_> {
             None => Some(SHUTDOWN_TIMEOUT),
         };
 
+        let top = |key| Place { key, service: None };
+        let events_max_size = self
+            .optional(root, "events_max_size", |c, v| {
+                c.positive_size(top("events_max_size"), v)
+            })
+            .unwrap_or(Some(EVENTS_MAX_SIZE));
+        let events_keep = self
+            .optional(root, "events_keep", |c, v| {
+                c.count(top("events_keep"), v, 0)
+            })
+            .unwrap_or(Some(EVENTS_KEEP));
+
         let mut services = Vec::new();
         let mut names = Vec::new();
         let mut dependencies = Vec::new();
@@ -248,6 +270,8 @@ impl Checker<'_> {
             path: absolute,
             state_dir: state_dir?,
             shutdown_timeout: shutdown_timeout?,
+            events_max_size: events_max_size?,
+            events_keep: events_keep?,
             services,
         })
         .filter(|_| complete)

@@ -326,7 +326,7 @@ fn holders_outside(shm: &ShmDir, inodes: &HashSet<u64>) -> io::Result<Outside> {
             .map(|inode| (inode, Hold::Mapped))
             .collect();
         found.extend(
-            read_fds(pid, shm)?
+            read_fds(pid, shm, false)?
                 .shm
                 .into_iter()
                 .filter(|inode| inodes.contains(inode))

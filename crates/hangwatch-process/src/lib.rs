@@ -14,8 +14,10 @@
 //!
 //! - Reaping must happen in one place ([`reap::reap_exited`]); never combine this crate with
 //!   `tokio::process` or `std::process::Child::wait` in the same process.
-//! - Descendants are found by scanning `/proc`, which costs about a millisecond per hundred
-//!   processes on the machine. It runs only when a stop begins or a tracked process exits.
+//! - Descendants are found in `/proc`: by following the children files down from a root
+//!   ([`tree::ProcessTable::subtree`], cost per process of the tree), or by reading every
+//!   process ([`tree::ProcessTable::scan`], about a millisecond per hundred processes on the
+//!   machine). Either runs only when a stop begins or a tracked process exits.
 
 #[cfg_attr(target_os = "linux", path = "sys/linux.rs")]
 #[cfg_attr(not(target_os = "linux"), path = "sys/other.rs")]
@@ -41,6 +43,9 @@ pub mod user;
 pub use pid::ProcessId;
 pub use reap::ExitStatus;
 pub use signal::Signal;
-pub use spawn::{ProgramCommand, SpawnError, SpawnOptions, Spawned, spawn};
+pub use spawn::{
+    OpenFilesLimit, ProgramCommand, SpawnError, SpawnOptions, Spawned, raise_open_files_limit,
+    spawn,
+};
 pub use stop::{Scope, StopPlan, TreeStop};
 pub use user::{RunAs, UserError};

@@ -5,6 +5,7 @@ use std::io;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::OnceLock;
 
 use crate::pid::ProcessId;
 use crate::sys;
@@ -63,6 +64,55 @@ pub struct SpawnOptions {
     pub die_with_parent: bool,
 }
 
+/// A limit of open files (`RLIMIT_NOFILE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenFilesLimit {
+    /// The limit in force, which the process may raise up to `hard`.
+    pub soft: u64,
+    /// The ceiling (raised only with `CAP_SYS_RESOURCE`).
+    pub hard: u64,
+}
+
+impl OpenFilesLimit {
+    /// This process's limit.
+    pub fn current() -> io::Result<OpenFilesLimit> {
+        let (soft, hard) = sys::open_files_limit()?;
+        Ok(OpenFilesLimit { soft, hard })
+    }
+
+    /// Makes this the process's limit (and that of the programs it starts from now on, unless
+    /// [`raise_open_files_limit`] has recorded another for them).
+    pub fn apply(self) -> io::Result<()> {
+        sys::set_open_files_limit(self.soft, self.hard)
+    }
+}
+
+/// The limit programs get back before exec, once [`raise_open_files_limit`] raised hangwatch's.
+static PROGRAMS_OPEN_FILES: OnceLock<OpenFilesLimit> = OnceLock::new();
+
+/// Raises this process's soft limit of open files to its hard limit, and makes every program
+/// [`spawn`]ed from now on start with the limit as it was. Returns the limit as it was.
+///
+/// A supervisor holds a few descriptors per service (pipes, pidfds, log files), so the usual
+/// soft limit of 1024 runs out at a few hundred services; the programs themselves keep 1024
+/// because some break above it (`select(2)` cannot watch a descriptor past 1023). systemd does
+/// the same for itself and its services. Calling it again changes nothing.
+pub fn raise_open_files_limit() -> io::Result<OpenFilesLimit> {
+    if let Some(original) = PROGRAMS_OPEN_FILES.get() {
+        return Ok(*original);
+    }
+    let original = OpenFilesLimit::current()?;
+    if original.soft < original.hard {
+        OpenFilesLimit {
+            soft: original.hard,
+            hard: original.hard,
+        }
+        .apply()?;
+        let _ = PROGRAMS_OPEN_FILES.set(original);
+    }
+    Ok(original)
+}
+
 /// A program started by [`spawn`]. It is not reaped here: see [`crate::reap`].
 #[derive(Debug)]
 pub struct Spawned {
@@ -113,7 +163,8 @@ pub enum SpawnError {
 /// Starts `command` as the leader of a new process group.
 ///
 /// Standard input, output and error are inherited untouched. The child's signal mask and
-/// dispositions are reset by std before `exec`.
+/// dispositions are reset by std before `exec`, and its limit of open files is the one
+/// hangwatch had before [`raise_open_files_limit`], if that was called.
 pub fn spawn(command: ProgramCommand, options: SpawnOptions) -> Result<Spawned, SpawnError> {
     let own_pgrp = nix::unistd::getpgrp().as_raw();
     let take_terminal = options.foreground_tty && sys::terminal_foreground(0) == Some(own_pgrp);
@@ -171,6 +222,9 @@ pub fn spawn(command: ProgramCommand, options: SpawnOptions) -> Result<Spawned, 
             foreground_tty: take_terminal,
             die_with_parent: options.die_with_parent,
             parent_pid: std::process::id() as i32,
+            open_files: PROGRAMS_OPEN_FILES
+                .get()
+                .map(|limit| (limit.soft, limit.hard)),
         },
         env,
         credentials,
@@ -370,5 +424,42 @@ mod tests {
             env.contains("SHELL=/bin/kept\n"),
             "the command's own env wins: {env}"
         );
+    }
+
+    /// The soft and hard "Max open files" of `/proc/PID/limits`.
+    fn open_files_of(pid: i32) -> (u64, u64) {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("read limits");
+        let line = text
+            .lines()
+            .find(|line| line.starts_with("Max open files"))
+            .expect("an open files line");
+        let mut numbers = line["Max open files".len()..]
+            .split_whitespace()
+            .map(|n| n.parse::<u64>().expect("a number"));
+        (numbers.next().expect("soft"), numbers.next().expect("hard"))
+    }
+
+    #[test]
+    fn programs_start_with_the_limit_of_open_files_hangwatch_had_before_raising_it() {
+        let hard = OpenFilesLimit::current().expect("getrlimit").hard;
+        let low = (hard / 2).min(1024);
+        OpenFilesLimit { soft: low, hard }
+            .apply()
+            .expect("lower the soft limit");
+        let original = raise_open_files_limit().expect("raise");
+        assert_eq!(original, OpenFilesLimit { soft: low, hard });
+        assert_eq!(
+            OpenFilesLimit::current().expect("getrlimit"),
+            OpenFilesLimit { soft: hard, hard }
+        );
+        assert_eq!(raise_open_files_limit().expect("again"), original);
+        let command = ProgramCommand::from_argv(&["sleep".into(), "30".into()]).expect("command");
+        let spawned = spawn(command, SpawnOptions::default()).expect("spawn");
+        let pid = spawned.id.pid;
+        let limits = open_files_of(pid);
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::SIGKILL);
+        let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+        assert_eq!(limits, (low, hard));
+        assert_eq!(open_files_of(std::process::id() as i32), (hard, hard));
     }
 }

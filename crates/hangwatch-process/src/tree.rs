@@ -1,12 +1,16 @@
-//! The process tree under a root, found by scanning `/proc`.
+//! The process tree under a root, found in `/proc`.
 //!
-//! Linux offers no cheap "descendants of P" query without cgroups (`/proc/PID/task/TID/children`
-//! needs `CONFIG_PROC_CHILDREN`, which many kernels lack), so a scan reads each process's parent
-//! from `/proc/*/stat` and walks down from the root. A process may exit mid-scan; it is skipped.
+//! Two ways to build a [`ProcessTable`]: [`ProcessTable::scan`] reads every process on the
+//! machine, and [`ProcessTable::subtree`] reads only a root and its descendants by following
+//! `/proc/PID/task/TID/children` down from the root. The second costs what the tree holds, not
+//! what the machine runs, but needs `CONFIG_PROC_CHILDREN` (set by most distributions, not by
+//! every kernel); without it, it falls back to the first. Either way a process may exit
+//! mid-read; it is skipped, and owners that must not miss anything read again after each exit.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::io;
+use std::io::{self, Read};
+use std::sync::OnceLock;
 
 use crate::stat::{Stat, is_gone, read_stat};
 
@@ -39,6 +43,46 @@ impl ProcessTable {
             if let Some(stat) = read_stat(pid)? {
                 by_pid.insert(pid, stat);
             }
+        }
+        Ok(ProcessTable {
+            by_pid,
+            environ: RefCell::default(),
+        })
+    }
+
+    /// Reads `root` and its descendants only: what the children files of every thread of
+    /// every process of the tree name, recursively (a process forked by a thread is listed
+    /// under that thread, and an orphan adopted by a subreaper under any thread of it).
+    ///
+    /// Every query of the table answers as on a full [`ProcessTable::scan`] for `root`'s
+    /// tree: its children, descendants, groups and environments. A subreaper asking about its
+    /// own tree loses nothing: every descendant, even one that left its group and session with
+    /// `setsid` and a double fork, is re-parented to it, never to PID 1. Processes outside the
+    /// tree (a previous instance's survivors, anything re-parented away) are not in it.
+    ///
+    /// Falls back to [`ProcessTable::scan`] when the kernel has no children files
+    /// (`CONFIG_PROC_CHILDREN` unset). A process that exits between the read of its parent's
+    /// children file and its own `stat` is skipped; the table is empty if `root` is gone.
+    pub fn subtree(root: i32) -> io::Result<ProcessTable> {
+        if !children_files() {
+            return ProcessTable::scan();
+        }
+        let mut by_pid = HashMap::new();
+        let mut next = vec![root];
+        let mut kids = Vec::new();
+        while let Some(pid) = next.pop() {
+            if by_pid.contains_key(&pid) {
+                continue;
+            }
+            let Some(stat) = read_stat(pid)? else {
+                continue;
+            };
+            kids.clear();
+            if !stat.is_zombie() {
+                read_children(pid, &mut kids)?;
+            }
+            by_pid.insert(pid, stat);
+            next.extend(kids.iter().filter(|kid| !by_pid.contains_key(kid)));
         }
         Ok(ProcessTable {
             by_pid,
@@ -106,6 +150,56 @@ impl ProcessTable {
     }
 }
 
+/// Whether this kernel has `/proc/PID/task/TID/children` (`CONFIG_PROC_CHILDREN`); asked once.
+fn children_files() -> bool {
+    static HAS: OnceLock<bool> = OnceLock::new();
+    *HAS.get_or_init(|| std::path::Path::new("/proc/thread-self/children").exists())
+}
+
+/// Appends to `out` the children of every thread of `pid`, as their children files list them.
+/// A thread or process that is gone adds nothing.
+fn read_children(pid: i32, out: &mut Vec<i32>) -> io::Result<()> {
+    let tasks = match std::fs::read_dir(format!("/proc/{pid}/task")) {
+        Ok(tasks) => tasks,
+        Err(err) if is_gone(&err) => return Ok(()),
+        Err(err) => return Err(err),
+    };
+    // Read in pages, not through `read_to_end` (which asks `statx` and `lseek` first, for a
+    // size that /proc does not know). One read takes the whole list where it fits: the kernel
+    // walks the children one by one, and a list read in pieces while it changes may skip one.
+    let mut text = Vec::new();
+    let mut page = [0u8; 4096];
+    for task in tasks {
+        let task = match task {
+            Ok(task) => task,
+            Err(err) if is_gone(&err) => continue,
+            Err(err) => return Err(err),
+        };
+        let mut path = task.path();
+        path.push("children");
+        let mut file = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            Err(err) if is_gone(&err) => continue,
+            Err(err) => return Err(err),
+        };
+        text.clear();
+        loop {
+            match file.read(&mut page) {
+                Ok(0) => break,
+                Ok(n) => text.extend_from_slice(&page[..n]),
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+                Err(err) if is_gone(&err) => break,
+                Err(err) => return Err(err),
+            }
+        }
+        out.extend(
+            text.split(u8::is_ascii_whitespace)
+                .filter_map(|word| std::str::from_utf8(word).ok()?.parse::<i32>().ok()),
+        );
+    }
+    Ok(())
+}
+
 /// Whether `pid` is a descendant of `ancestor` (walking parents through `/proc`).
 ///
 /// `false` when `pid` is gone: a process that has exited cannot be placed in a tree any more.
@@ -168,6 +262,22 @@ mod tests {
         assert!(is_descendant(me, parent).expect("walk"));
         assert!(!is_descendant(me, me).expect("walk"));
         assert!(!is_descendant(parent, me).expect("walk"));
+    }
+
+    #[test]
+    fn a_subtree_holds_its_root_and_nothing_above() {
+        let me = std::process::id() as i32;
+        let table = ProcessTable::subtree(me).expect("read the subtree");
+        assert!(table.get(me).is_some());
+        assert!(table.get(1).is_none());
+        assert!(table.get(nix::unistd::getppid().as_raw()).is_none());
+    }
+
+    #[test]
+    fn the_subtree_of_a_gone_process_is_empty() {
+        // Above any pid_max Linux allows (2^22).
+        let table = ProcessTable::subtree(1 << 30).expect("read the subtree");
+        assert!(table.by_pid.is_empty());
     }
 
     #[test]

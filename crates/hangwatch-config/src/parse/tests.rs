@@ -66,6 +66,8 @@ fn defaults_are_what_the_model_documents() {
     assert_eq!(config.path, Path::new(FILE));
     assert_eq!(config.state_dir, Path::new("/srv/app/.hangwatch"));
     assert_eq!(config.shutdown_timeout, Duration::from_secs(30));
+    assert_eq!(config.events_max_size, 8 << 20);
+    assert_eq!(config.events_keep, 3);
     let web = &config.services[0];
     let expected = Service {
         name: "web".to_owned(),
@@ -133,6 +135,8 @@ fn a_full_example_reads_as_written() {
     let text = r#"
 state_dir = "/var/lib/hw"
 shutdown_timeout = "45s"
+events_max_size = "1MiB"
+events_keep = 0
 
 [service.db]
 command = ["postgres", "-D", "data"]
@@ -171,6 +175,8 @@ stop_signal = "usr1"
     let config = Config::parse(text, &scratch.0.join("hangwatch.toml")).expect("valid config");
     assert_eq!(config.state_dir, Path::new("/var/lib/hw"));
     assert_eq!(config.shutdown_timeout, Duration::from_secs(45));
+    assert_eq!(config.events_max_size, 1 << 20);
+    assert_eq!(config.events_keep, 0);
     let names: Vec<&str> = config.services.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["db", "worker", "cron"], "file order");
 
@@ -799,5 +805,22 @@ fn start_levels_survive_a_hand_made_cycle() {
     assert_eq!(
         config.start_levels(),
         [vec!["c".to_owned()], vec!["a".to_owned(), "b".to_owned()]]
+    );
+}
+
+#[test]
+fn event_log_rotation_keys_are_checked() {
+    let text = "\
+events_max_size = 0
+events_keep = -1
+[service.a]
+command = \"x\"
+";
+    assert_eq!(
+        errors(text),
+        [
+            "1:19: `events_max_size`: expected a size above zero",
+            "2:15: `events_keep`: expected a whole number from 0 to 4294967295, found -1",
+        ]
     );
 }

@@ -55,6 +55,35 @@ pub(crate) struct ChildSetup {
     pub die_with_parent: bool,
     /// The PID of the parent, to detect that it died before the death signal was armed.
     pub parent_pid: i32,
+    /// Set the limit of open files (`RLIMIT_NOFILE`: soft, hard) before exec.
+    pub open_files: Option<(u64, u64)>,
+}
+
+/// `getrlimit(RLIMIT_NOFILE)`: this process's limit of open files, (soft, hard).
+pub(crate) fn open_files_limit() -> io::Result<(u64, u64)> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a live `struct rlimit` the kernel writes into; nothing else is read.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((limit.rlim_cur, limit.rlim_max))
+}
+
+/// `setrlimit(RLIMIT_NOFILE)`: sets this process's limit of open files. Async-signal-safe (one
+/// system call, no allocation), so the pre-exec hook uses it too.
+pub(crate) fn set_open_files_limit(soft: u64, hard: u64) -> io::Result<()> {
+    let limit = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: `limit` is a live `struct rlimit` the kernel only reads.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// The identity the child takes before `exec`, looked up before `fork` (see [`crate::user`]).
@@ -173,8 +202,11 @@ pub(crate) fn configure_child(
         if let Some(env) = &mut env {
             env.install();
         }
-        // Only async-signal-safe calls below: setgroups, setgid, setuid, prctl, getppid,
-        // sigprocmask, ioctl, getpid.
+        // Only async-signal-safe calls below: setrlimit, setgroups, setgid, setuid, prctl,
+        // getppid, sigprocmask, ioctl, getpid.
+        if let Some((soft, hard)) = setup.open_files {
+            set_open_files_limit(soft, hard)?;
+        }
         if let Some(user) = &credentials {
             // Groups first, then the group, then the user: once the uid is dropped, the
             // privilege to change the others is gone.

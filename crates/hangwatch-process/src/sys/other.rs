@@ -22,6 +22,15 @@ pub(crate) struct ChildSetup {
     pub foreground_tty: bool,
     pub die_with_parent: bool,
     pub parent_pid: i32,
+    pub open_files: Option<(u64, u64)>,
+}
+
+pub(crate) fn open_files_limit() -> io::Result<(u64, u64)> {
+    Err(unsupported())
+}
+
+pub(crate) fn set_open_files_limit(_soft: u64, _hard: u64) -> io::Result<()> {
+    Err(unsupported())
 }
 
 #[derive(Debug)]

@@ -4,7 +4,7 @@
 //! STATE_DIR/
 //!   lock            flock()ed by the running hangwatch; holds its PID for messages
 //!   instance.json   who runs the services (PID, start time, token, process groups)
-//!   events.jsonl    the event log, one JSON record per line
+//!   events.jsonl    the event log, one JSON record per line (rotated by size: .1 … .N)
 //!   logs/NAME.log   each service's stdout and stderr, timestamped, rotated by size
 //!   incidents/      diagnoses written before a stalled service was stopped
 //!   control.sock    (later) the control socket

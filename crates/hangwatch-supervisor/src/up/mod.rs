@@ -15,8 +15,8 @@
 //! - one deadline timer armed at the earliest deadline of any service: a backoff ending, a
 //!   probe due, a liveness deadline, a stop's grace, the shutdown bound.
 //!
-//! After each wake-up the loop reaps, refreshes every stop in progress from one shared scan of
-//! `/proc`, acts on the deadlines that passed, and then *settles*: starts each waiting service
+//! After each wake-up the loop reaps, refreshes every stop in progress from one shared read of
+//! hangwatch's subtree in `/proc`, acts on the deadlines that passed, and then *settles*: starts each waiting service
 //! whose dependencies are ready, and during a shutdown begins the stop of each service whose
 //! dependents are all down. Nothing sleeps or polls, except the memory limit, which has no event
 //! to wake on without cgroups and is sampled once a second for the services that set one.
@@ -356,6 +356,12 @@ struct ExecProbe {
 /// runtime on the thread that lives as long as the process (the programs' death signal follows
 /// it).
 pub async fn up(spec: UpSpec) -> Result<UpOutcome, UpError> {
+    // Descriptors per service (pipes, pidfds, logs) would exhaust the usual 1024 at a few
+    // hundred services; the programs get the original limit back before exec.
+    match hangwatch_process::raise_open_files_limit() {
+        Ok(limit) => tracing::debug!(soft = limit.soft, hard = limit.hard, "open files raised"),
+        Err(err) => tracing::warn!(%err, "cannot raise the limit of open files"),
+    }
     let mut sup = Supervisor::new(spec)?;
     sup.run().await
 }
@@ -420,7 +426,12 @@ impl Supervisor {
                 source,
             },
         })?;
-        let events = EventLog::open(&state.events_path()).map_err(io_err("open the event log"))?;
+        let events = EventLog::open(
+            &state.events_path(),
+            config.events_max_size,
+            config.events_keep,
+        )
+        .map_err(io_err("open the event log"))?;
         let own_pid = std::process::id() as i32;
         let instance = InstanceRecord::for_this_process().map_err(io_err("name this instance"))?;
         let token = instance.token.clone();
@@ -833,7 +844,8 @@ impl Supervisor {
         if !std::mem::take(&mut self.rescan) || self.services.iter().all(|s| s.stop.is_none()) {
             return Ok(());
         }
-        self.table = Some(ProcessTable::scan().map_err(io_err("scan processes"))?);
+        self.table = None;
+        self.table()?;
         for i in 0..self.services.len() {
             if let (Some(stop), Some(table)) = (&mut self.services[i].stop, &self.table) {
                 stop.tree
@@ -1786,9 +1798,13 @@ impl Supervisor {
 
     // ----- records -----
 
+    /// The processes below hangwatch, read once per wake-up. Only hangwatch's own subtree:
+    /// as a subreaper it adopts every escapee, so every process of every service is in it, and
+    /// the cost follows the services, not the machine.
     fn table(&mut self) -> Result<&ProcessTable, UpError> {
         if self.table.is_none() {
-            self.table = Some(ProcessTable::scan().map_err(io_err("scan processes"))?);
+            self.table =
+                Some(ProcessTable::subtree(self.own_pid).map_err(io_err("scan processes"))?);
         }
         self.table
             .as_ref()

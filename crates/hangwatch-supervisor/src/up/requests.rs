@@ -580,8 +580,14 @@ impl Supervisor {
             }
         };
         let mut report = ReloadReport::default();
-        if config.state_dir != self.config.state_dir {
-            report.not_applied.push("state_dir".to_owned());
+        for (key, changed) in [
+            ("state_dir", config.state_dir != self.config.state_dir),
+            ("events_max_size", config.events_max_size != self.config.events_max_size),
+            ("events_keep", config.events_keep != self.config.events_keep),
+        ] {
+            if changed {
+                report.not_applied.push(key.to_owned());
+            }
         }
         let wanted: HashMap<&str, &hangwatch_config::Service> = config
             .services

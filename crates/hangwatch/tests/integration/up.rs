@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use hangwatch_process::{ProcessId, Signal};
+use hangwatch_process::{OpenFilesLimit, ProcessId, Signal};
 use hangwatch_protocol::event::{Event, EventRecord};
 
 use crate::harness::{Guard, Hangwatch, Scratch, fixture, read_pids};
@@ -842,5 +842,58 @@ restart = "never"
     // Its only service is down for good: hangwatch ends by itself.
     let (_, events, guard) = up.finish();
     assert_eq!(count(&events, "ghost", "started"), 0, "{events:#?}");
+    guard.assert_all_gone();
+}
+
+/// The soft and hard "Max open files" of `/proc/PID/limits`.
+fn open_files_of(pid: i32) -> (u64, u64) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/limits")).expect("read limits");
+    let line = text
+        .lines()
+        .find(|line| line.starts_with("Max open files"))
+        .expect("an open files line");
+    let mut numbers = line["Max open files".len()..]
+        .split_whitespace()
+        .map(|n| n.parse::<u64>().expect("a number"));
+    (numbers.next().expect("soft"), numbers.next().expect("hard"))
+}
+
+#[test]
+fn hangwatch_raises_its_limit_of_open_files_and_its_services_keep_the_original() {
+    // hangwatch inherits this process's limit: a soft one below the hard one, as on most
+    // machines (1024), so that the raise shows.
+    let before = OpenFilesLimit::current().expect("getrlimit");
+    let low = (before.hard / 2).min(1024);
+    OpenFilesLimit {
+        soft: low,
+        hard: before.hard,
+    }
+    .apply()
+    .expect("lower the soft limit");
+    let dir = Scratch::new("up-nofile");
+    let mut up = Up::start(
+        &dir,
+        r#"
+[service.sleeper]
+command = ["sleep", "60"]
+"#,
+    );
+    before.apply().expect("restore the limit");
+    let started = up.wait(WAIT, |e| is(e, "sleeper", "started"));
+    let Event::Started { pid, .. } = started.event else {
+        unreachable!()
+    };
+    assert_eq!(
+        open_files_of(pid),
+        (low, before.hard),
+        "the service's limit"
+    );
+    assert_eq!(
+        open_files_of(up.hw.id().pid),
+        (before.hard, before.hard),
+        "hangwatch's limit"
+    );
+    let (code, _events, guard) = up.stop(Signal::TERMINATE);
+    assert_eq!(code, 0);
     guard.assert_all_gone();
 }
