@@ -89,9 +89,9 @@ use std::time::Duration;
 
 pub use audit::{Baseline, audit};
 pub use evidence::{Evidence, Moment};
-pub use part::{Part, PartAudit, PartFound};
 use hangwatch_protocol::exit_code;
 pub use hangwatch_protocol::report::{LeakPolicy, LeakReport};
+pub use part::{Part, PartAudit, PartFound};
 
 use crate::shm::{SHM_DIR, ShmDir};
 use crate::watch::{Drained, ShmWatch};
@@ -263,7 +263,8 @@ impl LeakWatch {
     pub fn reported(&self, found: PartFound) -> LeakReport {
         let mut shared = lock(&self.shared);
         let shared = &mut *shared;
-        let (objects, errors, took) = part::settle(found, &mut shared.evidence, &mut shared.reported);
+        let (objects, errors, took) =
+            part::settle(found, &mut shared.evidence, &mut shared.reported);
         LeakReport {
             policy: LeakPolicy::Report,
             leaked: objects

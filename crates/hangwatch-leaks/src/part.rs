@@ -80,9 +80,9 @@ impl Part {
     #[must_use]
     pub fn has(&self, process: &ProcessInfo) -> bool {
         self.processes.get(&process.pid) == Some(&process.start_time)
-            || self.group.is_some_and(|(pgid, since)| {
-                process.pgid == pgid && process.start_time >= since
-            })
+            || self
+                .group
+                .is_some_and(|(pgid, since)| process.pgid == pgid && process.start_time >= since)
     }
 
     /// Whether `pid`, which made SysV `object`, is of the part. A PID is all the kernel keeps:

@@ -333,7 +333,11 @@ async fn a_part_audit_reports_the_objects_of_that_part_alone_and_once() {
 
     let (report, took) = audit_part(&watch, &part).expect("the part made an object");
     eprintln!("audit of a part that left one object: {took:?}");
-    assert_eq!(names(&report), vec![first.display().to_string()], "{report:#?}");
+    assert_eq!(
+        names(&report),
+        vec![first.display().to_string()],
+        "{report:#?}"
+    );
     let found = &report.objects[0];
     assert_eq!(found.attribution, Attribution::Attributable, "{found:#?}");
     assert_eq!(found.action, LeakAction::Reported);
@@ -345,7 +349,11 @@ async fn a_part_audit_reports_the_objects_of_that_part_alone_and_once() {
 
     b.stop();
     let report = watch.finish(LeakPolicy::Report, 0);
-    assert_eq!(names(&report), vec![second.display().to_string()], "{report:#?}");
+    assert_eq!(
+        names(&report),
+        vec![second.display().to_string()],
+        "{report:#?}"
+    );
 }
 
 #[tokio::test]
@@ -399,7 +407,8 @@ async fn a_part_that_made_nothing_costs_next_to_nothing() {
     // Another part's object, so that the evidence is not empty.
     let mut other = Holder::leader(&dir.file("psm_other"));
     wait_for_looks(&watch, 1).await;
-    let elsewhere = std::env::temp_dir().join(format!("hangwatch-leaks-part-{}", std::process::id()));
+    let elsewhere =
+        std::env::temp_dir().join(format!("hangwatch-leaks-part-{}", std::process::id()));
     let mut idle = Holder::leader(&elsewhere);
     watch.observe();
     let part = idle.part();
