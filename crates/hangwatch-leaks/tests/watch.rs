@@ -380,7 +380,11 @@ async fn objects_of_two_parts_or_still_held_are_left_to_the_final_audit() {
     b.stop();
     c.stop();
 
-    assert!(watch.audit_part(&parts[0]).is_none());
+    assert!(
+        watch.audit_part(&parts[0]).is_none(),
+        "{:#?}",
+        watch.audit_part(&parts[0])
+    );
     assert!(watch.audit_part(&parts[1]).is_none());
     let (report, _) = audit_part(&watch, &parts[2]).expect("c made an object");
     assert!(report.objects.is_empty(), "still held: {report:#?}");
