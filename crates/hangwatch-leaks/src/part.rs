@@ -36,8 +36,7 @@ use std::ffi::OsString;
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hangwatch_process::ProcessId;
 use hangwatch_protocol::report::{Attribution, LeakedObject, ProcessInfo};
