@@ -14,7 +14,10 @@ use hangwatch_protocol::report::{
     Attribution, LeakAction, LeakKind, LeakPolicy, LeakReport, LeakedObject, ProcessInfo,
 };
 
-use crate::evidence::{Evidence, HeldFile, Hold, Moment, ShmSeen, Sighting, read_fds, read_mapped};
+use crate::evidence::{
+    Evidence, HeldFile, Hold, Moment, ShmSeen, Sighting, TreeMember, read_fds, read_mapped,
+};
+use crate::part::Reported;
 use crate::procfs::{self, Device, SysvKind, SysvObject};
 use crate::shm::{ShmDir, ShmEntry};
 
@@ -80,7 +83,7 @@ impl Baseline {
 }
 
 /// Reads the three `/proc/sysvipc` files; a kernel without SysV IPC has none, which is no error.
-fn read_sysv(errors: &mut Vec<String>) -> Vec<SysvObject> {
+pub(crate) fn read_sysv(errors: &mut Vec<String>) -> Vec<SysvObject> {
     let mut objects = Vec::new();
     for kind in SysvKind::ALL {
         match std::fs::read_to_string(kind.proc_file()) {
@@ -94,16 +97,16 @@ fn read_sysv(errors: &mut Vec<String>) -> Vec<SysvObject> {
 
 /// How to remove an attributable object.
 #[derive(Debug, Clone)]
-enum Removal {
+pub(crate) enum Removal {
     Shm(ShmEntry),
     SysvShm(i32),
 }
 
 /// One object found, with how to remove it if it is attributable.
 #[derive(Debug)]
-struct Finding {
-    object: LeakedObject,
-    removal: Option<Removal>,
+pub(crate) struct Finding {
+    pub(crate) object: LeakedObject,
+    pub(crate) removal: Option<Removal>,
 }
 
 /// Audits what the run left, after its tree is gone; cleans when `policy` says so.
@@ -114,6 +117,17 @@ pub fn audit(
     evidence: &Evidence,
     policy: LeakPolicy,
     leftovers: usize,
+) -> LeakReport {
+    audit_except(baseline, evidence, policy, leftovers, &Reported::default())
+}
+
+/// [`audit`], leaving out the objects already reported with a part of the tree.
+pub(crate) fn audit_except(
+    baseline: &Baseline,
+    evidence: &Evidence,
+    policy: LeakPolicy,
+    leftovers: usize,
+    reported: &Reported,
 ) -> LeakReport {
     let started = Instant::now();
     let mut errors = baseline.errors.clone();
@@ -130,6 +144,7 @@ pub fn audit(
     audit_shm(
         baseline,
         evidence,
+        reported,
         &mut owners,
         &mut findings,
         &mut unattributed,
@@ -138,12 +153,18 @@ pub fn audit(
     audit_sysv(
         baseline,
         evidence,
+        reported,
         &mut owners,
         &mut findings,
         &mut unattributed,
         &mut errors,
     );
-    audit_files(baseline, evidence, &mut owners, &mut findings, &mut errors);
+    let files: Vec<&HeldFile> = evidence
+        .files
+        .iter()
+        .filter(|held| !reported.files.contains(&held.path))
+        .collect();
+    audit_files(baseline, &files, &mut owners, &mut findings, &mut errors);
 
     findings.sort_by(|a, b| {
         (a.object.attribution, a.object.kind, &a.object.name).cmp(&(
@@ -185,6 +206,7 @@ fn millis(duration: Duration) -> f64 {
 fn audit_shm(
     baseline: &Baseline,
     evidence: &Evidence,
+    reported: &Reported,
     owners: &mut Owners,
     findings: &mut Vec<Finding>,
     unattributed: &mut u64,
@@ -200,7 +222,7 @@ fn audit_shm(
     };
     let mut candidates: Vec<(ShmEntry, &ShmSeen)> = Vec::new();
     for entry in entries {
-        if baseline.had_shm(&entry) || entry.uid != baseline.uid {
+        if baseline.had_shm(&entry) || entry.uid != baseline.uid || reported.has_shm(&entry) {
             continue;
         }
         match evidence.shm_seen.get(&entry.inode) {
@@ -224,61 +246,74 @@ fn audit_shm(
         }
     };
     for (entry, seen) in candidates {
-        // The holder seen right after creation names the creator best.
-        let sighting = seen
-            .holders
-            .iter()
-            .find(|s| s.moment == Moment::Creation)
-            .unwrap_or(&seen.holders[0]);
-        let seen_text = describe_sighting(sighting);
-        let (attribution, evidence_text) =
-            if let Some((process, hold)) = outside.held.get(&entry.inode) {
-                (
-                    Attribution::Suspected,
-                    format!(
-                        "{seen_text}; still {} by {} ({}), outside the program's tree",
-                        hold.verb(),
-                        process.pid,
-                        process.command
-                    ),
-                )
-            } else if outside.unknown {
-                (
-                    Attribution::Suspected,
-                    format!("{seen_text}; whether another process holds it now is unknown"),
-                )
-            } else if seen.held_at_creation == Some(false) {
-                (
-                    Attribution::Suspected,
-                    format!(
-                        "{seen_text}, but no process of the program held it when it was created: \
-                     another program may have made it"
-                    ),
-                )
-            } else {
-                (Attribution::Attributable, seen_text)
-            };
-        let path = shm.path.join(&entry.name);
-        findings.push(Finding {
-            object: LeakedObject {
-                kind: entry.kind(),
-                name: path.display().to_string(),
-                size: Some(entry.size),
-                owner_uid: entry.uid,
-                owner: owners.name(entry.uid),
-                attribution,
-                evidence: evidence_text,
-                process: Some(sighting.process.clone()),
-                action: LeakAction::Reported,
-                error: None,
-            },
-            removal: (attribution == Attribution::Attributable).then_some(Removal::Shm(entry)),
-        });
+        let held = outside.held.get(&entry.inode);
+        findings.push(shm_finding(shm, entry, seen, held, outside.unknown, owners));
+    }
+}
+
+/// The finding on one new `/dev/shm` entry that the tree was seen holding; `held` names a
+/// process outside the tree that holds it now, `unknown` says whether any might.
+pub(crate) fn shm_finding(
+    shm: &ShmDir,
+    entry: ShmEntry,
+    seen: &ShmSeen,
+    held: Option<&(ProcessInfo, Hold)>,
+    unknown: bool,
+    owners: &mut Owners,
+) -> Finding {
+    // The holder seen right after creation names the creator best.
+    let sighting = seen
+        .holders
+        .iter()
+        .find(|s| s.moment == Moment::Creation)
+        .or(seen.holders.first());
+    let seen_text = sighting.map_or_else(|| "seen held".to_owned(), describe_sighting);
+    let (attribution, evidence_text) = if let Some((process, hold)) = held {
+        (
+            Attribution::Suspected,
+            format!(
+                "{seen_text}; still {} by {} ({}), outside the program's tree",
+                hold.verb(),
+                process.pid,
+                process.command
+            ),
+        )
+    } else if unknown {
+        (
+            Attribution::Suspected,
+            format!("{seen_text}; whether another process holds it now is unknown"),
+        )
+    } else if seen.held_at_creation == Some(false) {
+        (
+            Attribution::Suspected,
+            format!(
+                "{seen_text}, but no process of the program held it when it was created: \
+                 another program may have made it"
+            ),
+        )
+    } else {
+        (Attribution::Attributable, seen_text)
+    };
+    let path = shm.path.join(&entry.name);
+    Finding {
+        object: LeakedObject {
+            kind: entry.kind(),
+            name: path.display().to_string(),
+            size: Some(entry.size),
+            owner_uid: entry.uid,
+            owner: owners.name(entry.uid),
+            attribution,
+            evidence: evidence_text,
+            process: sighting.map(|s| s.process.clone()),
+            action: LeakAction::Reported,
+            error: None,
+        },
+        removal: (attribution == Attribution::Attributable).then_some(Removal::Shm(entry)),
     }
 }
 
 /// "mapped by 1234 (python3 job.py) right after it was created".
-fn describe_sighting(sighting: &Sighting) -> String {
+pub(crate) fn describe_sighting(sighting: &Sighting) -> String {
     let when = match sighting.moment {
         Moment::Creation => "right after it was created",
         Moment::Stop => "when the stop began",
@@ -292,17 +327,17 @@ fn describe_sighting(sighting: &Sighting) -> String {
 }
 
 /// Processes outside the tree that hold some of the candidates now.
-struct Outside {
-    held: HashMap<u64, (ProcessInfo, Hold)>,
+pub(crate) struct Outside {
+    pub(crate) held: HashMap<u64, (ProcessInfo, Hold)>,
     /// The search failed: any candidate may be held.
-    unknown: bool,
+    pub(crate) unknown: bool,
 }
 
 /// Looks through every process on the machine (the tree is gone by now) for `inodes`: the
 /// cost is paid only when something may have leaked. A process hangwatch may not inspect
 /// (another user's, when hangwatch is not root; a non-dumpable one) is taken to hold nothing:
 /// see the crate's caveats.
-fn holders_outside(shm: &ShmDir, inodes: &HashSet<u64>) -> io::Result<Outside> {
+pub(crate) fn holders_outside(shm: &ShmDir, inodes: &HashSet<u64>) -> io::Result<Outside> {
     let mut outside = Outside {
         held: HashMap::new(),
         unknown: false,
@@ -347,25 +382,42 @@ fn holders_outside(shm: &ShmDir, inodes: &HashSet<u64>) -> io::Result<Outside> {
 fn audit_sysv(
     baseline: &Baseline,
     evidence: &Evidence,
+    reported: &Reported,
     owners: &mut Owners,
     findings: &mut Vec<Finding>,
     unattributed: &mut u64,
     errors: &mut Vec<String>,
 ) {
     for object in read_sysv(errors) {
-        if baseline.had_sysv(&object) || object.cuid != baseline.uid {
+        if baseline.had_sysv(&object)
+            || object.cuid != baseline.uid
+            || reported.sysv.contains(&(object.kind, object.id))
+        {
             continue;
         }
         let Some((attribution, text, process)) = judge_sysv(&object, evidence) else {
             *unattributed += 1;
             continue;
         };
+        findings.push(sysv_finding(&object, attribution, text, process, owners));
+    }
+}
+
+/// The finding on one SysV object.
+pub(crate) fn sysv_finding(
+    object: &SysvObject,
+    attribution: Attribution,
+    text: String,
+    process: Option<ProcessInfo>,
+    owners: &mut Owners,
+) -> Finding {
+    {
         let kind = match object.kind {
             SysvKind::SharedMemory => LeakKind::SysvSharedMemory,
             SysvKind::Semaphore => LeakKind::SysvSemaphore,
             SysvKind::MessageQueue => LeakKind::SysvMessageQueue,
         };
-        findings.push(Finding {
+        Finding {
             object: LeakedObject {
                 kind,
                 name: object.name(),
@@ -383,8 +435,26 @@ fn audit_sysv(
             },
             removal: (attribution == Attribution::Attributable)
                 .then_some(Removal::SysvShm(object.id)),
-        });
+        }
     }
+}
+
+/// `pid` as a member of the tree that may have made or used `object`: `None` when the tree
+/// never had that PID, or had it only before the object was made (a PID reaped before that
+/// was reused by someone else since).
+pub(crate) fn tree_member<'a>(
+    evidence: &'a Evidence,
+    pid: i32,
+    object: &SysvObject,
+) -> Option<&'a TreeMember> {
+    evidence.tree.get(&pid).filter(|member| {
+        member.gone_at.is_none_or(|gone| {
+            let gone = gone
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            i64::try_from(gone).unwrap_or(i64::MAX).saturating_add(1) >= object.ctime
+        })
+    })
 }
 
 /// The verdict on one new SysV object of the program's user; `None` when nothing links it to
@@ -393,17 +463,7 @@ fn judge_sysv(
     object: &SysvObject,
     evidence: &Evidence,
 ) -> Option<(Attribution, String, Option<ProcessInfo>)> {
-    let member = |pid: i32| {
-        evidence.tree.get(&pid).filter(|member| {
-            // A PID reaped before the object was made was reused by someone else since.
-            member.gone_at.is_none_or(|gone| {
-                let gone = gone
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                i64::try_from(gone).unwrap_or(i64::MAX).saturating_add(1) >= object.ctime
-            })
-        })
-    };
+    let member = |pid: i32| tree_member(evidence, pid, object);
     let named = |pid: i32| match member(pid).and_then(|m| m.info.as_ref()) {
         Some(info) => format!("{pid} ({})", info.command),
         None => pid.to_string(),
@@ -482,19 +542,16 @@ fn judge_sysv(
 
 /// Socket and lock files the tree held at a stop, made during the run, that nobody serves or
 /// locks now. Report only: lock files are often meant to stay.
-fn audit_files(
+pub(crate) fn audit_files(
     baseline: &Baseline,
-    evidence: &Evidence,
+    files: &[&HeldFile],
     owners: &mut Owners,
     findings: &mut Vec<Finding>,
     errors: &mut Vec<String>,
 ) {
-    if evidence.files.is_empty() {
-        return;
-    }
     let mut served: Option<HashSet<String>> = None;
     let mut locked: Option<HashSet<(Device, u64)>> = None;
-    for held in &evidence.files {
+    for held in files {
         let Ok(meta) = std::fs::symlink_metadata(&held.path) else {
             continue;
         };
@@ -627,12 +684,12 @@ fn remove(shm: &ShmDir, removal: &Removal) -> (LeakAction, Option<String>) {
 
 /// User names by ID, looked up once each.
 #[derive(Default)]
-struct Owners {
+pub(crate) struct Owners {
     names: HashMap<u32, Option<String>>,
 }
 
 impl Owners {
-    fn name(&mut self, uid: u32) -> Option<String> {
+    pub(crate) fn name(&mut self, uid: u32) -> Option<String> {
         self.names
             .entry(uid)
             .or_insert_with(|| {
@@ -648,7 +705,6 @@ impl Owners {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::evidence::TreeMember;
 
     fn info(pid: i32) -> ProcessInfo {
         ProcessInfo {

@@ -202,7 +202,15 @@ impl Evidence {
         }
 
         let stop = moment == Moment::Stop;
-        let mut held: HashMap<u64, (i32, Hold)> = HashMap::new();
+        // Every holder (up to the few kept), not only the first: whether an object was held by
+        // one service's processes alone is what attributes it to that service.
+        let mut held: HashMap<u64, Vec<(i32, Hold)>> = HashMap::new();
+        let mut hold = |inode: u64, pid: i32, how: Hold| {
+            let holders = held.entry(inode).or_default();
+            if holders.len() < HOLDERS_KEPT && !holders.iter().any(|(p, _)| *p == pid) {
+                holders.push((pid, how));
+            }
+        };
         let mut sysv: Vec<(i32, i32)> = Vec::new();
         let mut sockets: Vec<(u64, i32)> = Vec::new();
         let mut locked: Vec<(LockedFile, i32)> = Vec::new();
@@ -215,12 +223,12 @@ impl Evidence {
                 Err(err) => return Err(err),
             };
             for inode in mapped.inodes {
-                held.entry(inode).or_insert((stat.pid, Hold::Mapped));
+                hold(inode, stat.pid, Hold::Mapped);
             }
             sysv.extend(mapped.sysv_shm.into_iter().map(|id| (id, stat.pid)));
             let fds = read_fds(stat.pid, &self.shm, stop)?;
             for inode in fds.shm {
-                held.entry(inode).or_insert((stat.pid, Hold::Open));
+                hold(inode, stat.pid, Hold::Open);
             }
             if stop {
                 sockets.extend(fds.sockets.into_iter().map(|inode| (inode, stat.pid)));
@@ -244,17 +252,19 @@ impl Evidence {
             let now = held.contains_key(&entry.inode);
             seen.held_at_creation = Some(seen.held_at_creation.unwrap_or(false) || now);
         }
-        for (inode, (pid, hold)) in held {
+        for (inode, holders) in held {
             let seen = self.shm_seen.entry(inode).or_default();
-            if seen.holders.len() < HOLDERS_KEPT
-                && !seen.holders.iter().any(|s| s.process.pid == pid)
-                && let Some(process) = info(pid)
-            {
-                seen.holders.push(Sighting {
-                    process,
-                    hold,
-                    moment,
-                });
+            for (pid, hold) in holders {
+                if seen.holders.len() < HOLDERS_KEPT
+                    && !seen.holders.iter().any(|s| s.process.pid == pid)
+                    && let Some(process) = info(pid)
+                {
+                    seen.holders.push(Sighting {
+                        process,
+                        hold,
+                        moment,
+                    });
+                }
             }
         }
         for (id, pid) in sysv {

@@ -9,8 +9,9 @@
 //!
 //! # Theory of operation
 //!
-//! A [`LeakWatch`] follows one run in four steps; the daemon (`hangwatch up`) can follow each
-//! service the same way:
+//! A [`LeakWatch`] follows one run in four steps; the daemon (`hangwatch up`) follows all its
+//! services with one, rooted at itself, and audits each service's part of the tree when it ends
+//! (step 4):
 //!
 //! 1. **Before**: [`LeakWatch::start`] starts an inotify watch on `/dev/shm`, then takes the
 //!    [`Baseline`]: every `/dev/shm` entry (by name *and* inode) and every SysV object. Nothing
@@ -25,7 +26,11 @@
 //!    ([`LeakWatch::note_started`]) and every PID the owner reaps ([`LeakWatch::note_reaped`])
 //!    join the set of PIDs the tree ever had.
 //! 4. **After** the tree is gone, [`LeakWatch::finish`] audits and, under
-//!    [`LeakPolicy::Clean`], removes what is attributable ([`mod@audit`]).
+//!    [`LeakPolicy::Clean`], removes what is attributable ([`mod@audit`]). A part of the tree
+//!    that is gone while the rest runs on (one service's program and its descendants) can be
+//!    audited on its own, report only, for the objects linked to it alone
+//!    ([`LeakWatch::audit_part`], [`mod@part`]); the final audit leaves out what such an audit
+//!    reported.
 //!
 //! # Attribution: when in doubt, report, never delete
 //!
@@ -73,6 +78,7 @@
 
 pub mod audit;
 pub mod evidence;
+pub mod part;
 pub mod procfs;
 pub mod shm;
 mod watch;
@@ -85,6 +91,7 @@ pub use audit::{Baseline, audit};
 pub use evidence::{Evidence, Moment};
 use hangwatch_protocol::exit_code;
 pub use hangwatch_protocol::report::{LeakPolicy, LeakReport};
+pub use part::{Part, PartAudit, PartFound};
 
 use crate::shm::{SHM_DIR, ShmDir};
 use crate::watch::{Drained, ShmWatch};
@@ -106,8 +113,10 @@ pub struct LeakWatch {
 
 #[derive(Debug)]
 struct Shared {
-    baseline: Baseline,
+    baseline: Arc<Baseline>,
     evidence: Evidence,
+    /// What audits of parts of the tree reported: the final audit leaves it out.
+    reported: part::Reported,
     watch: Option<Arc<ShmWatch>>,
     errors: Vec<String>,
 }
@@ -187,8 +196,9 @@ impl LeakWatch {
         };
         let baseline = Baseline::take(&dir, uid);
         let shared = Arc::new(Mutex::new(Shared {
-            baseline,
+            baseline: Arc::new(baseline),
             evidence,
+            reported: part::Reported::default(),
             watch: watch.clone(),
             errors,
         }));
@@ -236,15 +246,53 @@ impl LeakWatch {
         lock(&self.shared).evidence.reaped(pid);
     }
 
+    /// Begins the audit of one part of the tree, now gone while the rest may run on (a
+    /// service of `hangwatch up` whose program ended): picks the objects the evidence links
+    /// to that part alone. `None` when there are none, which costs next to nothing. Otherwise
+    /// [`PartAudit::run`] judges them (blocking, off the caller's loop) and
+    /// [`LeakWatch::reported`] takes the result in. See [`mod@part`].
+    #[must_use]
+    pub fn audit_part(&self, part: &Part) -> Option<PartAudit> {
+        let shared = lock(&self.shared);
+        part::pick(&shared.baseline, &shared.evidence, &shared.reported, part)
+    }
+
+    /// Takes in what a part's audit found: the objects are noted as reported, so that neither
+    /// another part's audit nor [`LeakWatch::finish`] lists them again. Returns the part's
+    /// report (policy `report`: nothing was removed).
+    pub fn reported(&self, found: PartFound) -> LeakReport {
+        let mut shared = lock(&self.shared);
+        let shared = &mut *shared;
+        let (objects, errors, took) =
+            part::settle(found, &mut shared.evidence, &mut shared.reported);
+        LeakReport {
+            policy: LeakPolicy::Report,
+            leaked: objects
+                .iter()
+                .any(|o| o.attribution == hangwatch_protocol::report::Attribution::Attributable),
+            objects,
+            audit_ms: took.as_secs_f64() * 1000.0,
+            errors,
+            ..LeakReport::default()
+        }
+    }
+
     /// Audits what the run left, once its tree is gone, and cleans under
-    /// [`LeakPolicy::Clean`]. `leftovers` is how many processes outlived the program.
+    /// [`LeakPolicy::Clean`]. `leftovers` is how many processes outlived the program. Objects
+    /// already reported by [`LeakWatch::reported`] are left out.
     #[must_use]
     pub fn finish(mut self, policy: LeakPolicy, leftovers: usize) -> LeakReport {
         if let Some(task) = self.task.take() {
             task.abort();
         }
         let shared = lock(&self.shared);
-        let mut report = audit(&shared.baseline, &shared.evidence, policy, leftovers);
+        let mut report = audit::audit_except(
+            &shared.baseline,
+            &shared.evidence,
+            policy,
+            leftovers,
+            &shared.reported,
+        );
         report.errors.extend(shared.errors.iter().cloned());
         report
     }

@@ -133,12 +133,16 @@ pub enum Event {
         /// `stay-down` or `shutdown`.
         action: String,
     },
-    /// Objects or processes a service's tree left behind.
+    /// Objects or processes a service's tree left behind. With a service: what its tree left
+    /// when it ended (each end of its program: exit, stop, restart). Without one: what the
+    /// final audit at shutdown found that no single service is known to have left. Each object
+    /// is named in one event only.
     Leak {
         /// Leftover processes stopped after the program exited.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         leftovers: Vec<ProcessInfo>,
-        /// Shared-memory and IPC objects left (names).
+        /// Shared-memory and IPC objects left, by name (`/dev/shm/psm_1a2b`,
+        /// `shmid 32769 key 0x00000000`, a socket or lock file's path). Reported, not removed.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         objects: Vec<String>,
     },

@@ -10,7 +10,8 @@
 //!   attributed to a service by its sender's PID;
 //! - the services' output (a small reader task per pipe sends chunks through a bounded
 //!   channel), which goes to each service's log file and the console, and counts as the
-//!   output-silence heartbeat; probe results and finished diagnoses arrive on the same channel;
+//!   output-silence heartbeat; probe results, finished diagnoses and leak audits arrive on the
+//!   same channel;
 //! - one exit watch (an epoll set of pidfds) shared by every tree being stopped;
 //! - one deadline timer armed at the earliest deadline of any service: a backoff ending, a
 //!   probe due, a liveness deadline, a stop's grace, the shutdown bound.
@@ -45,7 +46,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use hangwatch_config::{Check, Config, OnGiveUp, Readiness};
-use hangwatch_leaks::LeakWatch;
+use hangwatch_leaks::{LeakWatch, Part, PartFound};
 use hangwatch_process::exit_watch::ExitWatch;
 use hangwatch_process::reap::{become_subreaper, has_children, reap_exited};
 use hangwatch_process::timer::DeadlineTimer;
@@ -176,6 +177,12 @@ pub(crate) enum Msg {
         request: Request,
         reply: oneshot::Sender<Reply>,
         written: oneshot::Receiver<()>,
+    },
+    /// The leak audit of a service's tree, gone, is done (`None`: it failed or took too long;
+    /// the final audit covers its objects).
+    Leaks {
+        service: usize,
+        found: Option<PartFound>,
     },
     /// A diagnosis asked for with `hangwatch diagnose NAME` is written.
     Inspected {
@@ -383,6 +390,8 @@ struct Supervisor {
     timer: DeadlineTimer,
     /// The leak audit of the whole supervisor; taken by the final audit.
     leaks: Option<LeakWatch>,
+    /// Audits of services' trees under way (see [`Supervisor::audit_leaks`]).
+    leak_audits: usize,
     diagnose: DiagnoseSpec,
     exec_probes: HashMap<i32, ExecProbe>,
     /// The scan of `/proc` for this wake-up, taken when first needed.
@@ -481,6 +490,7 @@ impl Supervisor {
             watch: Arc::new(ExitWatch::new().map_err(io_err("create an exit watch"))?),
             timer: DeadlineTimer::new().map_err(io_err("create a timer"))?,
             leaks: Some(LeakWatch::start(own_pid, nix::unistd::geteuid().as_raw())),
+            leak_audits: 0,
             diagnose,
             exec_probes: HashMap::new(),
             table: None,
@@ -873,6 +883,13 @@ impl Supervisor {
         let main = svc.main.take();
         let escalated = stop.tree.escalated();
         let records = stop.tree.into_records();
+        let part = main.as_ref().map(|main| {
+            let mut part = Part::program(main.id, main.pgid);
+            for record in &records {
+                part.add(&record.process);
+            }
+            part
+        });
         let killed: Vec<ProcessInfo> = records
             .iter()
             .filter(|r| r.killed)
@@ -937,6 +954,65 @@ impl Supervisor {
                 };
                 self.decide(i, ending, uptime, reason, now);
             }
+        }
+        // After the restart: the audit must not delay it.
+        if let Some(part) = part {
+            self.audit_leaks(i, &part);
+        }
+    }
+
+    /// Audits what service `i`'s tree (`part`), gone, left behind in shared memory and SysV
+    /// IPC: report only, each object once, attributed to the service when nothing but its tree
+    /// held it (the rest waits for the final audit). Picking the candidates costs the loop
+    /// a few microseconds (a read of `/proc/sysvipc/shm`, ~1 µs per segment on the machine);
+    /// judging them searches every process on the machine for holders, so it runs on a
+    /// blocking thread, only when there is a candidate, and reports back with [`Msg::Leaks`].
+    fn audit_leaks(&mut self, i: usize, part: &Part) {
+        let Some(audit) = self.leaks.as_ref().and_then(|leaks| leaks.audit_part(part)) else {
+            return;
+        };
+        self.leak_audits += 1;
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let task = tokio::task::spawn_blocking(move || audit.run());
+            let found = match tokio::time::timeout(LEAK_AUDIT_LIMIT, task).await {
+                Ok(Ok(found)) => Some(found),
+                Ok(Err(err)) => {
+                    tracing::warn!(%err, "the leak audit of a service failed");
+                    None
+                }
+                Err(_) => {
+                    tracing::warn!("the leak audit of a service took too long and was abandoned");
+                    None
+                }
+            };
+            let _ = tx.send(Msg::Leaks { service: i, found }).await;
+        });
+    }
+
+    fn on_leaks(&mut self, i: usize, found: Option<PartFound>) {
+        self.leak_audits = self.leak_audits.saturating_sub(1);
+        let (Some(leaks), Some(found)) = (&self.leaks, found) else {
+            return;
+        };
+        let report = leaks.reported(found);
+        for error in &report.errors {
+            tracing::warn!(service = %self.services[i].cfg.name, %error, "leak audit");
+        }
+        tracing::debug!(
+            service = %self.services[i].cfg.name,
+            took_ms = report.audit_ms,
+            objects = report.objects.len(),
+            "leak audit of a stopped service"
+        );
+        if !report.objects.is_empty() {
+            self.emit(
+                Some(i),
+                Event::Leak {
+                    leftovers: Vec::new(),
+                    objects: report.objects.into_iter().map(|o| o.name).collect(),
+                },
+            );
         }
     }
 
@@ -1109,6 +1185,7 @@ impl Supervisor {
                 record,
                 reply,
             } => self.on_inspected(service, record, reply),
+            Msg::Leaks { service, found } => self.on_leaks(service, found),
             Msg::Diagnosed {
                 service,
                 generation,
@@ -1723,6 +1800,13 @@ impl Supervisor {
                 .iter()
                 .all(|s| !s.phase.running() && s.stop.is_none())
             && self.exec_probes.is_empty()
+            // The services' leak audits report before `down`, within the shutdown's bound
+            // (what one of them did not report, the final audit does).
+            && (self.leak_audits == 0
+                || self
+                    .shutdown
+                    .as_ref()
+                    .is_some_and(|s| Instant::now() >= s.deadline))
     }
 
     async fn finish(&mut self) -> Result<UpOutcome, UpError> {
@@ -1997,6 +2081,10 @@ fn kill_at_once(stop: &mut ActiveStop, table: &ProcessTable) -> Result<(), UpErr
 
 /// How often the memory of a service with a `memory_limit` is sampled.
 const MEMORY_EVERY: Duration = Duration::from_secs(1);
+
+/// The longest a service's leak audit may take (a search of every process on the machine,
+/// tens of milliseconds on a busy one) before its result is abandoned to the final audit.
+const LEAK_AUDIT_LIMIT: Duration = Duration::from_secs(2);
 
 /// Resident memory of the processes of `scope`, in bytes.
 fn tree_rss(scope: &Scope, table: &ProcessTable) -> u64 {

@@ -582,7 +582,10 @@ impl Supervisor {
         let mut report = ReloadReport::default();
         for (key, changed) in [
             ("state_dir", config.state_dir != self.config.state_dir),
-            ("events_max_size", config.events_max_size != self.config.events_max_size),
+            (
+                "events_max_size",
+                config.events_max_size != self.config.events_max_size,
+            ),
             ("events_keep", config.events_keep != self.config.events_keep),
         ] {
             if changed {

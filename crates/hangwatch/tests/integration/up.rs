@@ -897,3 +897,161 @@ command = ["sleep", "60"]
     assert_eq!(code, 0);
     guard.assert_all_gone();
 }
+
+/// What leak events name, by service (`None`: the final audit's).
+fn leaked_objects(events: &[EventRecord], service: Option<&str>) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e.service.as_deref() == service)
+        .filter_map(|e| match &e.event {
+            Event::Leak { objects, .. } => Some(objects.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect()
+}
+
+/// Removes, on drop, every object the services of a test may have left: the POSIX shared
+/// memory and SysV segments they printed in their logs (`ready <pid> <name or shmid>`).
+struct LeftBehind {
+    logs: std::path::PathBuf,
+}
+
+impl LeftBehind {
+    /// The last word of each `ready` line `service` printed: what it made.
+    fn made_by(&self, service: &str) -> Vec<String> {
+        std::fs::read_to_string(self.logs.join(format!("{service}.log")))
+            .unwrap_or_default()
+            .lines()
+            .filter(|line| line.contains("| ready "))
+            .filter_map(|line| line.split_whitespace().last().map(str::to_owned))
+            .collect()
+    }
+}
+
+impl Drop for LeftBehind {
+    fn drop(&mut self) {
+        let lines = |service: &str| self.made_by(service);
+        for name in lines("shm") {
+            if name.starts_with("psm_") && !name.contains('/') {
+                let _ = std::fs::remove_file(Path::new("/dev/shm").join(name));
+            }
+        }
+        for id in lines("sysv") {
+            if let Ok(id) = id.parse::<i32>() {
+                let _ = hangwatch_process::ipc::remove_sysv_shm(id);
+            }
+        }
+    }
+}
+
+#[test]
+fn what_a_service_leaves_at_each_end_is_reported_with_it_once() {
+    let dir = Scratch::new("up-leaks");
+    let left = LeftBehind {
+        logs: dir.path.join("state/logs"),
+    };
+    let program = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/shm_leak.py");
+    // `shm` makes POSIX shared memory and never unlinks it, `sysv` abandons a SysV segment, each
+    // once per start; `clean` makes nothing. All three restart until hangwatch is stopped.
+    let mut up = Up::start(
+        &dir,
+        &format!(
+            r#"
+[service.shm]
+command = ["python3", "{program}", "0.2"]
+restart = "always"
+backoff = {{ initial = "0s" }}
+max_restarts = {{ count = 1000, within = "60s" }}
+
+[service.sysv]
+command = ["{fixture}", "sysv-shm", "4096", "0.1"]
+restart = "always"
+backoff = {{ initial = "0s" }}
+max_restarts = {{ count = 1000, within = "60s" }}
+
+[service.clean]
+command = ["sh", "-c", "sleep 0.1"]
+restart = "always"
+backoff = {{ initial = "0s" }}
+max_restarts = {{ count = 1000, within = "60s" }}
+"#,
+            program = program.display(),
+            fixture = fixture().display(),
+        ),
+    );
+    // Leftover processes are reported in leak events too; these tests are about objects.
+    let left_objects = |e: &EventRecord, service: &str| {
+        is(e, service, "leak")
+            && matches!(&e.event, Event::Leak { objects, .. } if !objects.is_empty())
+    };
+    for _ in 0..2 {
+        for service in ["shm", "sysv"] {
+            up.wait(WAIT, |e| left_objects(e, service));
+        }
+    }
+    let (code, events, guard) = up.stop(Signal::TERMINATE);
+    assert_eq!(code, 0, "{events:#?}");
+    let down = events
+        .iter()
+        .position(|e| matches!(e.event, Event::Down { .. }))
+        .expect("a down event");
+
+    let made: Vec<(&str, Vec<String>)> = vec![
+        (
+            "shm",
+            left.made_by("shm")
+                .iter()
+                .map(|name| format!("/dev/shm/{name}"))
+                .collect(),
+        ),
+        (
+            "sysv",
+            left.made_by("sysv")
+                .iter()
+                .map(|id| format!("shmid {id} "))
+                .collect(),
+        ),
+    ];
+    for (service, made) in &made {
+        let service = *service;
+        // One event per end that left something, each naming that end's object only.
+        let ends: Vec<&EventRecord> = events.iter().filter(|e| left_objects(e, service)).collect();
+        assert!(ends.len() >= 2, "{service}: {events:#?}");
+        for end in &ends {
+            let Event::Leak { objects, .. } = &end.event else {
+                unreachable!()
+            };
+            assert_eq!(objects.len(), 1, "{end:?}");
+            assert!(
+                made.iter().any(|m| objects[0].starts_with(m.as_str())),
+                "{end:?}: not one of {made:?}"
+            );
+        }
+        assert!(
+            events
+                .iter()
+                .enumerate()
+                .all(|(n, e)| !is(e, service, "leak") || n < down),
+            "a leak reported after down: {events:#?}"
+        );
+        // Each object once: not again at a later end, nor in the final audit.
+        let mut named = leaked_objects(&events, Some(service));
+        let total = named.len();
+        named.sort();
+        named.dedup();
+        assert_eq!(named.len(), total, "{service}: reported twice: {events:#?}");
+        let last = leaked_objects(&events, None);
+        assert!(
+            named.iter().all(|name| !last.contains(name)),
+            "{service}'s objects again in the final audit: {last:?}"
+        );
+        assert!(
+            count(&events, service, "started") >= ends.len(),
+            "{events:#?}"
+        );
+    }
+    assert!(count(&events, "clean", "started") >= 2, "{events:#?}");
+    assert_eq!(count(&events, "clean", "leak"), 0, "{events:#?}");
+    guard.assert_all_gone();
+}
