@@ -18,7 +18,7 @@ use anyhow::Context as _;
 use hangwatch_protocol::event::{Event, EventRecord};
 
 use crate::cli::EventsArgs;
-use crate::commands::follow::{Follower, last_lines};
+use crate::commands::follow::{Follower, Opened, last_lines};
 use crate::commands::out;
 use crate::commands::target::Target;
 use crate::commands::time::parse_time;
@@ -71,7 +71,7 @@ fn run(args: &EventsArgs) -> anyhow::Result<i32> {
 
 /// Every line of the rotated event files (oldest first) and of the live one, and the live
 /// file, open, with where its whole lines end.
-pub fn read_all(state: &Path) -> anyhow::Result<(Vec<Vec<u8>>, Option<(File, u64)>)> {
+pub fn read_all(state: &Path) -> anyhow::Result<(Vec<Vec<u8>>, Opened)> {
     let mut lines = Vec::new();
     for path in rotated_files(state)? {
         let text = match std::fs::read(&path) {
@@ -122,7 +122,7 @@ fn rotated_files(state: &Path) -> anyhow::Result<Vec<PathBuf>> {
             Some((n, entry.path()))
         })
         .collect();
-    numbered.sort_by(|a, b| b.0.cmp(&a.0));
+    numbered.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
     Ok(numbered.into_iter().map(|(_, path)| path).collect())
 }
 

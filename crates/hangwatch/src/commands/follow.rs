@@ -10,6 +10,11 @@
 //! rename that the check saw) and switches to the new one from its start. Nothing is polled
 //! on a timer: with nothing written, the process sleeps in `poll(2)`.
 //!
+//! A writer may rotate several times before the reader looks (a burst of output into a small
+//! log): the files in between are found among the rotated names (`NAME.1`, `NAME.2`…) by
+//! their inodes and read whole, in order. Files rotated past the number kept before the
+//! reader got to them are gone, for this reader as for `tail -F`.
+//!
 //! The same `poll` watches stdout for the reader going away (`POLLERR` on a pipe whose reading
 //! end was closed), so `hangwatch events -f | grep -m1 x` ends as soon as grep does, not at
 //! the next event.
@@ -34,6 +39,10 @@ const READ_LIMIT: u64 = 1 << 20;
 
 /// A line without its end longer than this is handed out as it is.
 const PARTIAL_LIMIT: usize = 1 << 20;
+
+/// A file already open under a followed name, and where its whole lines end (where following
+/// begins); `None` when it does not exist yet.
+pub type Opened = Option<(File, u64)>;
 
 /// A whole line of a followed file, without its `\n`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,7 +111,7 @@ impl Follower {
     /// Follows `name` from `offset` of `file`, the file already open under that name and read
     /// up to there; with `None`, from the start of the file once it exists. Returns the index
     /// [`Line::file`] will carry.
-    pub fn add(&mut self, name: &str, opened: Option<(File, u64)>) -> usize {
+    pub fn add(&mut self, name: &str, opened: Opened) -> usize {
         if let Some(i) = self.index(name) {
             return i;
         }
@@ -282,6 +291,13 @@ impl Follower {
                 bytes: std::mem::take(&mut followed.partial),
             });
         }
+        // Files the writer filled and rotated away while this one was being read.
+        if let Some(old) = followed.id {
+            for file in rotated_since(&self.dir, &followed.name, old) {
+                read_whole(&file, i, lines)?;
+            }
+        }
+        let followed = &mut self.files[i];
         match File::open(&path) {
             Ok(file) => {
                 followed.id = Some(identity(&file.metadata()?));
@@ -337,6 +353,47 @@ impl Follower {
         followed.seen = bytes_before(file, line_end)?;
         Ok(())
     }
+}
+
+/// The rotated files (`NAME.1`, `NAME.2`…) newer than file `old`, oldest first: those between
+/// the file a reader was on and the live one, when the writer rotated more than once before the
+/// reader looked. If `old` is no longer among them (rotated past the number kept), every one
+/// is newer. Each is opened at once, so that a further rotation cannot take it away.
+fn rotated_since(dir: &Path, name: &str, old: (u64, u64)) -> Vec<File> {
+    let mut newer: Vec<(File, (u64, u64))> = Vec::new();
+    for n in 1.. {
+        let Ok(file) = File::open(dir.join(format!("{name}.{n}"))) else {
+            break;
+        };
+        let Ok(id) = file.metadata().map(|m| identity(&m)) else {
+            break;
+        };
+        if id == old {
+            break;
+        }
+        // A rotation while listing can show one file under two names.
+        if !newer.iter().any(|(_, seen)| *seen == id) {
+            newer.push((file, id));
+        }
+    }
+    newer.into_iter().rev().map(|(file, _)| file).collect()
+}
+
+/// Every line of a rotated file (complete: a last line without its end counts).
+fn read_whole(file: &File, i: usize, lines: &mut Vec<Line>) -> io::Result<()> {
+    let mut bytes = Vec::new();
+    io::Read::read_to_end(&mut &*file, &mut bytes)?;
+    let mut partial = Vec::new();
+    split_lines(&bytes, &mut partial, |bytes| {
+        lines.push(Line { file: i, bytes })
+    });
+    if !partial.is_empty() {
+        lines.push(Line {
+            file: i,
+            bytes: partial,
+        });
+    }
+    Ok(())
 }
 
 /// How many bytes before the read position are remembered to recognise the file later.
@@ -507,6 +564,20 @@ mod tests {
             seen.extend(texts(&follower.wait(write.as_fd()).expect("wait")));
         }
         assert_eq!(seen, ["before", "after"]);
+
+        // Two rotations before the follower looks: the file between is read too.
+        append(&log, "x1\n");
+        std::fs::rename(dir.join("a.log.1"), dir.join("a.log.2")).expect("rotate");
+        std::fs::rename(&log, dir.join("a.log.1")).expect("rotate");
+        append(&log, "x2\n");
+        std::fs::rename(dir.join("a.log.1"), dir.join("a.log.2")).expect("rotate");
+        std::fs::rename(&log, dir.join("a.log.1")).expect("rotate");
+        append(&log, "x3\n");
+        let mut seen = texts(&follower.wait(write.as_fd()).expect("wait"));
+        while seen.len() < 3 {
+            seen.extend(texts(&follower.wait(write.as_fd()).expect("wait")));
+        }
+        assert_eq!(seen, ["x1", "x2", "x3"]);
 
         // Truncation, then a line.
         std::fs::OpenOptions::new()

@@ -15,7 +15,7 @@ use anyhow::Context as _;
 use hangwatch_supervisor::state::console::color_of;
 
 use crate::cli::LogsArgs;
-use crate::commands::follow::{Follower, last_lines};
+use crate::commands::follow::{Follower, Opened, last_lines};
 use crate::commands::out;
 use crate::commands::target::Target;
 
@@ -124,9 +124,6 @@ fn logged_services(logs_dir: &Path) -> anyhow::Result<Vec<String>> {
     names.dedup();
     Ok(names)
 }
-
-/// A live log file, open, and where its whole lines end (where a follower starts).
-type Opened = Option<(File, u64)>;
 
 /// The last `n` lines of `name`'s log, oldest first, reaching into rotated files when the live
 /// one has fewer; and the live file, [`Opened`].

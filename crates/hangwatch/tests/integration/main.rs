@@ -8,6 +8,7 @@ mod harness;
 mod check;
 mod diagnose;
 mod exit_codes;
+mod files;
 mod leaks;
 mod leftovers;
 mod signals;
