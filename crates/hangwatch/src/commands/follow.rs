@@ -291,22 +291,35 @@ impl Follower {
                 bytes: std::mem::take(&mut followed.partial),
             });
         }
-        // Files the writer filled and rotated away while this one was being read.
-        if let Some(old) = followed.id {
-            for file in rotated_since(&self.dir, &followed.name, old) {
-                read_whole(&file, i, lines)?;
+        // Files the writer filled and rotated away while this one was being read. Each read
+        // becomes the one followed, so that if the live name is not there yet, the next check
+        // starts after it. The live file is taken once no rotated file lies between it and
+        // the last one read (a rotation may happen while looking).
+        loop {
+            if let Some(old) = followed.id {
+                for (file, id) in rotated_since(&self.dir, &followed.name, old) {
+                    let len = read_whole(&file, i, lines)?;
+                    followed.seen = bytes_before(&file, len)?;
+                    followed.file = Some(file);
+                    followed.id = Some(id);
+                    followed.offset = len;
+                }
             }
-        }
-        let followed = &mut self.files[i];
-        match File::open(&path) {
-            Ok(file) => {
-                followed.id = Some(identity(&file.metadata()?));
-                followed.file = Some(file);
+            let live = match File::open(&path) {
+                Ok(file) => file,
+                Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
+                Err(err) => return Err(err),
+            };
+            let between = followed
+                .id
+                .is_some_and(|old| !rotated_since(&self.dir, &followed.name, old).is_empty());
+            if !between {
+                followed.id = Some(identity(&live.metadata()?));
+                followed.file = Some(live);
                 followed.offset = 0;
                 followed.seen.clear();
+                break;
             }
-            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(err) => return Err(err),
         }
         self.drain(i, lines)
     }
@@ -359,30 +372,44 @@ impl Follower {
 /// the file a reader was on and the live one, when the writer rotated more than once before the
 /// reader looked. If `old` is no longer among them (rotated past the number kept), every one
 /// is newer. Each is opened at once, so that a further rotation cannot take it away.
-fn rotated_since(dir: &Path, name: &str, old: (u64, u64)) -> Vec<File> {
+fn rotated_since(dir: &Path, name: &str, old: (u64, u64)) -> Vec<(File, (u64, u64))> {
+    // A rotation renames from the highest number down, so a low number may be missing for a
+    // moment: every number up to the highest listed (and past it, for a shift while looking)
+    // is tried, not only up to the first gap.
+    let prefix = format!("{name}.");
+    let highest = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().into_string().ok())
+        .filter_map(|file| file.strip_prefix(&prefix)?.parse::<u64>().ok())
+        .max()
+        .unwrap_or(0);
     let mut newer: Vec<(File, (u64, u64))> = Vec::new();
-    for n in 1.. {
-        let Ok(file) = File::open(dir.join(format!("{name}.{n}"))) else {
-            break;
+    for n in 1..=highest + 2 {
+        let Ok(file) = File::open(dir.join(format!("{prefix}{n}"))) else {
+            continue;
         };
         let Ok(id) = file.metadata().map(|m| identity(&m)) else {
-            break;
+            continue;
         };
         if id == old {
             break;
         }
-        // A rotation while listing can show one file under two names.
+        // A rotation while looking can show one file under two names.
         if !newer.iter().any(|(_, seen)| *seen == id) {
             newer.push((file, id));
         }
     }
-    newer.into_iter().rev().map(|(file, _)| file).collect()
+    newer.reverse();
+    newer
 }
 
-/// Every line of a rotated file (complete: a last line without its end counts).
-fn read_whole(file: &File, i: usize, lines: &mut Vec<Line>) -> io::Result<()> {
+/// Every line of a rotated file (complete: a last line without its end counts); its length.
+fn read_whole(file: &File, i: usize, lines: &mut Vec<Line>) -> io::Result<u64> {
     let mut bytes = Vec::new();
     io::Read::read_to_end(&mut &*file, &mut bytes)?;
+    let len = bytes.len() as u64;
     let mut partial = Vec::new();
     split_lines(&bytes, &mut partial, |bytes| {
         lines.push(Line { file: i, bytes })
@@ -393,7 +420,7 @@ fn read_whole(file: &File, i: usize, lines: &mut Vec<Line>) -> io::Result<()> {
             bytes: partial,
         });
     }
-    Ok(())
+    Ok(len)
 }
 
 /// How many bytes before the read position are remembered to recognise the file later.
