@@ -474,7 +474,9 @@ fn split_lines(bytes: &[u8], partial: &mut Vec<u8>, mut line: impl FnMut(Vec<u8>
 /// line ends (a line still without its `\n` is left for a follower).
 pub fn last_lines(file: &File, end: u64, n: usize) -> io::Result<(Vec<Vec<u8>>, u64)> {
     const CHUNK: u64 = 64 * 1024;
-    let mut tail: Vec<u8> = Vec::new();
+    // Chunks from the end backwards, joined once at the end (prepending each would copy the
+    // whole tail again for every chunk).
+    let mut chunks: Vec<Vec<u8>> = Vec::new();
     let mut start = end;
     // Where the whole lines end: after the last `\n` before `end`.
     let mut whole_end: Option<u64> = None;
@@ -489,8 +491,7 @@ pub fn last_lines(file: &File, end: u64, n: usize) -> io::Result<(Vec<Vec<u8>>, 
             whole_end = Some(from + at as u64 + 1);
         }
         newlines += chunk.iter().filter(|&&b| b == b'\n').count();
-        chunk.extend_from_slice(&tail);
-        tail = chunk;
+        chunks.push(chunk);
         start = from;
         // n lines need n+1 line ends, or the start of the file.
         if newlines > n {
@@ -500,6 +501,8 @@ pub fn last_lines(file: &File, end: u64, n: usize) -> io::Result<(Vec<Vec<u8>>, 
     let Some(whole_end) = whole_end else {
         return Ok((Vec::new(), 0));
     };
+    chunks.reverse();
+    let tail = chunks.concat();
     let body = &tail[..(whole_end - start) as usize];
     let body = body.strip_suffix(b"\n").unwrap_or(body);
     let mut lines: Vec<Vec<u8>> = body
