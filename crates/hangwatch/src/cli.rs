@@ -75,23 +75,46 @@ pub enum Command {
     /// stop, changed ones restart, unchanged ones are not touched. A config with errors is
     /// rejected with their positions and changes nothing.
     Reload(ReloadArgs),
+
+    /// Print the services' output from their log files, interleaved by time; -f follows.
+    ///
+    /// Reads the state directory, so it works whether or not the supervisor is still running
+    /// (a post-mortem). Each service's log is `logs/NAME.log`, rotated to NAME.log.1, .2…;
+    /// the last lines are taken across rotations, and -f keeps following through them and
+    /// picks up services whose log appears later. Lines are printed as the log holds them
+    /// (UTC time, out or err, the text), after the service's name when several are shown.
+    Logs(LogsArgs),
+
+    /// Print the event log (events.jsonl): starts, exits, stalls, incidents, restarts,
+    /// shutdowns, one line each; -f follows.
+    ///
+    /// Reads the state directory, rotated event files included, so it works whether or not
+    /// the supervisor is still running.
+    Events(EventsArgs),
+
+    /// List the incidents of the state directory (diagnoses taken before a stalled service was
+    /// stopped), oldest first; `incidents show ID` prints one.
+    Incidents(IncidentsArgs),
 }
 
-/// Which supervisor a command talks to: the one whose state directory is `--state`, or the
-/// one the config file names (its `state_dir`, default `.hangwatch/` beside it).
+/// Which supervisor a client verb is about: its config file, or its state directory directly.
+///
+/// Global, so that it may follow a verb's own subcommand (`incidents show ID --state DIR`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct TargetArgs {
-    /// The config file whose supervisor to address.
+    /// The config file: the supervisor's records are in its `state_dir` (default .hangwatch/
+    /// beside it). In `logs` and `events`, where -f follows, only --file.
     #[arg(
         short = 'f',
         long = "file",
         value_name = "FILE",
-        default_value = "hangwatch.toml"
+        default_value = "hangwatch.toml",
+        global = true
     )]
     pub file: PathBuf,
 
-    /// The supervisor's state directory (overrides the config file's).
-    #[arg(long = "state", value_name = "DIR")]
+    /// The state directory, instead of the config's.
+    #[arg(long = "state", value_name = "DIR", global = true)]
     pub state: Option<PathBuf>,
 }
 
@@ -146,6 +169,82 @@ pub struct ReloadArgs {
     /// Print the supervisor's reply as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LogsArgs {
+    /// Only this service's log.
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Keep printing lines as they are written, across rotations (until interrupted).
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+
+    /// How many of the last lines of each service to print first (as tail: 10).
+    #[arg(short = 'n', long = "lines", value_name = "N", default_value_t = 10)]
+    pub lines: usize,
+
+    /// Colour the service names: auto (when stdout is a terminal and NO_COLOR is unset),
+    /// always or never.
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    pub color: ColorArg,
+
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct EventsArgs {
+    /// Keep printing events as they are logged, across rotations (until interrupted).
+    #[arg(short = 'f', long)]
+    pub follow: bool,
+
+    /// Only events since this time: a duration ago (10m, 1h30m) or an RFC 3339 time
+    /// (2026-11-24T10:00:00Z, 2026-11-24T11:00:00+01:00).
+    #[arg(long, value_name = "TIME", value_parser = parse_since)]
+    pub since: Option<std::time::SystemTime>,
+
+    /// Only the last N events (of those since --since).
+    #[arg(short = 'n', long = "lines", value_name = "N")]
+    pub lines: Option<usize>,
+
+    /// Print the records as the log holds them, one JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Colour alarming events: auto (when stdout is a terminal and NO_COLOR is unset), always
+    /// or never.
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    pub color: ColorArg,
+
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct IncidentsArgs {
+    #[command(subcommand)]
+    pub command: Option<IncidentsCommand>,
+
+    /// Print JSON: the list as an array of objects, or (with show) the diagnosis as written.
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IncidentsCommand {
+    /// Print one incident's report: the verdict, every process and thread with what it
+    /// waits on.
+    Show {
+        /// The incident's ID as `hangwatch incidents` lists it, or a unique prefix of it
+        /// (default: the newest).
+        #[arg(value_name = "ID")]
+        id: Option<String>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -383,6 +482,10 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     hangwatch_supervisor::duration::parse_duration(text).map_err(|err| err.to_string())
 }
 
+fn parse_since(text: &str) -> Result<std::time::SystemTime, String> {
+    crate::commands::time::parse_since(text, std::time::SystemTime::now())
+}
+
 fn parse_signal(text: &str) -> Result<Signal, String> {
     text.parse::<Signal>().map_err(|err| err.to_string())
 }
@@ -390,11 +493,17 @@ fn parse_signal(text: &str) -> Result<Signal, String> {
 /// The clap command with texts computed at run time (the exit-status table).
 pub fn command() -> clap::Command {
     let codes = hangwatch_protocol::exit_code::run_exit_codes_table();
-    Cli::command().mut_subcommand("run", |run| {
-        run.after_help(format!(
-            "Exit status:\n{codes}\nExample:\n  hangwatch run --timeout 5m --grace 10s --report run.json -- python3 job.py"
-        ))
-    })
+    Cli::command()
+        .mut_subcommand("run", |run| {
+            run.after_help(format!(
+                "Exit status:\n{codes}\nExample:\n  hangwatch run --timeout 5m --grace 10s --report run.json -- python3 job.py"
+            ))
+        })
+        // -f follows there, as in tail and journalctl; the config file is --file.
+        .mut_subcommand("logs", |logs| logs.mut_arg("file", |file| file.short(None)))
+        .mut_subcommand("events", |events| {
+            events.mut_arg("file", |file| file.short(None))
+        })
 }
 
 #[cfg(test)]

@@ -40,6 +40,9 @@ fn main() -> ExitCode {
         }
         cli::Command::Down(args) => commands::control::down(&args),
         cli::Command::Reload(args) => commands::control::reload(&args),
+        cli::Command::Logs(args) => commands::logs::main(&args),
+        cli::Command::Events(args) => commands::events::main(&args),
+        cli::Command::Incidents(args) => commands::incidents::main(&args),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))
 }
@@ -71,10 +74,10 @@ fn init_tracing() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn command_line_definition_is_consistent() {
-        cli::Cli::command().debug_assert();
+        // The command as run: `logs` and `events` give -f to --follow there.
+        cli::command().debug_assert();
     }
 }

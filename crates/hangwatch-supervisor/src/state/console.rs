@@ -279,9 +279,10 @@ impl Style {
     }
 }
 
-/// The colour of a service's name: the same in every run (FNV-1a of the name, not std's
-/// hasher, whose output may change between Rust releases).
-fn color_of(service: &str) -> u8 {
+/// The colour (an SGR code) of a service's name: the same in every run and in `hangwatch logs`
+/// (FNV-1a of the name, not std's hasher, whose output may change between Rust releases).
+#[must_use]
+pub fn color_of(service: &str) -> u8 {
     let hash = service
         .bytes()
         .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {

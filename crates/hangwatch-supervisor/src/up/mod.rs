@@ -2105,8 +2105,10 @@ fn describe_status(status: ExitStatus) -> String {
     }
 }
 
-/// An event in words for the console; `None` for those not worth a line.
-fn describe(record: &EventRecord) -> Option<String> {
+/// An event in words, as the console of `up` and `hangwatch events` print it; `None` for those
+/// not worth a line on the console.
+#[must_use]
+pub fn describe(record: &EventRecord) -> Option<String> {
     let name = record.service.as_deref().unwrap_or("hangwatch");
     Some(match &record.event {
         Event::Up {

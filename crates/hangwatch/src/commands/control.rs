@@ -26,7 +26,7 @@ use hangwatch_protocol::exit_code;
 use crate::cli::{DownArgs, ReloadArgs, ServiceArgs};
 use crate::commands::output;
 use crate::commands::status::{describe_exit, short_duration};
-use crate::commands::target::{Target, resolve};
+use crate::commands::target::Target;
 
 /// A request failed (see the module docs).
 pub const FAILED: i32 = 1;
@@ -132,7 +132,7 @@ pub enum Verb {
 
 /// `hangwatch start|stop|restart NAME`: one line saying where the service ended up.
 pub fn service(verb: Verb, args: &ServiceArgs) -> i32 {
-    let target = resolve(&args.target);
+    let target = Target::resolve(&args.target);
     let mut client = match connect(&target) {
         Ok(client) => client,
         Err(code) => return code,
@@ -214,7 +214,7 @@ pub fn describe_service(status: &ServiceStatus) -> String {
 /// at most [`VANISH_WAIT`]) and the state directory's lock is free; then `down` says so and
 /// exits 0, without the report. Otherwise it exits 1.
 pub fn down(args: &DownArgs) -> i32 {
-    let target = resolve(&args.target);
+    let target = Target::resolve(&args.target);
     let mut client = match connect(&target) {
         Ok(client) => client,
         Err(code) => return code,
@@ -315,7 +315,7 @@ fn lock_is_free(state_dir: &Path) -> bool {
 
 /// `hangwatch reload`: what was added, removed, changed and left alone.
 pub fn reload(args: &ReloadArgs) -> i32 {
-    let target = resolve(&args.target);
+    let target = Target::resolve(&args.target);
     let mut client = match connect(&target) {
         Ok(client) => client,
         Err(code) => return code,

@@ -11,7 +11,7 @@ use hangwatch_protocol::exit_code;
 use crate::cli::{DiagnoseArgs, DiagnoseTarget};
 use crate::commands::control::{call, connect, to_json, unexpected};
 use crate::commands::output;
-use crate::commands::target::resolve;
+use crate::commands::target::Target;
 
 /// The sampling window of a PID's diagnosis when `--sample` is not given.
 const DEFAULT_SAMPLE: std::time::Duration = std::time::Duration::from_millis(200);
@@ -58,7 +58,7 @@ fn service(name: &str, args: &DiagnoseArgs) -> i32 {
         eprintln!("hangwatch: --no-python applies to a PID; the supervisor decides for a service");
         return exit_code::HANGWATCH_FAILED;
     }
-    let target = resolve(&args.supervisor);
+    let target = Target::resolve(&args.supervisor);
     let mut client = match connect(&target) {
         Ok(client) => client,
         Err(code) => return code,

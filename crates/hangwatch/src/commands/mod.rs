@@ -3,8 +3,14 @@
 pub mod check;
 pub mod control;
 pub mod diagnose;
+pub mod events;
+pub mod follow;
+pub mod incidents;
+pub mod logs;
+pub mod out;
 pub mod output;
 pub mod run;
 pub mod status;
 pub mod target;
+pub mod time;
 pub mod up;

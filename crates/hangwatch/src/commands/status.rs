@@ -18,12 +18,12 @@ use hangwatch_protocol::control::{
 use crate::cli::StatusArgs;
 use crate::commands::control::{call, connect, to_json, unexpected};
 use crate::commands::output;
-use crate::commands::target::resolve;
+use crate::commands::target::Target;
 
 /// Asks the supervisor for its status and prints it; 0 when printed, 1 when there is no
 /// supervisor or no such service.
 pub fn main(args: &StatusArgs) -> i32 {
-    let target = resolve(&args.target);
+    let target = Target::resolve(&args.target);
     let mut client = match connect(&target) {
         Ok(client) => client,
         Err(code) => return code,

@@ -9,6 +9,7 @@ mod check;
 mod control;
 mod diagnose;
 mod exit_codes;
+mod files;
 mod leaks;
 mod leftovers;
 mod signals;

@@ -1,0 +1,95 @@
+//! Times as the state directory writes them (RFC 3339, UTC, milliseconds) and as users give
+//! them on the command line (`10m` ago, or an RFC 3339 time with any offset).
+
+use std::time::{Duration, SystemTime};
+
+/// `--since`: a duration before `now` (`10m`, `1h30m`, a bare number of seconds) or an RFC 3339
+/// time with `Z` or an offset (`2026-11-24T10:00:00Z`, `2026-11-24T11:00:00.5+01:00`).
+pub fn parse_since(text: &str, now: SystemTime) -> Result<SystemTime, String> {
+    let text = text.trim();
+    if let Ok(ago) = hangwatch_config::duration::parse_duration(text) {
+        return Ok(now.checked_sub(ago).unwrap_or(SystemTime::UNIX_EPOCH));
+    }
+    parse_time(text).ok_or_else(|| {
+        format!(
+            "`{text}` is neither a duration (10m, 1h) nor an RFC 3339 time with its zone \
+             (2026-11-24T10:00:00Z, 2026-11-24T11:00:00+01:00)"
+        )
+    })
+}
+
+/// An RFC 3339 time with `Z` or a numeric offset; `None` for anything else (a time without a
+/// zone is refused rather than guessed).
+pub fn parse_time(text: &str) -> Option<SystemTime> {
+    let text = text.trim();
+    let (utc, offset) = split_offset(text)?;
+    let base = humantime::parse_rfc3339_weak(utc).ok()?;
+    if offset >= 0 {
+        base.checked_sub(Duration::from_secs(offset.unsigned_abs()))
+    } else {
+        base.checked_add(Duration::from_secs(offset.unsigned_abs()))
+    }
+}
+
+/// Splits `2026-11-24T11:00:00+01:00` into the local part and the offset east of UTC in
+/// seconds; `Z` (or `z`) is an offset of 0.
+fn split_offset(text: &str) -> Option<(&str, i64)> {
+    if let Some(rest) = text.strip_suffix(['Z', 'z']) {
+        return Some((rest, 0));
+    }
+    // The offset's sign is past the date's dashes: `±HH:MM` is the last six characters.
+    let cut = text.len().checked_sub(6)?;
+    let (local, zone) = (text.get(..cut)?, text.get(cut..)?);
+    let sign = match zone.as_bytes() {
+        [b'+', _, _, b':', _, _] => 1,
+        [b'-', _, _, b':', _, _] => -1,
+        _ => return None,
+    };
+    let hours: i64 = zone.get(1..3)?.parse().ok()?;
+    let minutes: i64 = zone.get(4..6)?.parse().ok()?;
+    if hours > 23 || minutes > 59 {
+        return None;
+    }
+    Some((local, sign * (hours * 3600 + minutes * 60)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> SystemTime {
+        humantime::parse_rfc3339(text).expect("a UTC time")
+    }
+
+    #[test]
+    fn durations_are_before_now() {
+        let now = at("2026-11-24T10:00:00Z");
+        assert_eq!(parse_since("10m", now), Ok(at("2026-11-24T09:50:00Z")));
+        assert_eq!(parse_since("1h30m", now), Ok(at("2026-11-24T08:30:00Z")));
+        assert_eq!(parse_since("90", now), Ok(at("2026-11-24T09:58:30Z")));
+    }
+
+    #[test]
+    fn times_take_their_offset() {
+        let now = SystemTime::now();
+        let utc = at("2026-11-24T10:00:00.250Z");
+        assert_eq!(parse_since("2026-11-24T10:00:00.250Z", now), Ok(utc));
+        assert_eq!(parse_since("2026-11-24T11:00:00.250+01:00", now), Ok(utc));
+        assert_eq!(parse_since("2026-11-24T05:30:00.250-04:30", now), Ok(utc));
+        assert_eq!(parse_since("2026-11-24 10:00:00.250z", now), Ok(utc));
+    }
+
+    #[test]
+    fn anything_else_is_refused_with_the_forms_accepted() {
+        let now = SystemTime::now();
+        for bad in [
+            "",
+            "yesterday",
+            "2026-11-24T10:00:00",
+            "2026-11-24T10:00:00+1:00",
+        ] {
+            let err = parse_since(bad, now).expect_err(bad);
+            assert!(err.contains("RFC 3339"), "{err}");
+        }
+    }
+}
