@@ -24,7 +24,7 @@ use hangwatch_protocol::control::{
 use hangwatch_protocol::exit_code;
 
 use crate::cli::{DownArgs, ReloadArgs, ServiceArgs};
-use crate::commands::output;
+use crate::commands::out;
 use crate::commands::status::{describe_exit, short_duration};
 use crate::commands::target::Target;
 
@@ -100,7 +100,7 @@ pub fn client_error(err: &ClientError, target: &Target) -> i32 {
 /// otherwise.
 pub fn error_reply(error: &ErrorReply, json: bool) -> i32 {
     if json {
-        let _ = output::print(&to_json(&Reply::Error(error.clone())));
+        let _ = out::print(&to_json(&Reply::Error(error.clone())));
     }
     for diagnostic in &error.diagnostics {
         eprintln!("{diagnostic}");
@@ -160,7 +160,7 @@ pub fn service(verb: Verb, args: &ServiceArgs) -> i32 {
     } else {
         describe_service(status) + "\n"
     };
-    output::exit_code(output::print(&text), code)
+    out::exit_code(out::print(&text), code)
 }
 
 /// Whether the service is where `verb` wanted it: stopped after `stop`; after `start` or
@@ -236,7 +236,7 @@ pub fn down(args: &DownArgs) -> i32 {
     } else {
         describe_down(report)
     };
-    output::exit_code(output::print(&text), 0)
+    out::exit_code(out::print(&text), 0)
 }
 
 fn describe_down(report: &DownReport) -> String {
@@ -332,7 +332,7 @@ pub fn reload(args: &ReloadArgs) -> i32 {
     } else {
         describe_reload(report)
     };
-    output::exit_code(output::print(&text), 0)
+    out::exit_code(out::print(&text), 0)
 }
 
 fn describe_reload(report: &ReloadReport) -> String {

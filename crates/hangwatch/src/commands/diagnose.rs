@@ -10,7 +10,7 @@ use hangwatch_protocol::exit_code;
 
 use crate::cli::{DiagnoseArgs, DiagnoseTarget};
 use crate::commands::control::{call, connect, to_json, unexpected};
-use crate::commands::output;
+use crate::commands::out;
 use crate::commands::target::Target;
 
 /// The sampling window of a PID's diagnosis when `--sample` is not given.
@@ -50,7 +50,7 @@ fn process(pid: i32, args: &DiagnoseArgs) -> i32 {
     } else {
         render(&diagnosis)
     };
-    output::exit_code(output::print(&text), 0)
+    out::exit_code(out::print(&text), 0)
 }
 
 fn service(name: &str, args: &DiagnoseArgs) -> i32 {
@@ -83,5 +83,5 @@ fn service(name: &str, args: &DiagnoseArgs) -> i32 {
     } else {
         format!("{}\n", diagnosis.text)
     };
-    output::exit_code(output::print(&text), 0)
+    out::exit_code(out::print(&text), 0)
 }

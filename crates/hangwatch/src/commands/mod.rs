@@ -8,7 +8,6 @@ pub mod follow;
 pub mod incidents;
 pub mod logs;
 pub mod out;
-pub mod output;
 pub mod run;
 pub mod status;
 pub mod target;

@@ -12,6 +12,18 @@ use hangwatch_protocol::exit_code;
 
 use crate::cli::ColorArg;
 
+/// Writes `text` to stdout at once and flushes it (a verb that prints one reply).
+pub fn print(text: &str) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
+/// [`finish`] for a verb that printed with `result` and would otherwise end with `code`.
+pub fn exit_code(result: io::Result<()>, code: i32) -> i32 {
+    finish(result.map(|()| code).map_err(anyhow::Error::from))
+}
+
 /// A buffered stdout; flush it after each batch when following.
 pub fn stdout() -> io::BufWriter<io::StdoutLock<'static>> {
     io::BufWriter::with_capacity(64 * 1024, io::stdout().lock())

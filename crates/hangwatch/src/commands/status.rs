@@ -17,7 +17,7 @@ use hangwatch_protocol::control::{
 
 use crate::cli::StatusArgs;
 use crate::commands::control::{call, connect, to_json, unexpected};
-use crate::commands::output;
+use crate::commands::out;
 use crate::commands::target::Target;
 
 /// Asks the supervisor for its status and prints it; 0 when printed, 1 when there is no
@@ -41,9 +41,9 @@ pub fn main(args: &StatusArgs) -> i32 {
     let text = if args.json {
         to_json(&reply)
     } else {
-        render(status, output::use_color(args.color))
+        render(status, out::use_color(args.color))
     };
-    output::exit_code(output::print(&text), 0)
+    out::exit_code(out::print(&text), 0)
 }
 
 const GREEN: &str = "\x1b[32m";

@@ -32,7 +32,7 @@ use hangwatch_protocol::exit_code;
 use hangwatch_supervisor::up::{UpSpec, View, up};
 
 use crate::cli::UpArgs;
-use crate::commands::{control, output, status};
+use crate::commands::{control, out, status};
 
 /// The log of a detached supervisor, in its state directory.
 const LOG_NAME: &str = "hangwatch.log";
@@ -76,7 +76,7 @@ pub fn main(args: &UpArgs) -> i32 {
         View::Json
     } else {
         View::Lines {
-            color: output::use_color(args.color),
+            color: out::use_color(args.color),
         }
     };
     let spec = UpSpec {
@@ -299,7 +299,7 @@ fn report_started(config: &Config, log_path: &Path, child: &mut Child, json: boo
         }
         text
     };
-    output::exit_code(output::print(&text), 0)
+    out::exit_code(out::print(&text), 0)
 }
 
 /// The last `count` lines of `path` written after byte `from`.
