@@ -1132,24 +1132,9 @@ impl Supervisor {
             }
         );
         let spec = self.diagnose.clone();
-        let limit = spec.limit + spec.sample;
         let tx = self.tx.clone();
         tokio::spawn(async move {
-            let task = tokio::task::spawn_blocking(move || {
-                crate::incident::capture_tree(&spec, pid, false, pid, &reason)
-            });
-            let record = match tokio::time::timeout(limit, task).await {
-                Ok(Ok(record)) => record,
-                Ok(Err(err)) => IncidentRecord {
-                    error: Some(format!("the diagnosis failed: {err}")),
-                    ..IncidentRecord::default()
-                },
-                Err(_) => IncidentRecord {
-                    error: Some("the diagnosis took too long and was abandoned".to_owned()),
-                    took_ms: ms(limit),
-                    ..IncidentRecord::default()
-                },
-            };
+            let record = diagnose_off_loop(spec, pid, reason).await;
             let _ = tx
                 .send(Msg::Diagnosed {
                     service: i,
@@ -1971,13 +1956,7 @@ impl Svc {
         logs_dir: &std::path::Path,
         names: &HashMap<&str, usize>,
     ) -> Svc {
-        let log = match LogFile::open(logs_dir, &cfg.name, cfg.log_max_size, cfg.log_keep) {
-            Ok(log) => Some(log),
-            Err(err) => {
-                tracing::warn!(%err, service = %cfg.name, "no log file");
-                None
-            }
-        };
+        let log = open_log(logs_dir, &cfg);
         Svc {
             deps: cfg
                 .depends_on
@@ -2006,6 +1985,14 @@ impl Svc {
             cfg,
         }
     }
+}
+
+/// A service's log file; without one (an unwritable state directory) its output is only
+/// shown, and a warning says so.
+fn open_log(logs_dir: &std::path::Path, cfg: &hangwatch_config::Service) -> Option<LogFile> {
+    LogFile::open(logs_dir, &cfg.name, cfg.log_max_size, cfg.log_keep)
+        .inspect_err(|err| tracing::warn!(%err, service = %cfg.name, "no log file"))
+        .ok()
 }
 
 /// How a service's tree is stopped.
@@ -2053,6 +2040,28 @@ fn run_as(user: Option<&str>) -> Result<Option<RunAs>, String> {
             "cannot run as user `{user}`: hangwatch runs as uid {euid}, and only root can start \
              a program as another user"
         ))
+    }
+}
+
+/// Diagnoses the tree of `pid` on a blocking thread, bounded by the spec's limit plus its
+/// sampling window: the loop never waits for /proc or ptrace. A failed or abandoned diagnosis
+/// is a record with its `error`.
+async fn diagnose_off_loop(spec: DiagnoseSpec, pid: i32, reason: String) -> IncidentRecord {
+    let limit = spec.limit + spec.sample;
+    let task = tokio::task::spawn_blocking(move || {
+        crate::incident::capture_tree(&spec, pid, false, pid, &reason)
+    });
+    match tokio::time::timeout(limit, task).await {
+        Ok(Ok(record)) => record,
+        Ok(Err(err)) => IncidentRecord {
+            error: Some(format!("the diagnosis failed: {err}")),
+            ..IncidentRecord::default()
+        },
+        Err(_) => IncidentRecord {
+            error: Some("the diagnosis took too long and was abandoned".to_owned()),
+            took_ms: ms(limit),
+            ..IncidentRecord::default()
+        },
     }
 }
 

@@ -23,7 +23,7 @@ use hangwatch_protocol::report::{IncidentRecord, StallSource};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::{Cause, Msg, Phase, Supervisor, Svc, Then, millis, ms, stop_plan, tree_rss};
+use super::{Cause, Msg, Phase, Supervisor, Svc, Then, millis, stop_plan, tree_rss};
 use crate::state::LineSplitter;
 
 /// A client waiting for a service to get somewhere.
@@ -478,7 +478,6 @@ impl Supervisor {
             spec.sample = Duration::from_millis(sample_ms.min(60_000));
         }
         let reason = format!("{name}-requested");
-        let limit = spec.limit + spec.sample;
         let tx = self.tx.clone();
         self.emit(
             Some(i),
@@ -487,21 +486,7 @@ impl Supervisor {
             },
         );
         tokio::spawn(async move {
-            let task = tokio::task::spawn_blocking(move || {
-                crate::incident::capture_tree(&spec, pid, false, pid, &reason)
-            });
-            let record = match tokio::time::timeout(limit, task).await {
-                Ok(Ok(record)) => record,
-                Ok(Err(err)) => IncidentRecord {
-                    error: Some(format!("the diagnosis failed: {err}")),
-                    ..IncidentRecord::default()
-                },
-                Err(_) => IncidentRecord {
-                    error: Some("the diagnosis took too long and was abandoned".to_owned()),
-                    took_ms: ms(limit),
-                    ..IncidentRecord::default()
-                },
-            };
+            let record = super::diagnose_off_loop(spec, pid, reason).await;
             let _ = tx
                 .send(Msg::Inspected {
                     service: i,
@@ -676,19 +661,8 @@ impl Supervisor {
 
     /// Gives service `i` a new definition (it does not run).
     pub(super) fn apply_definition(&mut self, i: usize, cfg: hangwatch_config::Service) {
+        let log = super::open_log(&self.state.logs_dir(), &cfg);
         let svc = &mut self.services[i];
-        let log = match crate::state::LogFile::open(
-            &self.state.logs_dir(),
-            &cfg.name,
-            cfg.log_max_size,
-            cfg.log_keep,
-        ) {
-            Ok(log) => Some(log),
-            Err(err) => {
-                tracing::warn!(%err, service = %cfg.name, "no log file");
-                None
-            }
-        };
         svc.plan = stop_plan(&cfg);
         svc.restarts = Default::default();
         svc.log = log;

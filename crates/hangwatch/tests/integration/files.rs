@@ -10,66 +10,37 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use hangwatch_process::{ProcessId, Signal};
+use hangwatch_process::Signal;
 use hangwatch_protocol::event::{Event, EventRecord};
 
-use crate::harness::{Finished, Guard, Hangwatch, Scratch, hangwatch, run};
+use crate::harness::{Finished, Guard, Scratch, Up, hangwatch, run};
 
 const WAIT: Duration = Duration::from_secs(15);
 
 /// A supervisor running on a config in a scratch directory (state in `DIR/state`).
 struct Daemon {
-    hw: Hangwatch,
-    guard: Guard,
+    up: Up,
     config: PathBuf,
 }
 
 impl Daemon {
     fn start(dir: &Scratch, config: &str) -> Daemon {
-        let file = dir.file("hangwatch.toml");
-        std::fs::write(&file, format!("state_dir = \"state\"\n{config}")).expect("write config");
-        let hw = Hangwatch::start([
-            "up".as_ref(),
-            "--json".as_ref(),
-            "-f".as_ref(),
-            file.as_os_str(),
-        ]);
-        let mut guard = Guard::default();
-        guard.track([hw.id()]);
         Daemon {
-            hw,
-            guard,
-            config: file,
+            up: Up::start(dir, config),
+            config: dir.file("hangwatch.toml"),
         }
     }
 
     /// Waits for an event matching `pred` on the supervisor's stdout; tracks started programs.
     fn wait(&mut self, pred: impl Fn(&EventRecord) -> bool) -> EventRecord {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = self
-                .hw
-                .wait_for(left.max(Duration::from_millis(1)), |_| true);
-            let record: EventRecord = serde_json::from_str(line.trim())
-                .unwrap_or_else(|err| panic!("not an event ({err}): {line}"));
-            if let Event::Started { pid, .. } = &record.event
-                && let Ok(Some(id)) = ProcessId::of(*pid)
-            {
-                self.guard.track([id]);
-            }
-            if pred(&record) {
-                return record;
-            }
-        }
+        self.up.wait(WAIT, pred)
     }
 
     /// Stops the supervisor (TERM) and waits for it; returns the guard of what it ran.
     fn stop(self) -> Guard {
-        self.hw.signal(Signal::TERMINATE);
-        let finished = self.hw.finish();
-        assert_eq!(finished.code(), 0, "{}", finished.stderr);
-        self.guard
+        let (code, _, guard) = self.up.stop(Signal::TERMINATE);
+        assert_eq!(code, 0);
+        guard
     }
 
     /// Runs `hangwatch VERB ARGS… --file CONFIG` to its end.

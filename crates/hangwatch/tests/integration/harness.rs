@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use hangwatch_process::ProcessId;
+use hangwatch_process::{ProcessId, Signal};
+use hangwatch_protocol::event::{Event, EventRecord};
 use hangwatch_protocol::report::RunReport;
 
 /// The longest any single hangwatch run in a test may take before the test fails (and kills it).
@@ -354,4 +355,100 @@ pub fn report_ids(report: &RunReport) -> Vec<ProcessId> {
             start_time: p.process.start_time,
         })
         .collect()
+}
+
+/// A running `hangwatch up --json` and what the test saw of it: every event read, and a guard
+/// tracking the supervisor and every program it started.
+pub struct Up {
+    pub hw: Hangwatch,
+    pub events: Vec<EventRecord>,
+    pub guard: Guard,
+}
+
+impl Up {
+    /// Writes `config` as `hangwatch.toml` in `dir` (state directory `dir/state`) and starts
+    /// `hangwatch up --json` on it.
+    pub fn start(dir: &Scratch, config: &str) -> Up {
+        let text = format!("state_dir = \"state\"\n{config}");
+        std::fs::write(dir.file("hangwatch.toml"), text).expect("write config");
+        Up::resume(dir)
+    }
+
+    /// Starts another `hangwatch up` on the config already in `dir`.
+    pub fn resume(dir: &Scratch) -> Up {
+        let hw = Hangwatch::start([
+            "up".as_ref(),
+            "--json".as_ref(),
+            "-f".as_ref(),
+            dir.file("hangwatch.toml").as_os_str(),
+        ]);
+        let mut guard = Guard::default();
+        guard.track([hw.id()]);
+        Up {
+            hw,
+            events: Vec::new(),
+            guard,
+        }
+    }
+
+    /// Waits (at most `within`) for an event matching `pred`; every event read on the way is
+    /// kept, and the PID of every started program is tracked.
+    pub fn wait(&mut self, within: Duration, pred: impl Fn(&EventRecord) -> bool) -> EventRecord {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let line = self
+                .hw
+                .wait_for(left.max(Duration::from_millis(1)), |_| true);
+            let record: EventRecord = serde_json::from_str(line.trim())
+                .unwrap_or_else(|err| panic!("not an event ({err}): {line}"));
+            if let Event::Started { pid, .. } = &record.event
+                && let Ok(Some(id)) = ProcessId::of(*pid)
+            {
+                self.guard.track([id]);
+            }
+            self.events.push(record.clone());
+            if pred(&record) {
+                return record;
+            }
+        }
+    }
+
+    /// Sends `signal` to hangwatch and waits for it to exit; returns its exit code and all the
+    /// events.
+    pub fn stop(self, signal: Signal) -> (i32, Vec<EventRecord>, Guard) {
+        self.hw.signal(signal);
+        self.finish()
+    }
+
+    /// Waits for hangwatch to exit by itself.
+    pub fn finish(self) -> (i32, Vec<EventRecord>, Guard) {
+        let Up {
+            hw,
+            mut events,
+            guard,
+        } = self;
+        let finished = hw.finish();
+        for line in finished.stdout.lines() {
+            if let Ok(record) = serde_json::from_str::<EventRecord>(line)
+                && !events.contains(&record)
+            {
+                events.push(record);
+            }
+        }
+        assert!(
+            finished.stderr.trim().is_empty() || !finished.stderr.contains("panicked"),
+            "{}",
+            finished.stderr
+        );
+        // Killed by a signal: the shell's 128 + N.
+        let code = {
+            use std::os::unix::process::ExitStatusExt;
+            finished
+                .status
+                .code()
+                .unwrap_or_else(|| 128 + finished.status.signal().unwrap_or(0))
+        };
+        (code, events, guard)
+    }
 }

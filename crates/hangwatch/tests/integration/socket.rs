@@ -13,35 +13,25 @@ use hangwatch_process::{ProcessId, Signal};
 use hangwatch_protocol::control::{
     Client, ClientError, ErrorKind, Hello, MAX_REQUEST, Reply, Request, State, VERSION, encode,
 };
+use hangwatch_protocol::event::Event;
 
-use crate::harness::{Guard, Hangwatch, Scratch};
+use crate::harness::{Guard, Scratch, Up};
 
 /// A supervisor started on `config` in a scratch directory, its socket ready.
 struct Daemon {
-    hw: Hangwatch,
+    up: Up,
     dir: Scratch,
-    guard: Guard,
 }
 
 impl Daemon {
     fn start(name: &str, config: &str) -> Daemon {
         let dir = Scratch::new(name);
-        std::fs::write(
-            dir.file("hangwatch.toml"),
-            format!("state_dir = \"state\"\n{config}"),
-        )
-        .expect("write config");
-        let mut hw = Hangwatch::start([
-            "up".as_ref(),
-            "--json".as_ref(),
-            "-f".as_ref(),
-            dir.file("hangwatch.toml").as_os_str(),
-        ]);
-        let mut guard = Guard::default();
-        guard.track([hw.id()]);
+        let mut up = Up::start(&dir, config);
         // The socket listens before any service starts.
-        hw.wait_for(Duration::from_secs(10), |line| line.contains("\"started\""));
-        Daemon { hw, dir, guard }
+        up.wait(Duration::from_secs(10), |record| {
+            matches!(record.event, Event::Started { .. })
+        });
+        Daemon { up, dir }
     }
 
     fn state(&self) -> PathBuf {
@@ -71,7 +61,7 @@ impl Daemon {
         };
         for pid in pids {
             if let Ok(Some(id)) = ProcessId::of(pid) {
-                self.guard.track([id]);
+                self.up.guard.track([id]);
             }
         }
         reply
@@ -107,14 +97,13 @@ impl Daemon {
     }
 
     fn alive(&self) -> bool {
-        crate::harness::alive(&self.hw.id())
+        crate::harness::alive(&self.up.hw.id())
     }
 
     fn stop(self) -> Guard {
-        self.hw.signal(Signal::TERMINATE);
-        let finished = self.hw.finish();
-        assert_eq!(finished.code(), 0, "{}", finished.stderr);
-        self.guard
+        let (code, _, guard) = self.up.stop(Signal::TERMINATE);
+        assert_eq!(code, 0);
+        guard
     }
 }
 
@@ -422,13 +411,9 @@ fn down_answers_who_was_killed_within_the_bound_and_the_daemon_exits() {
     assert_eq!(report.clean, ["polite"]);
     assert!(took < Duration::from_secs(5), "within the bound: {took:?}");
     let state = daemon.state();
-    let Daemon {
-        hw,
-        guard,
-        dir: _dir,
-    } = daemon;
-    let finished = hw.finish();
-    assert_eq!(finished.code(), 0);
+    let Daemon { up, dir: _dir } = daemon;
+    let (code, _, guard) = up.finish();
+    assert_eq!(code, 0);
     guard.assert_all_gone();
     // Nothing left to connect to.
     let err = Client::connect(&state, "test", Duration::from_secs(1)).expect_err("no daemon");

@@ -10,7 +10,7 @@ use std::time::Duration;
 use hangwatch_process::{OpenFilesLimit, ProcessId, Signal};
 use hangwatch_protocol::event::{Event, EventRecord};
 
-use crate::harness::{Guard, Hangwatch, Scratch, fixture, read_pids};
+use crate::harness::{Scratch, Up, fixture, read_pids};
 
 /// The systemd notify protocol in a few lines of Python, for services of the tests.
 const NOTIFY_PY: &str = r#"
@@ -23,100 +23,10 @@ def notify(message):
         s.sendto(message.encode(), address)
 "#;
 
-/// A running supervisor and what the test saw of it.
-struct Up {
-    hw: Hangwatch,
-    events: Vec<EventRecord>,
-    guard: Guard,
-}
-
-impl Up {
-    /// Writes `config` as `hangwatch.toml` in `dir` (state directory `dir/state`) and starts
-    /// `hangwatch up --json` on it.
-    fn start(dir: &Scratch, config: &str) -> Up {
-        std::fs::write(dir.file("notify.py"), NOTIFY_PY).expect("write notify.py");
-        let text = format!("state_dir = \"state\"\n{config}");
-        std::fs::write(dir.file("hangwatch.toml"), text).expect("write config");
-        Up::resume(dir)
-    }
-
-    /// Starts another `hangwatch up` on the config already in `dir`.
-    fn resume(dir: &Scratch) -> Up {
-        let hw = Hangwatch::start([
-            "up".as_ref(),
-            "--json".as_ref(),
-            "-f".as_ref(),
-            dir.file("hangwatch.toml").as_os_str(),
-        ]);
-        let mut guard = Guard::default();
-        guard.track([hw.id()]);
-        Up {
-            hw,
-            events: Vec::new(),
-            guard,
-        }
-    }
-
-    /// Waits (at most `within`) for an event matching `pred`; every event read on the way is
-    /// kept, and the PID of every started program is tracked.
-    fn wait(&mut self, within: Duration, pred: impl Fn(&EventRecord) -> bool) -> EventRecord {
-        let deadline = std::time::Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            let line = self
-                .hw
-                .wait_for(left.max(Duration::from_millis(1)), |_| true);
-            let record: EventRecord = serde_json::from_str(line.trim())
-                .unwrap_or_else(|err| panic!("not an event ({err}): {line}"));
-            if let Event::Started { pid, .. } = &record.event
-                && let Ok(Some(id)) = ProcessId::of(*pid)
-            {
-                self.guard.track([id]);
-            }
-            self.events.push(record.clone());
-            if pred(&record) {
-                return record;
-            }
-        }
-    }
-
-    /// Sends `signal` to hangwatch and waits for it to exit; returns its exit code and all the
-    /// events.
-    fn stop(self, signal: Signal) -> (i32, Vec<EventRecord>, Guard) {
-        self.hw.signal(signal);
-        self.finish()
-    }
-
-    /// Waits for hangwatch to exit by itself.
-    fn finish(self) -> (i32, Vec<EventRecord>, Guard) {
-        let Up {
-            hw,
-            mut events,
-            guard,
-        } = self;
-        let finished = hw.finish();
-        for line in finished.stdout.lines() {
-            if let Ok(record) = serde_json::from_str::<EventRecord>(line)
-                && !events.contains(&record)
-            {
-                events.push(record);
-            }
-        }
-        assert!(
-            finished.stderr.trim().is_empty() || !finished.stderr.contains("panicked"),
-            "{}",
-            finished.stderr
-        );
-        // Killed by a signal: the shell's 128 + N.
-        let code = {
-            use std::os::unix::process::ExitStatusExt;
-            finished
-                .status
-                .code()
-                .unwrap_or_else(|| 128 + finished.status.signal().unwrap_or(0))
-        };
-        (code, events, guard)
-    }
+/// Writes `config` (with the test's `notify.py` beside it) and starts `hangwatch up` on it.
+fn start(dir: &Scratch, config: &str) -> Up {
+    std::fs::write(dir.file("notify.py"), NOTIFY_PY).expect("write notify.py");
+    Up::start(dir, config)
 }
 
 fn is(record: &EventRecord, service: &str, kind: &str) -> bool {
@@ -163,7 +73,7 @@ const WAIT: Duration = Duration::from_secs(15);
 #[test]
 fn dependents_start_once_their_dependencies_are_ready_and_stop_first() {
     let dir = Scratch::new("up-order");
-    let mut up = Up::start(
+    let mut up = start(
         &dir,
         r#"
 [service.db]
@@ -217,7 +127,7 @@ depends_on = ["app"]
 #[test]
 fn restart_policies_and_the_give_up() {
     let dir = Scratch::new("up-policies");
-    let up = Up::start(
+    let up = start(
         &dir,
         r#"
 [service.always]
@@ -276,7 +186,7 @@ restart = "never"
 #[test]
 fn a_give_up_with_on_give_up_shutdown_stops_everything() {
     let dir = Scratch::new("up-giveup");
-    let up = Up::start(
+    let up = start(
         &dir,
         r#"
 [service.crashy]
@@ -308,7 +218,7 @@ command = ["sleep", "300"]
 #[test]
 fn a_stalled_service_is_diagnosed_stopped_and_restarted() {
     let dir = Scratch::new("up-stall");
-    let mut up = Up::start(
+    let mut up = start(
         &dir,
         r#"
 [service.worker]
@@ -378,7 +288,7 @@ fn shutdown_of_term_ignoring_services_ends_within_its_bound_and_leaves_nothing()
         fx = fixture.display(),
         pids = pids.display()
     ));
-    let mut up = Up::start(&dir, &config);
+    let mut up = start(&dir, &config);
     for n in 0..4 {
         up.wait(WAIT, |e| is(e, &format!("stubborn{n}"), "started"));
     }
@@ -416,7 +326,7 @@ fn services_of_a_killed_hangwatch_die_with_it_or_are_killed_by_the_next() {
     let dir = Scratch::new("up-sigkill");
     let fixture = fixture();
     let pids = dir.file("escaped.pids");
-    let mut up = Up::start(
+    let mut up = start(
         &dir,
         &format!(
             r#"
@@ -486,7 +396,7 @@ command = ["{fx}", "double-fork", "{pids}", "300", "--stay", "300"]
 #[test]
 fn a_flooding_service_never_blocks_and_its_log_rotates() {
     let dir = Scratch::new("up-flood");
-    let up = Up::start(
+    let up = start(
         &dir,
         r#"
 [service.flood]
@@ -552,7 +462,7 @@ fn probes_gate_readiness_and_a_failing_liveness_probe_restarts_the_service() {
     let dir = Scratch::new("up-probes");
     let port = free_port();
     let flag = dir.file("ready.flag");
-    let mut up = Up::start(
+    let mut up = start(
         &dir,
         &format!(
             r#"
@@ -619,7 +529,7 @@ depends_on = ["web", "flagged"]
 #[test]
 fn a_dependency_restart_restarts_the_services_that_ask_for_it() {
     let dir = Scratch::new("up-withdep");
-    let mut up = Up::start(
+    let mut up = start(
         &dir,
         r#"
 [service.db]
@@ -658,7 +568,7 @@ depends_on = ["db"]
 #[test]
 fn a_service_over_its_memory_limit_is_restarted() {
     let dir = Scratch::new("up-memory");
-    let mut up = Up::start(
+    let mut up = start(
         &dir,
         r#"
 [service.hog]
@@ -744,7 +654,7 @@ fn a_service_runs_as_its_user_and_reaches_the_notify_socket() {
     }
     // READY=1, then WATCHDOG=1 every 0.1 s for 2 s and a clean exit: a heartbeat lost on the
     // way would make a stall after 1 s.
-    let mut up = Up::start(
+    let mut up = start(
         &dir,
         r#"
 [service.guest]
@@ -825,7 +735,7 @@ ready = { exec = ["sh", "-c", "test \"$(id -un)\" = nobody"], within = "5s" }
 #[test]
 fn a_service_with_an_unknown_user_fails_to_start_naming_it() {
     let dir = Scratch::new("up-no-user");
-    let mut up = Up::start(
+    let mut up = start(
         &dir,
         r#"
 [service.ghost]
@@ -871,7 +781,7 @@ fn hangwatch_raises_its_limit_of_open_files_and_its_services_keep_the_original()
     .apply()
     .expect("lower the soft limit");
     let dir = Scratch::new("up-nofile");
-    let mut up = Up::start(
+    let mut up = start(
         &dir,
         r#"
 [service.sleeper]
@@ -954,7 +864,7 @@ fn what_a_service_leaves_at_each_end_is_reported_with_it_once() {
     let program = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/programs/shm_leak.py");
     // `shm` makes POSIX shared memory and never unlinks it, `sysv` abandons a SysV segment, each
     // once per start; `clean` makes nothing. All three restart until hangwatch is stopped.
-    let mut up = Up::start(
+    let mut up = start(
         &dir,
         &format!(
             r#"
