@@ -254,6 +254,15 @@ impl TreeStop {
         }
     }
 
+    /// Moves the end of the grace to `until` when that is later: the program asked for more
+    /// time to stop (`EXTEND_TIMEOUT_USEC=`, as systemd extends its stop timeout). Nothing once
+    /// `KILL` was sent.
+    pub fn extend_grace(&mut self, until: Instant) {
+        if self.step == Step::Grace {
+            self.grace_until = self.grace_until.max(until);
+        }
+    }
+
     /// When the stop began.
     #[must_use]
     pub fn began(&self) -> Instant {

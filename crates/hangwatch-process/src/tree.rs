@@ -200,25 +200,40 @@ fn read_children(pid: i32, out: &mut Vec<i32>) -> io::Result<()> {
     Ok(())
 }
 
-/// Whether `pid` is a descendant of `ancestor` (walking parents through `/proc`).
-///
-/// `false` when `pid` is gone: a process that has exited cannot be placed in a tree any more.
-pub fn is_descendant(pid: i32, ancestor: i32) -> io::Result<bool> {
+/// The deepest a process tree is walked: deeper trees exist in theory, 4096 levels is past any
+/// real one and bounds the walk.
+const MAX_DEPTH: usize = 4096;
+
+/// Walks from `pid` up through its ancestors and returns the first that `found` accepts
+/// (`pid` itself first). The walk ends, with `None`, at `stop` (not offered to `found`), at
+/// the top of the tree, or at a process that has exited meanwhile. One walk serves every
+/// question of the kind "whose tree is this process in?" (a notify datagram's sender, above
+/// all).
+pub fn find_ancestor(
+    pid: i32,
+    stop: i32,
+    mut found: impl FnMut(i32) -> bool,
+) -> io::Result<Option<i32>> {
     let mut current = pid;
-    // Deeper trees exist in theory; 4096 levels is past any real one and bounds the walk.
-    for _ in 0..4096 {
+    for _ in 0..MAX_DEPTH {
+        if current == stop || current <= 0 {
+            return Ok(None);
+        }
+        if found(current) {
+            return Ok(Some(current));
+        }
         let Some(stat) = read_stat(current)? else {
-            return Ok(false);
+            return Ok(None);
         };
-        if stat.ppid == ancestor {
-            return Ok(true);
-        }
-        if stat.ppid <= 1 {
-            return Ok(false);
-        }
         current = stat.ppid;
     }
-    Ok(false)
+    Ok(None)
+}
+
+/// Whether `pid` is a descendant of `ancestor` (not `ancestor` itself); `false` when `pid`
+/// is gone: a process that has exited cannot be placed in a tree any more.
+pub fn is_descendant(pid: i32, ancestor: i32) -> io::Result<bool> {
+    Ok(pid != ancestor && find_ancestor(pid, 0, |at| at == ancestor)?.is_some())
 }
 
 #[cfg(test)]

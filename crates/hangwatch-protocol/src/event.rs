@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::{IncidentRecord, ProcessInfo, ProgramStatus, StallSource};
+use crate::report::{IncidentRecord, ProcessInfo, ProgramStatus, StallSource, StopCause};
 
 /// Version of the event format, written in the supervisor's `up` event.
 pub const EVENT_VERSION: u32 = 1;
@@ -94,12 +94,22 @@ pub enum Event {
     Incident(IncidentRecord),
     /// hangwatch began stopping a service's tree.
     Stopping {
-        /// Why: `stall`, `memory`, `shutdown`, `dependency`, `request`, `leftovers`.
-        cause: String,
+        /// Why.
+        cause: StopCause,
         /// The first signal.
         signal: String,
         /// Grace before KILL, in milliseconds.
         grace_ms: u64,
+    },
+    /// A stop could not begin (the scan of its tree or a signal failed). The service stays in
+    /// the stop, watched, and the stop is tried again.
+    StopFailed {
+        /// Why the stop was begun.
+        cause: StopCause,
+        /// What failed.
+        error: String,
+        /// When it is tried again, in milliseconds.
+        retry_in_ms: u64,
     },
     /// A service's program exited (on its own or because it was stopped).
     Exited {

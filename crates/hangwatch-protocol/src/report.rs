@@ -408,19 +408,72 @@ pub struct StopRecord {
     pub took_ms: f64,
 }
 
-/// What made hangwatch stop the program.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+/// What made hangwatch stop a program's tree: the one vocabulary of `hangwatch run`'s report
+/// and of the supervisor's events (`stopping`, `stop-failed`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum StopCause {
     /// The `--timeout` deadline passed.
     Timeout,
-    /// hangwatch was asked to stop (a second INT or TERM).
+    /// Someone asked: a second INT or TERM to `hangwatch run`, or `hangwatch stop`/`restart`.
+    /// (Event logs written before the report and the events shared this type said
+    /// `requested`.)
+    #[serde(alias = "requested")]
     Request,
     /// The program exited and left descendants behind.
     Leftovers,
     /// The program stalled (see [`RunReport::stall`]).
     Stall,
+    /// Its tree used more memory than its `memory_limit`.
+    Memory,
+    /// It did not become ready in time.
+    NotReady,
+    /// A dependency restarts and it declared `restart_with_dependency`.
+    Dependency,
+    /// The supervisor shuts down.
+    Shutdown,
+    /// A reload changed or removed its definition.
+    Reload,
+}
+
+impl StopCause {
+    /// The cause as written in reports and events (`stall`, `not-ready`, …).
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StopCause::Timeout => "timeout",
+            StopCause::Request => "request",
+            StopCause::Leftovers => "leftovers",
+            StopCause::Stall => "stall",
+            StopCause::Memory => "memory",
+            StopCause::NotReady => "not-ready",
+            StopCause::Dependency => "dependency",
+            StopCause::Shutdown => "shutdown",
+            StopCause::Reload => "reload",
+        }
+    }
+
+    /// How a program stopped for this cause ended, as `hangwatch status` and the restart
+    /// events say it: `stalled`, `timed-out`, `memory`, `not-ready`, or `stopped`.
+    #[must_use]
+    pub fn ending_word(self) -> &'static str {
+        match self {
+            StopCause::Timeout => "timed-out",
+            StopCause::Stall => "stalled",
+            StopCause::Memory => "memory",
+            StopCause::NotReady => "not-ready",
+            StopCause::Dependency => "dependency",
+            StopCause::Reload => "reload",
+            StopCause::Request | StopCause::Leftovers | StopCause::Shutdown => "stopped",
+        }
+    }
+}
+
+impl std::fmt::Display for StopCause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// Identity and command line of a process, as seen in `/proc`.

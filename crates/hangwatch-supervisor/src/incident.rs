@@ -54,25 +54,58 @@ pub fn default_incident_dir() -> PathBuf {
     }
 }
 
-/// Diagnoses every descendant of `own_pid`, `program` first, and writes the incident. Blocks for the sampling
-/// window: run it on a blocking thread.
-pub(crate) fn capture(
-    spec: &DiagnoseSpec,
-    own_pid: i32,
-    program: i32,
-    reason: &str,
-) -> IncidentRecord {
-    capture_tree(spec, own_pid, true, program, reason)
+/// Which processes a diagnosis looks at.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Subject {
+    /// Every descendant of hangwatch (`own_pid`), `program` first: `hangwatch run`'s one
+    /// program and whatever it started.
+    Descendants {
+        /// hangwatch's own PID.
+        own_pid: i32,
+        /// The program.
+        program: i32,
+    },
+    /// A service's program and its tree.
+    Tree {
+        /// The program.
+        program: i32,
+    },
 }
 
-/// [`capture`] for the tree under `root` (`root` itself included unless `skip_root`).
-pub(crate) fn capture_tree(
-    spec: &DiagnoseSpec,
-    root: i32,
-    skip_root: bool,
-    program: i32,
-    reason: &str,
+/// Diagnoses `subject` on a blocking thread, bounded by the spec's limit plus its sampling
+/// window, and writes the incident: the loop that awaits it never waits for /proc or ptrace.
+/// A diagnosis that fails or runs out of time is a record with its `error`. The one bounded
+/// diagnosis of `run` and `up`, for stalls, timeouts and requests alike.
+pub(crate) async fn bounded(
+    spec: DiagnoseSpec,
+    subject: Subject,
+    reason: String,
 ) -> IncidentRecord {
+    let limit = spec.limit + spec.sample;
+    let task = tokio::task::spawn_blocking(move || capture(&spec, subject, &reason));
+    match tokio::time::timeout(limit, task).await {
+        Ok(Ok(record)) => record,
+        Ok(Err(err)) => IncidentRecord {
+            error: Some(format!("the diagnosis failed: {err}")),
+            ..IncidentRecord::default()
+        },
+        Err(_) => IncidentRecord {
+            error: Some(format!(
+                "the diagnosis took longer than {} and was abandoned",
+                humantime::format_duration(limit)
+            )),
+            took_ms: limit.as_secs_f64() * 1000.0,
+            ..IncidentRecord::default()
+        },
+    }
+}
+
+/// Diagnoses `subject` and writes the incident. Blocks for the sampling window.
+fn capture(spec: &DiagnoseSpec, subject: Subject, reason: &str) -> IncidentRecord {
+    let (root, skip_root, program) = match subject {
+        Subject::Descendants { own_pid, program } => (own_pid, true, program),
+        Subject::Tree { program } => (program, false, program),
+    };
     let began = Instant::now();
     let options = Options {
         sample: spec.sample,

@@ -28,6 +28,8 @@
 //! No step sleeps or polls: every wake-up is a signal, a pidfd or a timer at a deadline.
 
 use std::ffi::OsString;
+use std::future::Future;
+use std::pin::Pin;
 use std::time::{Duration, SystemTime};
 
 use hangwatch_leaks::{LeakPolicy, LeakWatch};
@@ -43,8 +45,10 @@ use hangwatch_protocol::report::{
 };
 
 use crate::incident::DiagnoseSpec;
+use crate::incident::Subject;
 use crate::liveness::detector::{Detector, Expiry, LivenessSpec, Verdict};
-use crate::liveness::notify::{Datagram, NotifyError, NotifyMessage, NotifySocket};
+use crate::liveness::notified;
+use crate::liveness::notify::{Datagram, NotifyError, NotifySocket};
 use crate::liveness::output::{Activity, OutputMode, capture};
 use tokio::signal::unix::{Signal as SignalStream, SignalKind, signal};
 use tokio::time::Instant;
@@ -214,30 +218,15 @@ async fn tree_exit(stopping: Option<&Stopping>) -> std::io::Result<()> {
 struct Diagnosing {
     cause: StopCause,
     late_ms: Option<f64>,
-    task: tokio::task::JoinHandle<IncidentRecord>,
-    limit: Duration,
-    give_up_at: Instant,
+    /// The bounded diagnosis ([`crate::incident::bounded`]): it always resolves.
+    task: Pin<Box<dyn Future<Output = IncidentRecord> + Send>>,
 }
 
 /// Resolves when the diagnosis is done or its limit passed; never when none is under way.
 async fn diagnosed(diagnosing: Option<&mut Diagnosing>) -> IncidentRecord {
-    let Some(diagnosing) = diagnosing else {
-        return std::future::pending().await;
-    };
-    match tokio::time::timeout_at(diagnosing.give_up_at, &mut diagnosing.task).await {
-        Ok(Ok(record)) => record,
-        Ok(Err(err)) => IncidentRecord {
-            error: Some(format!("the diagnosis failed: {err}")),
-            ..IncidentRecord::default()
-        },
-        Err(_) => IncidentRecord {
-            error: Some(format!(
-                "the diagnosis took longer than {} and was abandoned",
-                humantime::format_duration(diagnosing.limit)
-            )),
-            took_ms: diagnosing.limit.as_secs_f64() * 1000.0,
-            ..IncidentRecord::default()
-        },
+    match diagnosing {
+        Some(diagnosing) => diagnosing.task.as_mut().await,
+        None => std::future::pending().await,
     }
 }
 
@@ -647,21 +636,15 @@ impl Stopper<'_> {
             *stopping = Some(self.begin(cause, late_ms)?);
             return Ok(());
         };
-        let reason = match cause {
-            StopCause::Stall => "stalled",
-            _ => "timed-out",
+        let subject = Subject::Descendants {
+            own_pid: self.own_pid,
+            program: self.program,
         };
-        let limit = diagnose.limit + diagnose.sample;
-        let (own_pid, program) = (self.own_pid, self.program);
-        let task = tokio::task::spawn_blocking(move || {
-            crate::incident::capture(&diagnose, own_pid, program, reason)
-        });
+        let reason = cause.ending_word().to_owned();
         *diagnosing = Some(Diagnosing {
             cause,
             late_ms,
-            task,
-            limit,
-            give_up_at: Instant::now() + limit,
+            task: Box::pin(crate::incident::bounded(diagnose, subject, reason)),
         });
         Ok(())
     }
@@ -681,41 +664,13 @@ fn open_notify_socket(mode: NotifyMode, pid: i32) -> Result<Option<NotifySocket>
             ))?))
         }
         NotifyMode::Path => {
-            let dir = private_runtime_dir().map_err(io("create a private runtime directory"))?;
+            let dir = crate::liveness::socket_dir::private()
+                .map_err(io("create a private runtime directory"))?;
             Ok(Some(NotifySocket::bind(
                 &dir.join(format!("run-{pid}.notify")),
             )?))
         }
     }
-}
-
-/// `$XDG_RUNTIME_DIR/hangwatch`, or `/tmp/hangwatch-UID`: a directory only this user can enter,
-/// so that only this user's processes can reach the sockets in it.
-pub(crate) fn private_runtime_dir() -> std::io::Result<std::path::PathBuf> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
-    let uid = nix::unistd::getuid().as_raw();
-    let dir = match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
-        Some(base) => std::path::PathBuf::from(base).join("hangwatch"),
-        None => std::env::temp_dir().join(format!("hangwatch-{uid}")),
-    };
-    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
-        Ok(()) => {}
-        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(err) => return Err(err),
-    }
-    let meta = std::fs::symlink_metadata(&dir)?;
-    if !meta.is_dir() || meta.uid() != uid || meta.permissions().mode() & 0o077 != 0 {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::PermissionDenied,
-            format!(
-                "{} is not a private directory of this user (owner {}, mode {:o})",
-                dir.display(),
-                meta.uid(),
-                meta.permissions().mode() & 0o777
-            ),
-        ));
-    }
-    Ok(dir)
 }
 
 /// Applies one datagram from the notify socket, if its sender belongs to the program's tree.
@@ -740,6 +695,7 @@ fn apply_datagram(
         // The program itself, not yet reaped: its PID cannot have been reused. This is the
         // common sender, checked without a system call.
         Some(pid) if pid == main_pid => true,
+        // A descendant of hangwatch is the program's: hangwatch runs nothing else.
         Some(pid) => hangwatch_process::tree::is_descendant(pid, own_pid)
             .map_err(io("check the sender of a notify datagram"))?,
         None => false,
@@ -749,35 +705,14 @@ fn apply_datagram(
         summary.rejected += 1;
         return Ok(());
     }
-    summary.datagrams += 1;
-    summary.ignored += datagram.ignored as u64;
     let at_ms = (now - started).as_secs_f64() * 1000.0;
-    for message in &datagram.messages {
-        match message {
-            NotifyMessage::Ready => {
-                summary.ready_at_ms.get_or_insert(at_ms);
-                detector.on_watchdog(now);
-            }
-            NotifyMessage::Watchdog => detector.on_watchdog(now),
-            NotifyMessage::WatchdogTrigger => detector.trigger(now),
-            NotifyMessage::WatchdogUsec(bound) => detector.set_watchdog(*bound, now),
-            NotifyMessage::ExtendTimeoutUsec(extra) => {
-                if summary.stopping_at_ms.is_some() {
-                    detector.extend_exit_grace(*extra, now);
-                } else if let Some(at) = deadline {
-                    // As systemd's RuntimeMaxSec=: the run may last at least `extra` from now.
-                    *at = (*at).max(now + *extra);
-                }
-            }
-            NotifyMessage::Stopping => {
-                summary.stopping_at_ms.get_or_insert(at_ms);
-                detector.on_stopping(now);
-            }
-            NotifyMessage::Status(text) => summary.status = Some(text.clone()),
-            NotifyMessage::MainPid(pid) => summary.main_pid = Some(*pid),
-            NotifyMessage::Errno(errno) => summary.errno = Some(*errno),
-            _ => summary.ignored += 1,
-        }
+    let asks = notified::apply(datagram, summary, Some(detector), at_ms, now);
+    if let Some(extra) = asks.extend
+        && summary.stopping_at_ms.is_none()
+        && let Some(at) = deadline
+    {
+        // As systemd's RuntimeMaxSec=: the run may last at least `extra` from now.
+        *at = (*at).max(now + extra);
     }
     Ok(())
 }

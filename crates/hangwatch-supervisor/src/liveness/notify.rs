@@ -171,7 +171,7 @@ impl NotifySocket {
     }
 
     /// Binds the socket file `name` in a runtime directory: hangwatch's private one, or, with
-    /// `all_users`, [`shared_socket_dir`], with the file writable by every user (0666), so that
+    /// `all_users`, [`super::socket_dir::shared`], with the file writable by every user (0666), so that
     /// programs running as other users (a service's `user`) can send to it.
     ///
     /// Opening the socket to everyone gives nothing away: a datagram counts only for the
@@ -184,9 +184,9 @@ impl NotifySocket {
     /// If called outside a Tokio runtime with I/O enabled, as [`UnixDatagram::from_std`].
     pub fn bind_in_runtime_dir(name: &str, all_users: bool) -> Result<NotifySocket, NotifyError> {
         let dir = if all_users {
-            shared_socket_dir()
+            super::socket_dir::shared()
         } else {
-            crate::run::private_runtime_dir()
+            super::socket_dir::private()
         }
         .map_err(|source| NotifyError::Io {
             about: "create a runtime directory for the notify socket",
@@ -406,45 +406,6 @@ fn remove_stale_socket(path: &Path) -> Result<(), NotifyError> {
         })?;
     }
     Ok(())
-}
-
-/// A directory every user may pass through but none other than hangwatch's may list or write
-/// (mode 0711): `/run/hangwatch` for root, as systemd's `/run/systemd`, or
-/// `$TMPDIR/hangwatch-UID-shared`. A private runtime directory (0700) cannot hold a socket that
-/// programs of other users must reach, since they could not enter it.
-///
-/// It must be a real directory owned by hangwatch's user and writable by nobody else, so that
-/// nobody else can replace the socket; a mode narrower than 0711 is widened.
-pub fn shared_socket_dir() -> io::Result<PathBuf> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    let uid = nix::unistd::geteuid();
-    let run = Path::new("/run");
-    let dir = if uid.is_root() && run.is_dir() {
-        run.join("hangwatch")
-    } else {
-        std::env::temp_dir().join(format!("hangwatch-{uid}-shared"))
-    };
-    match fs::DirBuilder::new().mode(0o711).create(&dir) {
-        Ok(()) => {}
-        Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(err) => return Err(err),
-    }
-    let meta = fs::symlink_metadata(&dir)?;
-    let mode = meta.permissions().mode() & 0o777;
-    if !meta.is_dir() || meta.uid() != uid.as_raw() || mode & 0o022 != 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            format!(
-                "{} is not a directory of this user that only it can write (owner {}, mode {mode:o})",
-                dir.display(),
-                meta.uid(),
-            ),
-        ));
-    }
-    if mode & 0o711 != 0o711 {
-        fs::set_permissions(&dir, fs::Permissions::from_mode(mode | 0o711))?;
-    }
-    Ok(dir)
 }
 
 /// Room for the credentials and for as many descriptors as one message can carry.
@@ -817,7 +778,7 @@ mod tests {
         let notify = NotifySocket::bind_in_runtime_dir(&name, true).expect("bind");
         let path = PathBuf::from(notify.env_value());
         let dir = path.parent().expect("a directory");
-        assert_eq!(dir, shared_socket_dir().expect("shared dir"));
+        assert_eq!(dir, super::super::socket_dir::shared().expect("shared dir"));
         let dir_mode = fs::metadata(dir).expect("dir").permissions().mode() & 0o777;
         assert_eq!(
             dir_mode & 0o711,

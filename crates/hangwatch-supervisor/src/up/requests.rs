@@ -13,18 +13,20 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use hangwatch_config::{Config, ConfigError};
-use hangwatch_process::Scope;
 use hangwatch_protocol::control::{
     Diagnosis, DownReport, ErrorKind, ErrorReply, Heartbeat, ReloadReport, Reply, Request,
-    ServiceStatus, State, Status,
+    ServiceStatus, Status,
 };
 use hangwatch_protocol::event::Event;
-use hangwatch_protocol::report::{IncidentRecord, StallSource};
+use hangwatch_protocol::report::{IncidentRecord, StallSource, StopCause};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::{Cause, Msg, Phase, Supervisor, Svc, Then, millis, stop_plan, tree_rss};
-use crate::state::LineSplitter;
+use super::machine;
+use super::service::{Svc, millis};
+use super::state::{Life, Then};
+use super::{Msg, Supervisor};
+use crate::incident::Subject;
 
 /// A client waiting for a service to get somewhere.
 pub(crate) struct Waiter {
@@ -86,12 +88,12 @@ impl Supervisor {
     fn find(&self, name: &str) -> Result<usize, ErrorReply> {
         self.services
             .iter()
-            .position(|s| s.cfg.name == name && s.phase != Phase::Removed)
+            .position(|s| s.cfg.name == name && !matches!(s.life, Life::Removed))
             .ok_or_else(|| {
                 let known: Vec<&str> = self
                     .services
                     .iter()
-                    .filter(|s| s.phase != Phase::Removed)
+                    .filter(|s| !matches!(s.life, Life::Removed))
                     .map(|s| s.cfg.name.as_str())
                     .collect();
                 ErrorReply::new(
@@ -110,7 +112,7 @@ impl Supervisor {
                 Err(answer) => return Reply::Error(answer),
             },
             None => (0..self.services.len())
-                .filter(|&i| self.services[i].phase != Phase::Removed)
+                .filter(|&i| !matches!(self.services[i].life, Life::Removed))
                 .collect(),
         };
         // The tree's memory needs a scan of /proc (~25 µs a process): worth it for one
@@ -138,44 +140,39 @@ impl Supervisor {
 
     /// The resident memory of service `i`'s whole tree, when it runs.
     fn tree_rss_of(&mut self, i: usize) -> Option<u64> {
-        let main = self.services[i]
-            .main
-            .as_ref()
-            .filter(|m| m.status.is_none())?;
-        let scope = Scope::Service {
-            adopter: self.own_pid,
-            group: main.pgid,
-            marker: main.marker.clone(),
-        };
-        self.table().ok().map(|table| tree_rss(&scope, table))
+        let scope = self.services[i].life.live_main()?.scope(self.own_pid);
+        self.table()
+            .ok()
+            .map(|table| super::records::tree_rss(&scope, table))
     }
 
     fn service_status(&mut self, i: usize, now: Instant) -> ServiceStatus {
         let svc = &self.services[i];
-        let running = svc.main.as_ref().filter(|m| m.status.is_none());
-        let heartbeat =
-            svc.detector
-                .as_ref()
-                .and_then(|d| d.closest(now))
-                .map(|(source, age, bound)| Heartbeat {
-                    source: heartbeat_word(source).to_owned(),
-                    age_ms: millis(age),
-                    deadline_ms: millis(bound),
-                });
+        let running = svc.life.live_main();
+        let heartbeat = svc
+            .life
+            .watch()
+            .and_then(|w| w.detector.as_ref())
+            .and_then(|d| d.closest(now))
+            .map(|(source, age, bound)| Heartbeat {
+                source: heartbeat_word(source).to_owned(),
+                age_ms: millis(age),
+                deadline_ms: millis(bound),
+            });
         ServiceStatus {
             name: svc.cfg.name.clone(),
-            state: state_of(svc.phase),
+            state: svc.life.shown(),
             pid: running.map(|m| m.id.pid),
             uptime_ms: running.map(|m| millis(now.saturating_duration_since(m.started))),
             restarts: svc.restarts.total,
             last_exit: svc.last_exit.clone(),
             heartbeat,
-            restart_in_ms: match svc.phase {
-                Phase::Backoff { until } => Some(millis(until.saturating_duration_since(now))),
+            restart_in_ms: match svc.life {
+                Life::Backoff { until } => Some(millis(until.saturating_duration_since(now))),
                 _ => None,
             },
             last_incident: svc.last_incident.clone(),
-            status_text: svc.status_text.clone(),
+            status_text: svc.status_text().map(str::to_owned),
             rss_bytes: None,
         }
     }
@@ -205,32 +202,25 @@ impl Supervisor {
             },
         );
         let after = self.services[i].generation;
-        match self.services[i].phase {
-            Phase::Starting | Phase::Ready | Phase::Diagnosing { .. } if again => {
-                if let Err(err) = self.begin_stop(i, Cause::Requested, Then::Wait) {
-                    let message = format!("cannot stop {name}: {err}");
-                    return Some((reply, error(ErrorKind::Failed, message)));
-                }
-                self.restart_dependents(i);
+        match &self.services[i].life {
+            Life::Starting { .. } | Life::Ready { .. } | Life::Diagnosing { .. } if again => {
+                self.stop_service(i, StopCause::Request, Then::Wait, now);
+                self.restart_dependents(i, now);
             }
-            Phase::Starting | Phase::Ready => {
+            Life::Starting { .. } | Life::Ready { .. } => {
                 let answer = Reply::Service(self.service_status(i, now));
                 return Some((reply, answer));
             }
-            Phase::Stopping => {
-                if let Some(stop) = &mut self.services[i].stop {
-                    stop.then = Then::Wait;
-                }
-            }
-            Phase::Diagnosing { .. } | Phase::Waiting => {}
-            Phase::Backoff { .. }
-            | Phase::Exited
-            | Phase::Failed
-            | Phase::Stopped
-            | Phase::Held
-            | Phase::Removed => {
+            Life::Stopping { .. } => machine::redirect(&mut self.services[i].life, Then::Wait),
+            Life::Diagnosing { .. } | Life::Waiting => {}
+            Life::Backoff { .. }
+            | Life::Exited
+            | Life::Failed
+            | Life::Stopped
+            | Life::Held
+            | Life::Removed => {
                 self.services[i].restarts = Default::default();
-                self.services[i].phase = Phase::Waiting;
+                self.services[i].life = Life::Waiting;
             }
         }
         // What it needs comes up with it (systemd starts a unit's requirements too).
@@ -252,11 +242,11 @@ impl Supervisor {
                 continue;
             }
             if matches!(
-                self.services[d].phase,
-                Phase::Exited | Phase::Failed | Phase::Stopped | Phase::Held
+                self.services[d].life,
+                Life::Exited | Life::Failed | Life::Stopped | Life::Held
             ) {
                 self.services[d].restarts = Default::default();
-                self.services[d].phase = Phase::Waiting;
+                self.services[d].life = Life::Waiting;
             }
             todo.extend(self.services[d].deps.iter().copied());
         }
@@ -279,28 +269,19 @@ impl Supervisor {
                 request: "stop".to_owned(),
             },
         );
-        match self.services[i].phase {
-            Phase::Starting | Phase::Ready | Phase::Diagnosing { .. } => {
-                if let Err(err) = self.begin_stop(i, Cause::Requested, Then::Hold) {
-                    let message = format!("cannot stop {name}: {err}");
-                    return Some((reply, error(ErrorKind::Failed, message)));
-                }
+        match &self.services[i].life {
+            Life::Starting { .. } | Life::Ready { .. } | Life::Diagnosing { .. } => {
+                self.stop_service(i, StopCause::Request, Then::Hold, now);
             }
-            Phase::Stopping => {
-                if let Some(stop) = &mut self.services[i].stop
-                    && stop.then != Then::Down
-                {
-                    stop.then = Then::Hold;
-                }
-            }
-            Phase::Waiting | Phase::Backoff { .. } | Phase::Exited | Phase::Failed => {
+            Life::Stopping { .. } => machine::redirect(&mut self.services[i].life, Then::Hold),
+            Life::Waiting | Life::Backoff { .. } | Life::Exited | Life::Failed => {
                 if self.shutdown.is_none() {
-                    self.services[i].phase = Phase::Held;
+                    self.services[i].life = Life::Held;
                 }
             }
-            Phase::Stopped | Phase::Held | Phase::Removed => {}
+            Life::Stopped | Life::Held | Life::Removed => {}
         }
-        if self.services[i].stop.is_none() {
+        if self.services[i].life.stop().is_none() {
             return Some((reply, Reply::Service(self.service_status(i, now))));
         }
         self.waiters.push(Waiter {
@@ -325,7 +306,7 @@ impl Supervisor {
             let svc = &self.services[i];
             let answer = match waiter.want {
                 Want::Down => {
-                    if svc.stop.is_some() || matches!(svc.phase, Phase::Diagnosing { .. }) {
+                    if svc.life.stopping() {
                         None
                     } else {
                         Some(Reply::Service(self.service_status(i, now)))
@@ -347,11 +328,13 @@ impl Supervisor {
         let svc = &self.services[i];
         let name = svc.cfg.name.clone();
         if svc.generation > after {
-            match svc.phase {
-                Phase::Ready => return Some(Reply::Service(self.service_status(i, now))),
-                Phase::Starting | Phase::Stopping | Phase::Diagnosing { .. } => return None,
+            match svc.life {
+                Life::Ready { .. } => return Some(Reply::Service(self.service_status(i, now))),
+                Life::Starting { .. } | Life::Stopping { .. } | Life::Diagnosing { .. } => {
+                    return None;
+                }
                 // Stopped again with a dependency: as long as the dependencies may come up.
-                Phase::Waiting => {}
+                Life::Waiting => {}
                 _ => {
                     let status = self.service_status(i, now);
                     let ended = status
@@ -372,8 +355,8 @@ impl Supervisor {
         // Waiting: fine while its dependencies may still come up.
         if let Some(&d) = svc.deps.iter().find(|&&d| {
             matches!(
-                self.services[d].phase,
-                Phase::Failed | Phase::Exited | Phase::Held | Phase::Removed
+                self.services[d].life,
+                Life::Failed | Life::Exited | Life::Held | Life::Removed
             )
         }) {
             let dep = &self.services[d];
@@ -382,18 +365,17 @@ impl Supervisor {
                 format!(
                     "{name} cannot start: its dependency {} is {}",
                     dep.cfg.name,
-                    state_of(dep.phase).as_str()
+                    dep.life.shown().as_str()
                 ),
             ));
         }
-        match svc.phase {
-            Phase::Failed | Phase::Exited | Phase::Held | Phase::Stopped | Phase::Removed => {
-                Some(error(
-                    ErrorKind::Failed,
-                    format!("{name} is {} now", state_of(svc.phase).as_str()),
-                ))
-            }
-            _ => None,
+        if svc.life.down() {
+            Some(error(
+                ErrorKind::Failed,
+                format!("{name} is {} now", svc.life.shown().as_str()),
+            ))
+        } else {
+            None
         }
     }
 
@@ -465,10 +447,10 @@ impl Supervisor {
             Err(answer) => return Some((reply, Reply::Error(answer))),
         };
         let svc = &self.services[i];
-        let Some(main) = svc.main.as_ref().filter(|m| m.status.is_none()) else {
+        let Some(main) = svc.life.live_main() else {
             let message = format!(
                 "{name} is not running (it is {})",
-                state_of(svc.phase).as_str()
+                svc.life.shown().as_str()
             );
             return Some((reply, error(ErrorKind::Failed, message)));
         };
@@ -486,7 +468,8 @@ impl Supervisor {
             },
         );
         tokio::spawn(async move {
-            let record = super::diagnose_off_loop(spec, pid, reason).await;
+            let record =
+                crate::incident::bounded(spec, Subject::Tree { program: pid }, reason).await;
             let _ = tx
                 .send(Msg::Inspected {
                     service: i,
@@ -585,36 +568,39 @@ impl Supervisor {
         // Removed.
         for i in 0..self.services.len() {
             let svc = &self.services[i];
-            if svc.phase == Phase::Removed || wanted.contains_key(svc.cfg.name.as_str()) {
+            if matches!(svc.life, Life::Removed) || wanted.contains_key(svc.cfg.name.as_str()) {
                 continue;
             }
             report.removed.push(svc.cfg.name.clone());
-            self.retire(i, Then::Remove);
+            self.retire(i, Then::Remove, None);
         }
         // Changed, unchanged, added.
         let logs_dir = self.state.logs_dir();
         for cfg in &config.services {
             let existing = self.services.iter().position(|s| s.cfg.name == cfg.name);
             match existing {
-                Some(i) if self.services[i].phase == Phase::Removed => {
+                Some(i) if matches!(self.services[i].life, Life::Removed) => {
                     report.added.push(cfg.name.clone());
-                    self.apply_definition(i, cfg.clone());
-                    self.services[i].phase = Phase::Waiting;
+                    self.services[i].redefine(cfg.clone(), &logs_dir);
+                    self.services[i].life = Life::Waiting;
                 }
-                Some(i) if self.services[i].cfg == *cfg && self.services[i].pending.is_none() => {
+                Some(i)
+                    if self.services[i].cfg == *cfg
+                        && self.services[i]
+                            .life
+                            .stop()
+                            .is_none_or(|s| s.pending.is_none()) =>
+                {
                     report.unchanged.push(cfg.name.clone());
                 }
                 Some(i) => {
                     report.changed.push(cfg.name.clone());
-                    if self.services[i].phase.running() {
-                        self.services[i].pending = Some(cfg.clone());
-                        self.retire(i, Then::Wait);
-                        self.restart_dependents(i);
-                    } else {
-                        self.apply_definition(i, cfg.clone());
-                        if self.services[i].phase != Phase::Held {
-                            self.services[i].phase = Phase::Waiting;
-                        }
+                    let running = self.services[i].life.running();
+                    self.retire(i, Then::Wait, Some(Box::new(cfg.clone())));
+                    if running {
+                        self.restart_dependents(i, Instant::now());
+                    } else if !matches!(self.services[i].life, Life::Held) {
+                        self.services[i].life = Life::Waiting;
                     }
                 }
                 None => {
@@ -638,36 +624,16 @@ impl Supervisor {
         Reply::Reloaded(report)
     }
 
-    /// Stops service `i` for a reload (or marks it so at once when nothing runs).
-    fn retire(&mut self, i: usize, then: Then) {
-        match self.services[i].phase {
-            Phase::Starting | Phase::Ready | Phase::Diagnosing { .. } => {
-                if let Err(err) = self.begin_stop(i, Cause::Reload, then) {
-                    tracing::warn!(%err, "cannot stop a service for a reload");
-                }
-            }
-            Phase::Stopping => {
-                if let Some(stop) = &mut self.services[i].stop {
-                    stop.then = then;
-                }
-            }
-            _ => {
-                if then == Then::Remove {
-                    self.services[i].phase = Phase::Removed;
-                }
-            }
+    /// Stops service `i` for a reload, redirects its stop under way, or (when nothing runs)
+    /// applies `pending` at once.
+    fn retire(&mut self, i: usize, then: Then, pending: Option<Box<hangwatch_config::Service>>) {
+        let now = Instant::now();
+        let (effects, left) = machine::retire(&mut self.services[i].life, then, pending, now);
+        if let Some(cfg) = left {
+            let logs_dir = self.state.logs_dir();
+            self.services[i].redefine(*cfg, &logs_dir);
         }
-    }
-
-    /// Gives service `i` a new definition (it does not run).
-    pub(super) fn apply_definition(&mut self, i: usize, cfg: hangwatch_config::Service) {
-        let log = super::open_log(&self.state.logs_dir(), &cfg);
-        let svc = &mut self.services[i];
-        svc.plan = stop_plan(&cfg);
-        svc.restarts = Default::default();
-        svc.log = log;
-        svc.split = [LineSplitter::new(), LineSplitter::new()];
-        svc.cfg = cfg;
+        self.perform(i, effects, now);
     }
 
     /// Recomputes every service's dependencies by name (after a reload).
@@ -676,11 +642,15 @@ impl Supervisor {
             .services
             .iter()
             .enumerate()
-            .filter(|(_, s)| s.phase != Phase::Removed)
+            .filter(|(_, s)| !matches!(s.life, Life::Removed))
             .map(|(i, s)| (s.cfg.name.clone(), i))
             .collect();
         for svc in &mut self.services {
-            let cfg = svc.pending.as_ref().unwrap_or(&svc.cfg);
+            let cfg = svc
+                .life
+                .stop()
+                .and_then(|s| s.pending.as_deref())
+                .unwrap_or(&svc.cfg);
             svc.deps = cfg
                 .depends_on
                 .iter()
@@ -698,12 +668,12 @@ impl Supervisor {
             return;
         }
         if self.shutdown.is_none() {
-            let pending = self.services.iter().any(|s| match s.phase {
-                Phase::Starting => true,
-                Phase::Waiting => s.deps.iter().all(|&d| {
+            let pending = self.services.iter().any(|s| match s.life {
+                Life::Starting { .. } => true,
+                Life::Waiting => s.deps.iter().all(|&d| {
                     matches!(
-                        self.services[d].phase,
-                        Phase::Waiting | Phase::Starting | Phase::Ready
+                        self.services[d].life,
+                        Life::Waiting | Life::Starting { .. } | Life::Ready { .. }
                     )
                 }),
                 _ => false,
@@ -724,20 +694,6 @@ impl Supervisor {
 
 fn error(kind: ErrorKind, message: String) -> Reply {
     Reply::Error(ErrorReply::new(kind, message))
-}
-
-fn state_of(phase: Phase) -> State {
-    match phase {
-        Phase::Waiting => State::Waiting,
-        Phase::Starting => State::Starting,
-        Phase::Ready => State::Ready,
-        Phase::Backoff { .. } => State::Backoff,
-        Phase::Diagnosing { .. } => State::Diagnosing,
-        Phase::Stopping => State::Stopping,
-        Phase::Exited => State::Exited,
-        Phase::Failed => State::Failed,
-        Phase::Stopped | Phase::Held | Phase::Removed => State::Stopped,
-    }
 }
 
 fn heartbeat_word(source: StallSource) -> &'static str {

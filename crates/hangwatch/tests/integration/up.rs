@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use hangwatch_process::{OpenFilesLimit, ProcessId, Signal};
 use hangwatch_protocol::event::{Event, EventRecord};
+use hangwatch_protocol::report::StopCause;
 
 use crate::harness::{Scratch, Up, fixture, read_pids};
 
@@ -559,7 +560,7 @@ depends_on = ["db"]
         .find(|e| is(e, "follower", "stopping"))
         .expect("follower stopped");
     assert!(
-        matches!(&stopping.event, Event::Stopping { cause, .. } if cause == "dependency"),
+        matches!(&stopping.event, Event::Stopping { cause, .. } if *cause == StopCause::Dependency),
         "{stopping:?}"
     );
     guard.assert_all_gone();

@@ -1,0 +1,236 @@
+//! The one timer of the loop: armed at the earliest deadline of any service (a backoff ending,
+//! a probe due, a liveness deadline, a stop's grace or retry, the shutdown bound), and what is
+//! done when it fires.
+
+use std::time::Duration;
+
+use hangwatch_config::Readiness;
+use hangwatch_process::Signal;
+use hangwatch_protocol::event::Event;
+use hangwatch_protocol::report::StopCause;
+use tokio::time::Instant;
+
+use super::lifecycle::kill_at_once;
+use super::policy::Ending;
+use super::service::{millis, ms};
+use super::state::{Life, Stop, Then, Tree};
+use super::{Supervisor, UpError, io_err};
+use crate::liveness::detector::Expiry;
+
+impl Supervisor {
+    /// The earliest instant at which anything is due.
+    pub(super) fn next_deadline(&self) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        let mut at = |t: Instant| next = Some(next.map_or(t, |n| n.min(t)));
+        for svc in &self.services {
+            match &svc.life {
+                Life::Backoff { until } if self.shutdown.is_none() => at(*until),
+                Life::Starting {
+                    ready_probe: Some(clock),
+                    ..
+                } => {
+                    if !clock.in_flight {
+                        at(clock.next);
+                    }
+                    if let Some(give_up) = clock.give_up {
+                        at(give_up);
+                    }
+                }
+                Life::Stopping { stop, .. } => match &stop.tree {
+                    Tree::Due { at: due } => at(*due),
+                    Tree::Signalled(tree) => {
+                        if let Some(grace) = tree.grace_deadline() {
+                            at(grace);
+                        }
+                    }
+                },
+                _ => {}
+            }
+            if let Some(watch) = svc.life.watch() {
+                if let Some(clock) = &watch.live_probe
+                    && !clock.in_flight
+                {
+                    at(clock.next);
+                }
+                if let Some((deadline, _)) = watch.detector.as_ref().and_then(|d| d.next_deadline())
+                {
+                    at(deadline);
+                }
+                if let Some(check) = watch.memory_check {
+                    at(check);
+                }
+            }
+        }
+        for probe in self.exec_probes.values() {
+            at(probe.deadline);
+        }
+        if let Some(shutdown) = &self.shutdown
+            && !shutdown.killing
+        {
+            at(shutdown.deadline);
+        }
+        next
+    }
+
+    /// Acts on every deadline that has passed.
+    pub(super) fn on_deadlines(&mut self, now: Instant) -> Result<(), UpError> {
+        if let Some(shutdown) = &mut self.shutdown
+            && !shutdown.killing
+            && now >= shutdown.deadline
+        {
+            shutdown.killing = true;
+            self.kill_all(now)?;
+        }
+        let overdue: Vec<i32> = self
+            .exec_probes
+            .iter()
+            .filter(|(_, p)| p.deadline <= now)
+            .map(|(pid, _)| *pid)
+            .collect();
+        for pid in overdue {
+            if let Some(probe) = self.exec_probes.get_mut(&pid) {
+                // Killed now; its exit is reaped and reported then, as a failure.
+                let _ = hangwatch_process::signal::signal_group(probe.pgid, Signal::KILL);
+                probe.deadline = now + Duration::from_secs(3600);
+            }
+        }
+        for i in 0..self.services.len() {
+            self.service_deadlines(i, now)?;
+        }
+        Ok(())
+    }
+
+    fn service_deadlines(&mut self, i: usize, now: Instant) -> Result<(), UpError> {
+        match &self.services[i].life {
+            Life::Backoff { until } if *until <= now && self.shutdown.is_none() => {
+                // Started by the next settle, once its dependencies are ready.
+                self.services[i].life = Life::Waiting;
+                return Ok(());
+            }
+            Life::Stopping { stop, .. } => {
+                match &stop.tree {
+                    Tree::Due { at } if *at <= now => self.signal_tree(i, now),
+                    Tree::Signalled(tree) if tree.grace_deadline().is_some_and(|g| g <= now) => {
+                        // One scan serves every stop whose grace ends in this wake-up.
+                        self.table()?;
+                        if let (
+                            Life::Stopping {
+                                stop:
+                                    Stop {
+                                        tree: Tree::Signalled(tree),
+                                        ..
+                                    },
+                                ..
+                            },
+                            Some(table),
+                        ) = (&mut self.services[i].life, &self.table)
+                        {
+                            tree.kill_now_in(table).map_err(io_err("kill a service"))?;
+                        }
+                        self.rescan = true;
+                    }
+                    _ => {}
+                }
+                return Ok(());
+            }
+            _ => {}
+        }
+        self.readiness_deadline(i, now);
+        self.liveness_deadlines(i, now)
+    }
+
+    /// The readiness probe: give up past its bound, or launch the next attempt.
+    fn readiness_deadline(&mut self, i: usize, now: Instant) {
+        let svc = &mut self.services[i];
+        let Life::Starting {
+            ready_probe: Some(clock),
+            ..
+        } = &mut svc.life
+        else {
+            return;
+        };
+        if clock.give_up.is_some_and(|g| g <= now) {
+            let within_ms = match &svc.cfg.ready {
+                Readiness::Probe(p) => millis(p.within),
+                _ => 0,
+            };
+            let error = svc
+                .last_probe_error
+                .clone()
+                .unwrap_or_else(|| "no answer yet".to_owned());
+            self.emit(Some(i), Event::NotReady { within_ms, error });
+            self.stop_service(
+                i,
+                StopCause::NotReady,
+                Then::Decide(Ending::StartFailed),
+                now,
+            );
+            return;
+        }
+        if !clock.in_flight && clock.next <= now {
+            self.launch_probe(i, true, now);
+        }
+    }
+
+    /// The liveness probe, the memory sample, and the heartbeat deadlines.
+    fn liveness_deadlines(&mut self, i: usize, now: Instant) -> Result<(), UpError> {
+        if let Some(clock) = self.services[i]
+            .life
+            .watch()
+            .and_then(|w| w.live_probe.as_ref())
+            && !clock.in_flight
+            && clock.next <= now
+        {
+            self.launch_probe(i, false, now);
+        }
+        self.check_memory(i, now)?;
+        let svc = &mut self.services[i];
+        let Some(detector) = svc.life.watch_mut().and_then(|w| w.detector.as_mut()) else {
+            return Ok(());
+        };
+        if let Some((deadline, expiry)) = detector.next_deadline()
+            && deadline <= now
+            && let Some(verdict) = detector.expire(expiry, now)
+            && let Expiry::Stall(source) = verdict.expiry
+        {
+            let detail = svc.status_text().map(|s| format!("last STATUS: {s}"));
+            self.emit(
+                Some(i),
+                Event::Stalled {
+                    source,
+                    bound_ms: millis(verdict.bound),
+                    late_ms: ms(now.saturating_duration_since(verdict.deadline)),
+                    detail,
+                },
+            );
+            self.on_stall(i, StopCause::Stall, now);
+        }
+        Ok(())
+    }
+
+    /// The shutdown bound passed (or a second signal): KILL every tree, and stop the rest at
+    /// once.
+    pub(super) fn kill_all(&mut self, now: Instant) -> Result<(), UpError> {
+        self.table()?;
+        if let Some(table) = &self.table {
+            for svc in &mut self.services {
+                if let Some(tree) = svc.life.tree_mut() {
+                    kill_at_once(tree, table)?;
+                }
+            }
+        }
+        // The rest begin their stop now (and a stop still due is tried now): signalling kills
+        // at once while `killing`.
+        for i in 0..self.services.len() {
+            if matches!(
+                self.services[i].life.stop().map(|s| &s.tree),
+                Some(Tree::Due { .. })
+            ) {
+                self.signal_tree(i, now);
+            }
+            self.stop_service(i, StopCause::Shutdown, Then::Down, now);
+        }
+        self.rescan = true;
+        Ok(())
+    }
+}
