@@ -143,6 +143,19 @@ pub struct Status {
     pub shutting_down: Option<String>,
     /// The services, in config order.
     pub services: Vec<ServiceStatus>,
+    /// Notify datagrams accepted (their sender was in a service's tree) and refused (it was
+    /// in none, or had exited before it could be placed), since the supervisor started.
+    #[serde(default)]
+    pub notify: NotifyCounts,
+}
+
+/// Counts of the notify socket's datagrams.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotifyCounts {
+    /// Accepted.
+    pub accepted: u64,
+    /// Refused.
+    pub rejected: u64,
 }
 
 /// Where a service is in its life.

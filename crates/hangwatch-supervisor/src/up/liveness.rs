@@ -26,14 +26,16 @@ impl Supervisor {
         let service = datagram
             .sender_pid
             .and_then(|sender| self.service_of(sender));
+        tracing::trace!(?datagram, ?service, "notify datagram");
         let Some(i) = service else {
             tracing::debug!(
                 sender = ?datagram.sender_pid,
                 "notify datagram from outside every service, ignored"
             );
-            self.notify_rejected += 1;
+            self.notify_counts.rejected += 1;
             return;
         };
+        self.notify_counts.accepted += 1;
         let svc = &mut self.services[i];
         let at_ms = svc.life.main().map_or(0.0, |m| ms(m.uptime(now)));
         let detector = svc

@@ -78,7 +78,7 @@ use hangwatch_process::exit_watch::ExitWatch;
 use hangwatch_process::reap::become_subreaper;
 use hangwatch_process::timer::DeadlineTimer;
 use hangwatch_process::tree::ProcessTable;
-use hangwatch_protocol::control::{Reply, Request, Welcome};
+use hangwatch_protocol::control::{NotifyCounts, Reply, Request, Welcome};
 use hangwatch_protocol::event::Event;
 use hangwatch_protocol::report::IncidentRecord;
 use tokio::signal::unix::{SignalKind, signal};
@@ -243,8 +243,8 @@ struct Supervisor {
     timer: DeadlineTimer,
     /// The leak audit of the whole supervisor; taken by the final audit.
     leaks: Option<LeakWatch>,
-    /// Notify datagrams refused: their sender was in no service's tree.
-    notify_rejected: u64,
+    /// Notify datagrams accepted and refused (their sender was in no service's tree).
+    notify_counts: NotifyCounts,
     /// Audits of services' trees under way (see [`Supervisor::audit_leaks`]).
     leak_audits: usize,
     diagnose: DiagnoseSpec,
@@ -345,7 +345,7 @@ impl Supervisor {
             watch: Arc::new(ExitWatch::new().map_err(io_err("create an exit watch"))?),
             timer: DeadlineTimer::new().map_err(io_err("create a timer"))?,
             leaks: Some(LeakWatch::start(own_pid, nix::unistd::geteuid().as_raw())),
-            notify_rejected: 0,
+            notify_counts: NotifyCounts::default(),
             leak_audits: 0,
             diagnose,
             exec_probes: HashMap::new(),

@@ -134,6 +134,7 @@ impl Supervisor {
             config: self.config.path.clone(),
             state_dir: self.state.path().to_path_buf(),
             shutting_down: self.shutdown.as_ref().map(|s| s.reason.clone()),
+            notify: self.notify_counts,
             services,
         })
     }

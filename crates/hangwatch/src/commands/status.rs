@@ -271,6 +271,7 @@ mod tests {
             config: PathBuf::from("/srv/app/hangwatch.toml"),
             state_dir: PathBuf::from("/srv/app/.hangwatch"),
             shutting_down: None,
+            notify: Default::default(),
             services: vec![
                 base.clone(),
                 ServiceStatus {

@@ -18,3 +18,4 @@ mod stall;
 mod terminal;
 mod timeout;
 mod up;
+mod up_notify;
