@@ -17,8 +17,8 @@ use hangwatch_protocol::report::{
 use crate::evidence::{
     Evidence, HeldFile, Hold, Moment, ShmSeen, Sighting, TreeMember, read_fds, read_mapped,
 };
-use crate::part::Reported;
 use crate::procfs::{self, Device, SysvKind, SysvObject};
+use crate::reported::Reported;
 use crate::shm::{ShmDir, ShmEntry};
 
 /// What existed before the program started: never attributed to it, never touched.

@@ -1,6 +1,7 @@
 //! One module per subcommand, and what several share.
 
 pub mod check;
+pub mod client;
 pub mod control;
 pub mod diagnose;
 pub mod events;
