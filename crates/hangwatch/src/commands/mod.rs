@@ -5,7 +5,6 @@ pub mod client;
 pub mod control;
 pub mod diagnose;
 pub mod events;
-pub mod follow;
 pub mod incidents;
 pub mod logs;
 pub mod out;
