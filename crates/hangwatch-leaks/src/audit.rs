@@ -10,6 +10,7 @@ use std::io;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::time::{Duration, Instant, SystemTime};
 
+use hangwatch_process::tree::ProcessTable;
 use hangwatch_protocol::report::{
     Attribution, LeakAction, LeakKind, LeakPolicy, LeakReport, LeakedObject, ProcessInfo,
 };
@@ -17,8 +18,8 @@ use hangwatch_protocol::report::{
 use crate::evidence::{
     Evidence, HeldFile, Hold, Moment, ShmSeen, Sighting, TreeMember, read_fds, read_mapped,
 };
-use crate::part::Reported;
 use crate::procfs::{self, Device, SysvKind, SysvObject};
+use crate::reported::Reported;
 use crate::shm::{ShmDir, ShmEntry};
 
 /// What existed before the program started: never attributed to it, never touched.
@@ -342,15 +343,11 @@ pub(crate) fn holders_outside(shm: &ShmDir, inodes: &HashSet<u64>) -> io::Result
         held: HashMap::new(),
         unknown: false,
     };
-    for entry in std::fs::read_dir("/proc")? {
-        let Ok(entry) = entry else { continue };
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|name| name.parse::<i32>().ok())
-        else {
+    for stat in ProcessTable::scan()?.processes() {
+        let pid = stat.pid;
+        if stat.is_zombie() {
             continue;
-        };
+        }
         let Ok(mapped) = read_mapped(pid, shm.device) else {
             continue;
         };
@@ -368,11 +365,10 @@ pub(crate) fn holders_outside(shm: &ShmDir, inodes: &HashSet<u64>) -> io::Result
                 .map(|inode| (inode, Hold::Open)),
         );
         for (inode, hold) in found {
-            if let std::collections::hash_map::Entry::Vacant(slot) = outside.held.entry(inode)
-                && let Ok(Some(stat)) = hangwatch_process::stat::read_stat(pid)
-            {
-                slot.insert((stat.info(), hold));
-            }
+            outside
+                .held
+                .entry(inode)
+                .or_insert_with(|| (stat.info(), hold));
         }
     }
     Ok(outside)

@@ -80,6 +80,7 @@ pub mod audit;
 pub mod evidence;
 pub mod part;
 pub mod procfs;
+mod reported;
 pub mod shm;
 mod watch;
 
@@ -116,7 +117,7 @@ struct Shared {
     baseline: Arc<Baseline>,
     evidence: Evidence,
     /// What audits of parts of the tree reported: the final audit leaves it out.
-    reported: part::Reported,
+    reported: reported::Reported,
     watch: Option<Arc<ShmWatch>>,
     errors: Vec<String>,
 }
@@ -198,7 +199,7 @@ impl LeakWatch {
         let shared = Arc::new(Mutex::new(Shared {
             baseline: Arc::new(baseline),
             evidence,
-            reported: part::Reported::default(),
+            reported: reported::Reported::default(),
             watch: watch.clone(),
             errors,
         }));

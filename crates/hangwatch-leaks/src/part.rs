@@ -46,6 +46,7 @@ use crate::audit::{
 };
 use crate::evidence::{Evidence, HeldFile, ShmSeen};
 use crate::procfs::{self, SysvKind, SysvObject};
+use crate::reported::Reported;
 use crate::shm::{ShmDir, ShmEntry};
 
 /// The processes of one part of the tree: a program, the processes of the process group it
@@ -99,21 +100,6 @@ impl Part {
             // Reaped before the object was made: the PID was someone else's by then.
             None => false,
         }
-    }
-}
-
-/// What parts' audits reported: [`crate::LeakWatch::finish`] leaves it out.
-#[derive(Debug, Default)]
-pub(crate) struct Reported {
-    /// `/dev/shm` entries by name and inode.
-    pub(crate) shm: HashSet<(OsString, u64)>,
-    pub(crate) sysv: HashSet<(SysvKind, i32)>,
-    pub(crate) files: HashSet<PathBuf>,
-}
-
-impl Reported {
-    pub(crate) fn has_shm(&self, entry: &ShmEntry) -> bool {
-        self.shm.contains(&(entry.name.clone(), entry.inode))
     }
 }
 

@@ -17,7 +17,9 @@
 //! - Descendants are found in `/proc`: by following the children files down from a root
 //!   ([`tree::ProcessTable::subtree`], cost per process of the tree), or by reading every
 //!   process ([`tree::ProcessTable::scan`], about a millisecond per hundred processes on the
-//!   machine). Either runs only when a stop begins or a tracked process exits.
+//!   machine). Either runs only when a stop begins or a tracked process exits. The supervisor's
+//!   search for a previous instance's survivors and the leak audit's search for other holders
+//!   of a leaked object go through the full scan too, rather than list `/proc` themselves.
 
 #[cfg_attr(target_os = "linux", path = "sys/linux.rs")]
 #[cfg_attr(not(target_os = "linux"), path = "sys/other.rs")]

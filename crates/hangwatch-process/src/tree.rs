@@ -24,7 +24,9 @@ pub struct ProcessTable {
 }
 
 impl ProcessTable {
-    /// Reads every process in `/proc`.
+    /// Reads every process in `/proc`: the one full scan of the machine's processes, for every
+    /// owner that needs one (a stop's sweep, survivors of a previous instance, holders of a
+    /// leaked object). A process that exits mid-read is skipped.
     pub fn scan() -> io::Result<ProcessTable> {
         let mut by_pid = HashMap::new();
         for entry in std::fs::read_dir("/proc")? {
@@ -97,6 +99,11 @@ impl ProcessTable {
             by_pid: stats.into_iter().map(|stat| (stat.pid, stat)).collect(),
             environ: RefCell::default(),
         }
+    }
+
+    /// Every process read, in no particular order.
+    pub fn processes(&self) -> impl Iterator<Item = &Stat> {
+        self.by_pid.values()
     }
 
     /// The entry for `pid`, if it was seen.

@@ -106,19 +106,19 @@ impl StateDir {
     /// The event log, `events.jsonl`.
     #[must_use]
     pub fn events_path(&self) -> PathBuf {
-        self.path.join("events.jsonl")
+        self.path.join(super::EVENTS_FILE)
     }
 
     /// Where the services' log files go, `logs/`.
     #[must_use]
     pub fn logs_dir(&self) -> PathBuf {
-        self.path.join("logs")
+        self.path.join(super::LOGS_DIR)
     }
 
     /// Where incident files go, `incidents/`.
     #[must_use]
     pub fn incidents_dir(&self) -> PathBuf {
-        self.path.join("incidents")
+        self.path.join(super::INCIDENTS_DIR)
     }
 
     /// The instance record, `instance.json`.

@@ -160,17 +160,7 @@ impl EventLog {
         // Gone from its name already when an earlier rotation could not create the new file:
         // then only the new file is missing.
         if self.path.exists() {
-            for n in (1..self.keep).rev() {
-                match std::fs::rename(self.rotated(n), self.rotated(n + 1)) {
-                    Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
-                    _ => {}
-                }
-            }
-            if self.keep > 0 {
-                std::fs::rename(&self.path, self.rotated(1))?;
-            } else {
-                std::fs::remove_file(&self.path)?;
-            }
+            super::rotation::shift(&self.path, self.keep)?;
         }
         let (file, size) = match open_append(&self.path) {
             Ok(opened) => opened,
@@ -188,12 +178,6 @@ impl EventLog {
         state.current = Some(file);
         state.dir_dirty = true;
         Ok(())
-    }
-
-    fn rotated(&self, n: u32) -> PathBuf {
-        let mut name = self.path.clone().into_os_string();
-        name.push(format!(".{n}"));
-        PathBuf::from(name)
     }
 
     /// Syncs what was appended and stops the background thread. Blocks until the disk has it.
@@ -441,8 +425,8 @@ mod tests {
         std::fs::metadata(path).ok().map(|meta| meta.ino())
     }
 
-    fn rotated(path: &Path, n: u32) -> PathBuf {
-        PathBuf::from(format!("{}.{n}", path.display()))
+    fn rotated(path: &Path, n: u64) -> PathBuf {
+        crate::state::rotation::rotated(path, n)
     }
 
     /// The `pid`s of the `started` records of the file at `path`, each line checked whole.

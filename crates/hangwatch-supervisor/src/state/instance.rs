@@ -39,7 +39,8 @@ use hangwatch_diagnose::incident::write_atomically;
 use hangwatch_process::environ::environ_contains;
 use hangwatch_process::exit_watch::ExitWatch;
 use hangwatch_process::pidfd::PidFd;
-use hangwatch_process::stat::{Stat, read_stat};
+use hangwatch_process::stat::read_stat;
+use hangwatch_process::tree::ProcessTable;
 use hangwatch_process::{ProcessId, Signal};
 use hangwatch_protocol::report::ProcessInfo;
 use serde::{Deserialize, Serialize};
@@ -149,7 +150,7 @@ fn new_token() -> io::Result<String> {
 /// Every live process that a previous hangwatch (described by `previous`) left behind.
 ///
 /// Never includes `own_pid` or its ancestors, nor the previous hangwatch itself if it still
-/// runs, nor zombies (they are dead already). Scans all of `/proc`.
+/// runs, nor zombies (they are dead already). Scans all of `/proc` ([`ProcessTable::scan`]).
 pub fn find_survivors(previous: &InstanceRecord, own_pid: i32) -> io::Result<Vec<ProcessId>> {
     let needle = previous.env_entry().into_bytes();
     let previous_running = previous.is_running()?;
@@ -162,10 +163,10 @@ pub fn find_survivors(previous: &InstanceRecord, own_pid: i32) -> io::Result<Vec
             groups.insert(group.pgid);
         }
     }
-    let stats = scan_proc()?;
-    let ancestors = ancestors(&stats, own_pid);
+    let table = ProcessTable::scan()?;
+    let ancestors = ancestors(&table, own_pid);
     let mut found = Vec::new();
-    for stat in &stats {
+    for stat in table.processes() {
         if stat.is_zombie()
             || stat.pid == own_pid
             || ancestors.contains(&stat.pid)
@@ -245,31 +246,12 @@ pub async fn wait_gone(ids: &[ProcessId], limit: Duration) -> io::Result<Vec<Pro
     Ok(waiting.iter().map(PidFd::id).collect())
 }
 
-/// Every process in `/proc` (those that exit meanwhile are skipped).
-fn scan_proc() -> io::Result<Vec<Stat>> {
-    let mut stats = Vec::new();
-    for entry in std::fs::read_dir("/proc")? {
-        let Ok(entry) = entry else { continue };
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|name| name.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if let Some(stat) = read_stat(pid)? {
-            stats.push(stat);
-        }
-    }
-    Ok(stats)
-}
-
 /// The parent, grandparent, ... of `pid`: hangwatch may have been started from a shell that a
 /// previous instance ran, and must not kill its own parents.
-fn ancestors(stats: &[Stat], pid: i32) -> HashSet<i32> {
+fn ancestors(table: &ProcessTable, pid: i32) -> HashSet<i32> {
     let mut found = HashSet::new();
     let mut current = pid;
-    while let Some(stat) = stats.iter().find(|stat| stat.pid == current) {
+    while let Some(stat) = table.get(current) {
         if stat.ppid <= 0 || !found.insert(stat.ppid) {
             break;
         }
@@ -562,21 +544,17 @@ mod tests {
 
     #[test]
     fn own_process_and_ancestors_are_never_survivors() {
-        let stats = scan_proc().expect("scan");
+        let table = ProcessTable::scan().expect("scan");
         let own = std::process::id() as i32;
-        let mine = ancestors(&stats, own);
-        let parent = stats
-            .iter()
-            .find(|stat| stat.pid == own)
-            .expect("own entry")
-            .ppid;
+        let mine = ancestors(&table, own);
+        let parent = table.get(own).expect("own entry").ppid;
         assert!(mine.contains(&parent));
         assert!(!mine.contains(&own));
         // With our own group recorded (its leader checked), only strangers in it could match,
         // and there are none: the test process and its parents are excluded.
         let me = ProcessId::of(own).expect("read").expect("running");
         let mut previous = record("");
-        if let Some(stat) = stats.iter().find(|stat| stat.pid == own) {
+        if let Some(stat) = table.get(own) {
             if let Some(leader) = ProcessId::of(stat.pgrp).expect("read") {
                 previous.set_group("self", leader);
             }

@@ -48,7 +48,7 @@ pub struct LogFile {
 impl LogFile {
     /// Opens (or creates) `dir/SERVICE.log` for appending.
     pub fn open(dir: &Path, service: &str, max_size: u64, keep: u32) -> io::Result<LogFile> {
-        let path = dir.join(format!("{service}.log"));
+        let path = dir.join(file_name(service));
         let (file, size) = open_append(&path)?;
         Ok(LogFile {
             path,
@@ -133,27 +133,32 @@ impl LogFile {
                 return Ok(());
             }
         }
-        for n in (1..self.keep).rev() {
-            match std::fs::rename(self.rotated(n), self.rotated(n + 1)) {
-                Err(err) if err.kind() != io::ErrorKind::NotFound => return Err(err),
-                _ => {}
-            }
-        }
-        if self.keep > 0 {
-            std::fs::rename(&self.path, self.rotated(1))?;
-        }
+        super::rotation::shift(&self.path, self.keep)?;
         let (file, size) = open_append(&self.path)?;
         self.file = Some(file);
         self.size = size;
         Ok(())
     }
-
-    fn rotated(&self, n: u32) -> PathBuf {
-        let mut name = self.path.clone().into_os_string();
-        name.push(format!(".{n}"));
-        PathBuf::from(name)
-    }
 }
+
+/// `SERVICE.log`, the name of a service's live log in `logs/`.
+#[must_use]
+pub fn file_name(service: &str) -> String {
+    format!("{service}.{EXTENSION}")
+}
+
+/// The service whose live log is named `file_name` (`NAME.log`; not a rotated `NAME.log.1`,
+/// not a hidden file).
+#[must_use]
+pub fn service_of(file_name: &str) -> Option<&str> {
+    file_name
+        .strip_suffix(EXTENSION)
+        .and_then(|name| name.strip_suffix('.'))
+        .filter(|name| !name.is_empty() && !file_name.starts_with('.'))
+}
+
+/// The extension of a live log's name.
+const EXTENSION: &str = "log";
 
 fn open_append(path: &Path) -> io::Result<(File, u64)> {
     let file = OpenOptions::new().append(true).create(true).open(path)?;

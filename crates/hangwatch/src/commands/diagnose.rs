@@ -9,7 +9,7 @@ use hangwatch_protocol::control::{Reply, Request};
 use hangwatch_protocol::exit_code;
 
 use crate::cli::{DiagnoseArgs, DiagnoseTarget};
-use crate::commands::control::{call, connect, to_json, unexpected};
+use crate::commands::client::{call, connect, to_json, unexpected};
 use crate::commands::out;
 use crate::commands::target::Target;
 

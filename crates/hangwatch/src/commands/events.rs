@@ -5,26 +5,21 @@
 //! `events.jsonl.1`, `.2`… (the highest number is the oldest). Every file is read, oldest
 //! first; `-f` then follows the live one through its rotations. Human lines are the time and
 //! the event in the words of `hangwatch up`'s console; `--json` prints each record as the log
-//! holds it, so fields added later pass through.
+//! holds it, so fields added later pass through. Reading and following are the state
+//! directory's ([`hangwatch_supervisor::state::read::events`],
+//! [`hangwatch_supervisor::state::follow`]); this module prints.
 
-use std::fs::File;
 use std::io::{self, Write};
 use std::os::fd::AsFd;
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
-use anyhow::Context as _;
 use hangwatch_protocol::event::{Event, EventRecord};
+use hangwatch_supervisor::state::EVENTS_FILE;
+use hangwatch_supervisor::state::follow::Follower;
+use hangwatch_supervisor::state::read::events::{is_since, read_all};
 
 use crate::cli::EventsArgs;
-use crate::commands::follow::{Follower, Opened, last_lines};
 use crate::commands::out;
 use crate::commands::target::Target;
-use crate::commands::time::parse_time;
-
-/// The live event log's name in the state directory.
-pub const EVENTS_FILE: &str = "events.jsonl";
 
 /// Prints the events; 0, or 125 with a message (no state directory).
 pub fn main(args: &EventsArgs) -> i32 {
@@ -67,79 +62,6 @@ fn run(args: &EventsArgs) -> anyhow::Result<i32> {
         }
         stdout.flush()?;
     }
-}
-
-/// Every line of the rotated event files (oldest first) and of the live one, and the live
-/// file, open, with where its whole lines end.
-pub fn read_all(state: &Path) -> anyhow::Result<(Vec<Vec<u8>>, Opened)> {
-    let mut lines = Vec::new();
-    for path in rotated_files(state)? {
-        let text = match std::fs::read(&path) {
-            Ok(text) => text,
-            // Rotated away (further) while listing: what it held is in the next one.
-            Err(err) if err.kind() == io::ErrorKind::NotFound => continue,
-            Err(err) => {
-                return Err(err).with_context(|| format!("read {}", path.display()));
-            }
-        };
-        lines.extend(
-            text.split(|&b| b == b'\n')
-                .filter(|line| !line.is_empty())
-                .map(<[u8]>::to_vec),
-        );
-    }
-    let live = state.join(EVENTS_FILE);
-    let opened = match File::open(&live) {
-        Ok(file) => {
-            let end = file.metadata()?.len();
-            // Where the whole lines end; a record still being written is left for a follower.
-            let (_, whole_end) = last_lines(&file, end, 0)?;
-            let mut text = vec![0u8; whole_end as usize];
-            file.read_exact_at(&mut text, 0)
-                .with_context(|| format!("read {}", live.display()))?;
-            lines.extend(
-                text.split(|&b| b == b'\n')
-                    .filter(|line| !line.is_empty())
-                    .map(<[u8]>::to_vec),
-            );
-            Some((file, whole_end))
-        }
-        Err(err) if err.kind() == io::ErrorKind::NotFound => None,
-        Err(err) => return Err(err).with_context(|| format!("read {}", live.display())),
-    };
-    Ok((lines, opened))
-}
-
-/// `events.jsonl.N` in the state directory, the highest N (the oldest) first.
-fn rotated_files(state: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let entries = std::fs::read_dir(state).with_context(|| format!("read {}", state.display()))?;
-    let prefix = format!("{EVENTS_FILE}.");
-    let mut numbered: Vec<(u64, PathBuf)> = entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let name = entry.file_name().into_string().ok()?;
-            let n = name.strip_prefix(&prefix)?.parse().ok()?;
-            Some((n, entry.path()))
-        })
-        .collect();
-    numbered.sort_by_key(|(n, _)| std::cmp::Reverse(*n));
-    Ok(numbered.into_iter().map(|(_, path)| path).collect())
-}
-
-/// Whether the record on `line` is at or after `since` (a record without a readable time is
-/// kept).
-fn is_since(line: &[u8], since: Option<SystemTime>) -> bool {
-    #[derive(serde::Deserialize)]
-    struct At {
-        at: String,
-    }
-    let Some(since) = since else {
-        return true;
-    };
-    serde_json::from_slice::<At>(line)
-        .ok()
-        .and_then(|record| parse_time(&record.at))
-        .is_none_or(|at| at >= since)
 }
 
 struct Printer {
@@ -268,27 +190,5 @@ mod tests {
             "2026-11-24T10:00:00.123Z  w teleported\n"
         );
         assert_eq!(render("garbage"), "garbage\n");
-    }
-
-    #[test]
-    fn rotated_files_come_oldest_first() {
-        let tmp = tempfile::tempdir().expect("temp dir");
-        let dir = tmp.path();
-        std::fs::write(dir.join("events.jsonl.2"), "a\nb\n").expect("write");
-        std::fs::write(dir.join("events.jsonl.1"), "c\n").expect("write");
-        std::fs::write(dir.join("events.jsonl.10"), "0\n").expect("write");
-        std::fs::write(dir.join("events.jsonl"), "d\ne\npartial").expect("write");
-        let (lines, opened) = read_all(dir).expect("read");
-        let lines: Vec<&[u8]> = lines.iter().map(Vec::as_slice).collect();
-        assert_eq!(lines, [&b"0"[..], b"a", b"b", b"c", b"d", b"e"]);
-        assert_eq!(opened.map(|(_, end)| end), Some(4));
-    }
-
-    #[test]
-    fn since_keeps_later_records() {
-        let since = parse_time("2026-11-24T10:00:00Z");
-        assert!(is_since(br#"{"at":"2026-11-24T10:00:00.001Z"}"#, since));
-        assert!(!is_since(br#"{"at":"2026-11-24T09:59:59.999Z"}"#, since));
-        assert!(is_since(b"not json", since));
     }
 }

@@ -1,10 +1,10 @@
 //! One module per subcommand, and what several share.
 
 pub mod check;
+pub mod client;
 pub mod control;
 pub mod diagnose;
 pub mod events;
-pub mod follow;
 pub mod incidents;
 pub mod logs;
 pub mod out;

@@ -16,7 +16,7 @@ use hangwatch_protocol::control::{
 };
 
 use crate::cli::StatusArgs;
-use crate::commands::control::{call, connect, to_json, unexpected};
+use crate::commands::client::{call, connect, to_json, unexpected};
 use crate::commands::out;
 use crate::commands::target::Target;
 

@@ -1,7 +1,9 @@
-//! Times as the state directory writes them (RFC 3339, UTC, milliseconds) and as users give
-//! them on the command line (`10m` ago, or an RFC 3339 time with any offset).
+//! Times as users give them on the command line (`10m` ago, or an RFC 3339 time with any
+//! offset, read as the state directory's times are: [`hangwatch_supervisor::state::parse_time`]).
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
+
+use hangwatch_supervisor::state::parse_time;
 
 /// `--since`: a duration before `now` (`10m`, `1h30m`, a bare number of seconds) or an RFC 3339
 /// time with `Z` or an offset (`2026-11-24T10:00:00Z`, `2026-11-24T11:00:00.5+01:00`).
@@ -16,41 +18,6 @@ pub fn parse_since(text: &str, now: SystemTime) -> Result<SystemTime, String> {
              (2026-11-24T10:00:00Z, 2026-11-24T11:00:00+01:00)"
         )
     })
-}
-
-/// An RFC 3339 time with `Z` or a numeric offset; `None` for anything else (a time without a
-/// zone is refused rather than guessed).
-pub fn parse_time(text: &str) -> Option<SystemTime> {
-    let text = text.trim();
-    let (utc, offset) = split_offset(text)?;
-    let base = humantime::parse_rfc3339_weak(utc).ok()?;
-    if offset >= 0 {
-        base.checked_sub(Duration::from_secs(offset.unsigned_abs()))
-    } else {
-        base.checked_add(Duration::from_secs(offset.unsigned_abs()))
-    }
-}
-
-/// Splits `2026-11-24T11:00:00+01:00` into the local part and the offset east of UTC in
-/// seconds; `Z` (or `z`) is an offset of 0.
-fn split_offset(text: &str) -> Option<(&str, i64)> {
-    if let Some(rest) = text.strip_suffix(['Z', 'z']) {
-        return Some((rest, 0));
-    }
-    // The offset's sign is past the date's dashes: `±HH:MM` is the last six characters.
-    let cut = text.len().checked_sub(6)?;
-    let (local, zone) = (text.get(..cut)?, text.get(cut..)?);
-    let sign = match zone.as_bytes() {
-        [b'+', _, _, b':', _, _] => 1,
-        [b'-', _, _, b':', _, _] => -1,
-        _ => return None,
-    };
-    let hours: i64 = zone.get(1..3)?.parse().ok()?;
-    let minutes: i64 = zone.get(4..6)?.parse().ok()?;
-    if hours > 23 || minutes > 59 {
-        return None;
-    }
-    Some((local, sign * (hours * 3600 + minutes * 60)))
 }
 
 #[cfg(test)]

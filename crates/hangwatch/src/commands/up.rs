@@ -32,7 +32,7 @@ use hangwatch_protocol::exit_code;
 use hangwatch_supervisor::up::{UpSpec, View, up};
 
 use crate::cli::UpArgs;
-use crate::commands::{control, out, status};
+use crate::commands::{client, control, out, status};
 
 /// The log of a detached supervisor, in its state directory.
 const LOG_NAME: &str = "hangwatch.log";
@@ -182,7 +182,7 @@ fn detach(args: &UpArgs) -> i32 {
             child.id(),
             log_path.display()
         );
-        return control::FAILED;
+        return client::FAILED;
     }
     let code = match child.wait() {
         Ok(status) => status

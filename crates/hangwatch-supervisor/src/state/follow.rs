@@ -1,8 +1,8 @@
 //! Reading files of one directory as they grow, as `tail -F` does, driven by inotify.
 //!
-//! The supervisor appends whole lines and rotates by renaming (`NAME.log` becomes `NAME.log.1`
-//! and a new `NAME.log` is created at the next line); a log with `log_keep = 0` is truncated
-//! instead. A [`Follower`] watches the directory, not the files, so it sees all of this as
+//! The supervisor appends whole lines and rotates by renaming ([`super::rotation`]: `NAME.log`
+//! becomes `NAME.log.1` and a new `NAME.log` is created at the next line); a log with
+//! `log_keep = 0` is truncated instead. A [`Follower`] watches the directory, not the files, so it sees all of this as
 //! events on names: a write (`IN_MODIFY`), a rename away (`IN_MOVED_FROM`), a new file
 //! (`IN_CREATE`, `IN_MOVED_TO`). On any event about a followed name it reads the open file to
 //! its end, then checks whether the name still leads to that file; if it leads to another, it
@@ -33,6 +33,8 @@ use std::path::{Path, PathBuf};
 
 use rustix::event::{PollFd, PollFlags, Timespec, poll};
 use rustix::fs::inotify::{self, CreateFlags, ReadFlags, WatchFlags};
+
+use super::rotation;
 
 /// The most read from one file before others get a turn (and the caller gets lines).
 const READ_LIMIT: u64 = 1 << 20;
@@ -376,18 +378,14 @@ fn rotated_since(dir: &Path, name: &str, old: (u64, u64)) -> Vec<(File, (u64, u6
     // A rotation renames from the highest number down, so a low number may be missing for a
     // moment: every number up to the highest listed (and past it, for a shift while looking)
     // is tried, not only up to the first gap.
-    let prefix = format!("{name}.");
-    let highest = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(Result::ok)
-        .filter_map(|entry| entry.file_name().into_string().ok())
-        .filter_map(|file| file.strip_prefix(&prefix)?.parse::<u64>().ok())
-        .max()
+    let highest = rotation::list(dir, name)
+        .ok()
+        .and_then(|listed| listed.first().map(|(n, _)| *n))
         .unwrap_or(0);
+    let path = dir.join(name);
     let mut newer: Vec<(File, (u64, u64))> = Vec::new();
     for n in 1..=highest + 2 {
-        let Ok(file) = File::open(dir.join(format!("{prefix}{n}"))) else {
+        let Ok(file) = File::open(rotation::rotated(&path, n)) else {
             continue;
         };
         let Ok(id) = file.metadata().map(|m| identity(&m)) else {
