@@ -173,10 +173,32 @@ impl Hangwatch {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
+        let mut command = Command::new(hangwatch());
+        command.args(args);
+        Hangwatch::spawn(command)
+    }
+
+    /// [`Hangwatch::start`] as PID 1 of a new PID namespace (`unshare --pid --fork
+    /// --mount-proc`), as a container's entrypoint is. The process tracked is `unshare`, which
+    /// exits with hangwatch's status; when hangwatch (the namespace's init) dies, the kernel
+    /// kills everything left in the namespace.
+    pub fn start_as_pid1<I, S>(args: I) -> Hangwatch
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+    {
+        let mut command = Command::new("unshare");
+        command
+            .args(["--pid", "--fork", "--mount-proc", "--kill-child"])
+            .arg(hangwatch())
+            .args(args);
+        Hangwatch::spawn(command)
+    }
+
+    fn spawn(mut command: Command) -> Hangwatch {
         use std::os::unix::process::CommandExt;
         let state = Scratch::new("state");
-        let mut child = Command::new(hangwatch())
-            .args(args)
+        let mut child = command
             .env("XDG_STATE_HOME", &state.path)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

@@ -12,6 +12,7 @@ mod exit_codes;
 mod files;
 mod leaks;
 mod leftovers;
+mod pid1;
 mod signals;
 mod socket;
 mod stall;
