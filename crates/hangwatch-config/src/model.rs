@@ -51,6 +51,10 @@ pub struct Service {
     /// Restart this service whenever one of its dependencies restarts
     /// (`restart_with_dependency`, default false).
     pub restart_with_dependency: bool,
+    /// When it ends for good (exited and not restarted, or gave up), the supervisor shuts
+    /// everything down and exits with its status (`critical`, default false): a container's
+    /// main service.
+    pub critical: bool,
     /// When the service counts as ready (default: once started).
     pub ready: Readiness,
     /// Stall detection.

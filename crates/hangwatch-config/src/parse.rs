@@ -43,6 +43,7 @@ const SERVICE_KEYS: &[&str] = &[
     "user",
     "depends_on",
     "restart_with_dependency",
+    "critical",
     "ready",
     "watchdog",
     "heartbeat_file",
@@ -369,6 +370,9 @@ impl Checker<'_> {
                 c.boolean(at("restart_with_dependency"), v)
             })
             .unwrap_or(Some(false));
+        let critical = self
+            .optional(table, "critical", |c, v| c.boolean(at("critical"), v))
+            .unwrap_or(Some(false));
         let ready = match get(table, "ready") {
             Some(value) => self.ready(at("ready"), value),
             None => Some(Readiness::Started),
@@ -440,6 +444,7 @@ impl Checker<'_> {
                 user: user.flatten(),
                 depends_on: depends_on.iter().map(|d| d.name.clone()).collect(),
                 restart_with_dependency: restart_with_dependency?,
+                critical: critical?,
                 ready: ready?,
                 liveness: liveness?,
                 restart: restart?,

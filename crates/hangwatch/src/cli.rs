@@ -268,6 +268,18 @@ pub struct UpArgs {
     #[arg(long)]
     pub json: bool,
 
+    /// What goes to stdout: `text` (the services' output with a name prefix, and the events in
+    /// words) or `json` (one JSON object per line for everything: each output line as
+    /// `{"at", "service", "stream", "text"}`, each event as in events.jsonl, an incident as its
+    /// event with the verdict and the report's path) — what a container's log pipeline wants.
+    #[arg(
+        long,
+        value_name = "FORMAT",
+        default_value = "text",
+        conflicts_with = "json"
+    )]
+    pub log_format: LogFormat,
+
     /// Run in the background, in a session of its own with no terminal; hangwatch's own
     /// messages go to STATE_DIR/hangwatch.log, the services' output to their log files. Returns
     /// once every service has started or failed to start, printing the state directory, the
@@ -283,6 +295,15 @@ pub struct UpArgs {
     /// file descriptor (a pipe) once no service is waiting or starting.
     #[arg(long, value_name = "FD", hide = true, conflicts_with = "detach")]
     pub daemon_ready_fd: Option<i32>,
+}
+
+/// The format of `hangwatch up`'s stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people.
+    Text,
+    /// JSON lines for a log pipeline.
+    Json,
 }
 
 #[derive(Debug, clap::Args)]

@@ -80,6 +80,7 @@ fn defaults_are_what_the_model_documents() {
         user: None,
         depends_on: Vec::new(),
         restart_with_dependency: false,
+        critical: false,
         ready: Readiness::Started,
         liveness: Liveness::default(),
         restart: RestartPolicy::OnFailure,

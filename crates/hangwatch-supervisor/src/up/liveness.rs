@@ -18,6 +18,18 @@ use crate::liveness::notified;
 use crate::liveness::notify::Datagram;
 use crate::state::{LogFile, Stream};
 
+/// One output line of a service, as `hangwatch up --log-format json` prints it.
+#[derive(serde::Serialize)]
+struct OutputLine<'a> {
+    /// When hangwatch read it, RFC 3339 with milliseconds.
+    at: String,
+    service: &'a str,
+    /// `stdout` or `stderr`.
+    stream: &'static str,
+    /// The line, without its newline; bytes that are not UTF-8 replaced.
+    text: &'a str,
+}
+
 impl Supervisor {
     // ----- notify datagrams -----
 
@@ -96,13 +108,30 @@ impl Supervisor {
         let name = svc.cfg.name.as_str();
         let log = &mut svc.log;
         let console = self.console.as_ref();
-        let json = self.view == View::Json;
+        let view = self.view;
         let mut emit = |line: &[u8]| {
             if let Some(log) = log.as_mut() {
                 log.write_line(stream, line, at);
             }
-            if let Some(console) = console.filter(|_| !json) {
-                console.line(name, stream, line);
+            let Some(console) = console else {
+                return;
+            };
+            match view {
+                View::Lines { .. } => console.line(name, stream, line),
+                View::Json { output: true } => {
+                    if let Ok(json) = serde_json::to_string(&OutputLine {
+                        at: crate::state::timestamp(at),
+                        service: name,
+                        stream: match stream {
+                            Stream::Out => "stdout",
+                            Stream::Err => "stderr",
+                        },
+                        text: &String::from_utf8_lossy(line),
+                    }) {
+                        console.raw(&json);
+                    }
+                }
+                View::Json { output: false } | View::Quiet => {}
             }
         };
         if bytes.is_empty() {

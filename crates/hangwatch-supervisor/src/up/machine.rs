@@ -13,6 +13,7 @@ use std::time::Duration;
 use hangwatch_config::{OnGiveUp, Probe, Service};
 use hangwatch_process::ExitStatus;
 use hangwatch_protocol::event::Event;
+use hangwatch_protocol::exit_code;
 use hangwatch_protocol::report::StopCause;
 use tokio::time::Instant;
 
@@ -302,7 +303,7 @@ pub(crate) fn decide<S>(
         } else {
             Life::Exited
         };
-        return Vec::new();
+        return critical_end(cfg, ending);
     }
     match policy
         .restarts
@@ -336,6 +337,8 @@ pub(crate) fn decide<S>(
                 }
                 .to_owned(),
             })];
+            // A critical service's status is the supervisor's: its shutdown comes first.
+            effects.extend(critical_end(cfg, ending));
             if cfg.on_give_up == OnGiveUp::Shutdown {
                 effects.push(Effect::Shutdown {
                     reason: format!("{} gave up", cfg.name),
@@ -345,6 +348,22 @@ pub(crate) fn decide<S>(
             effects
         }
     }
+}
+
+/// A `critical` service ended for good: the supervisor shuts down with its status.
+fn critical_end(cfg: &Service, ending: Ending) -> Vec<Effect> {
+    if !cfg.critical {
+        return Vec::new();
+    }
+    let exit_code = match ending {
+        Ending::Exited(status) => status.shell_code(),
+        Ending::Stopped => exit_code::STALLED,
+        Ending::StartFailed => 1,
+    };
+    vec![Effect::Shutdown {
+        reason: format!("{} ended and is critical", cfg.name),
+        exit_code,
+    }]
 }
 
 /// The shutdown began: what waits or backs off will not start, and nothing running is watched
@@ -687,6 +706,68 @@ mod tests {
                 .iter()
                 .any(|e| matches!(e, Effect::Shutdown { exit_code: 1, .. }))
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_critical_service_that_ends_for_good_shuts_down_with_its_status() {
+        let now = Instant::now();
+        let mut cfg = service(RestartPolicy::Never, 5, OnGiveUp::StayDown);
+        cfg.critical = true;
+        let mut restarts = Restarts::default();
+        let mut life = starting(now);
+        let effects = decide(
+            &mut life,
+            Policy {
+                cfg: &cfg,
+                restarts: &mut restarts,
+                shutting_down: false,
+                random: 0.0,
+            },
+            Ending::Exited(ExitStatus::Exited(3)),
+            Duration::ZERO,
+            "exited",
+            now,
+        );
+        assert!(matches!(life, Life::Exited));
+        assert!(matches!(
+            effects.as_slice(),
+            [Effect::Shutdown { exit_code: 3, .. }]
+        ));
+        // Restarted: not the end, nothing happens.
+        let mut cfg = service(RestartPolicy::Always, 1, OnGiveUp::Shutdown);
+        cfg.critical = true;
+        let mut life = starting(now);
+        let mut restarts = Restarts::default();
+        let mut once = |life: &mut Life<FakeTree>| {
+            decide(
+                life,
+                Policy {
+                    cfg: &cfg,
+                    restarts: &mut restarts,
+                    shutting_down: false,
+                    random: 0.0,
+                },
+                Ending::Exited(ExitStatus::Signalled {
+                    signal: 9,
+                    core_dumped: false,
+                }),
+                Duration::ZERO,
+                "exited",
+                now,
+            )
+        };
+        let first = once(&mut life);
+        assert!(!first.iter().any(|e| matches!(e, Effect::Shutdown { .. })));
+        // Gave up: the critical status (128 + 9) comes before on_give_up's 1.
+        let second = once(&mut life);
+        let codes: Vec<i32> = second
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Shutdown { exit_code, .. } => Some(*exit_code),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(codes, vec![137, 1]);
     }
 
     #[tokio::test(start_paused = true)]

@@ -118,8 +118,12 @@ pub enum View {
         /// Colour the names.
         color: bool,
     },
-    /// The event log's JSON lines.
-    Json,
+    /// The event log's JSON lines, and with `output` the services' output lines as JSON
+    /// objects too (`hangwatch up --log-format json`).
+    Json {
+        /// Whether the services' output lines are printed too.
+        output: bool,
+    },
     /// Nothing (everything still goes to the state directory).
     Quiet,
 }
@@ -308,7 +312,7 @@ impl Supervisor {
             .max("hangwatch".len());
         let console = match spec.view {
             View::Lines { color } => Some(Console::new(color, name_width)),
-            View::Json => Some(Console::new(false, name_width)),
+            View::Json { .. } => Some(Console::new(false, name_width)),
             View::Quiet => None,
         };
         // Programs running as another user must be able to reach the notify socket; a datagram

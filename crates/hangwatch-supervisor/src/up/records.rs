@@ -34,7 +34,7 @@ impl Supervisor {
             tracing::warn!(%err, "cannot append to the event log");
         }
         match self.view {
-            View::Json => {
+            View::Json { .. } => {
                 if let (Some(console), Ok(line)) = (&self.console, serde_json::to_string(&record)) {
                     console.raw(&line);
                 }
@@ -49,7 +49,11 @@ impl Supervisor {
     }
 
     pub(super) fn note(&self, text: &str) {
-        if let Some(console) = self.console.as_ref().filter(|_| self.view != View::Json) {
+        if let Some(console) = self
+            .console
+            .as_ref()
+            .filter(|_| !matches!(self.view, View::Json { .. }))
+        {
             console.event(text);
         }
     }

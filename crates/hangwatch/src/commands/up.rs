@@ -31,7 +31,7 @@ use hangwatch_protocol::control::{Client, Reply, Request};
 use hangwatch_protocol::exit_code;
 use hangwatch_supervisor::up::{UpSpec, View, up};
 
-use crate::cli::UpArgs;
+use crate::cli::{LogFormat, UpArgs};
 use crate::commands::{client, control, out, status};
 
 /// The log of a detached supervisor, in its state directory.
@@ -72,8 +72,10 @@ pub fn main(args: &UpArgs) -> i32 {
         // Its stdout is hangwatch.log, which nothing rotates: keep the services' output in
         // their own (rotated) logs and the events in events.jsonl only.
         View::Quiet
+    } else if args.log_format == LogFormat::Json {
+        View::Json { output: true }
     } else if args.json {
-        View::Json
+        View::Json { output: false }
     } else {
         View::Lines {
             color: out::use_color(args.color),

@@ -6,6 +6,7 @@
 mod harness;
 
 mod check;
+mod container;
 mod control;
 mod diagnose;
 mod exit_codes;
