@@ -33,6 +33,17 @@ impl Config {
     }
 }
 
+/// One of the copies of a service with `replicas = N`, named `GROUP.INDEX`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replica {
+    /// The service's name as declared.
+    pub group: String,
+    /// Its number, from 1.
+    pub index: u32,
+    /// How many copies there are.
+    pub of: u32,
+}
+
 /// One `[service.NAME]` table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Service {
@@ -55,6 +66,8 @@ pub struct Service {
     /// everything down and exits with its status (`critical`, default false): a container's
     /// main service.
     pub critical: bool,
+    /// Set on each copy of a service with `replicas = N`: which one it is.
+    pub replica: Option<Replica>,
     /// When the service counts as ready (default: once started).
     pub ready: Readiness,
     /// Stall detection.

@@ -18,7 +18,7 @@ use crate::duration::parse_duration;
 use crate::env_file::parse_env_file;
 use crate::error::{ConfigError, Diagnostic, LineIndex};
 use crate::model::{
-    Backoff, Check, Command, Config, Liveness, MaxRestarts, OnGiveUp, Probe, Readiness,
+    Backoff, Check, Command, Config, Liveness, MaxRestarts, OnGiveUp, Probe, Readiness, Replica,
     RestartPolicy, Service,
 };
 use crate::size::parse_size;
@@ -44,6 +44,7 @@ const SERVICE_KEYS: &[&str] = &[
     "depends_on",
     "restart_with_dependency",
     "critical",
+    "replicas",
     "ready",
     "watchdog",
     "heartbeat_file",
@@ -227,7 +228,8 @@ impl Checker<'_> {
             })
             .unwrap_or(Some(EVENTS_KEEP));
 
-        let mut services = Vec::new();
+        let mut services: Vec<Service> = Vec::new();
+        let mut replicated = Vec::new();
         let mut names = Vec::new();
         let mut dependencies = Vec::new();
         let mut complete = true;
@@ -240,7 +242,14 @@ impl Checker<'_> {
                         // its own `depends_on` is still checked.
                         let (service, deps) = self.service(name, value, &dir);
                         match service {
-                            Some(service) => services.push(service),
+                            Some(copies) => {
+                                for copy in &copies {
+                                    if copy.replica.is_some() {
+                                        replicated.push((copy.name.clone(), name.span()));
+                                    }
+                                }
+                                services.extend(copies);
+                            }
                             None => complete = false,
                         }
                         names.push(name.get_ref().as_ref());
@@ -267,6 +276,20 @@ impl Checker<'_> {
             );
         }
         self.dependencies(&names, &dependencies);
+        // A copy's name must not be a service's own.
+        for (copy, span) in &replicated {
+            if names.contains(&copy.as_str()) {
+                self.error(
+                    span,
+                    format!(
+                        "service `{copy}` is declared, and is also a copy of a service with \
+                         `replicas`: rename one of them"
+                    ),
+                );
+                complete = false;
+            }
+        }
+        expand_replicated_dependencies(&mut services);
         Some(Config {
             path: absolute,
             state_dir: state_dir?,
@@ -295,7 +318,7 @@ impl Checker<'_> {
         name_key: &Spanned<std::borrow::Cow<'_, str>>,
         value: &Value<'_>,
         dir: &Path,
-    ) -> (Option<Service>, Vec<Dependency>) {
+    ) -> (Option<Vec<Service>>, Vec<Dependency>) {
         let name = name_key.get_ref().as_ref();
         let before = self.diagnostics.len();
         if let Some(bad) = name
@@ -431,6 +454,22 @@ impl Checker<'_> {
         let diagnose = self
             .optional(table, "diagnose", |c, v| c.boolean(at("diagnose"), v))
             .unwrap_or(Some(true));
+        let replicas = self
+            .optional(table, "replicas", |c, v| {
+                let count = c.count(at("replicas"), v, 1)?;
+                if count > MAX_REPLICAS {
+                    c.error(
+                        &v.span(),
+                        format!(
+                            "{}: expected at most {MAX_REPLICAS} copies, found {count}",
+                            at("replicas")
+                        ),
+                    );
+                    return None;
+                }
+                Some(count)
+            })
+            .unwrap_or(Some(1));
 
         if self.diagnostics.len() > before {
             return (None, depends_on);
@@ -457,8 +496,15 @@ impl Checker<'_> {
                 log_max_size: log_max_size?,
                 log_keep: log_keep?,
                 diagnose: diagnose?,
+                replica: None,
             })
         })();
+        let service = match (service, replicas) {
+            (Some(service), Some(count)) if get(table, "replicas").is_some() => {
+                Some(replicate(service, count))
+            }
+            (service, _) => service.map(|s| vec![s]),
+        };
         (service, depends_on)
     }
 
@@ -1363,6 +1409,62 @@ impl Checker<'_> {
 }
 
 /// The value of `key` in `table`.
+/// The most copies `replicas` may ask for.
+const MAX_REPLICAS: u32 = 1000;
+
+/// `replicas = N`: N copies named `NAME.1` … `NAME.N`, each with `HANGWATCH_REPLICA` set to
+/// its number (after `env`, which cannot override it).
+fn replicate(service: Service, count: u32) -> Vec<Service> {
+    (1..=count)
+        .map(|index| {
+            let mut copy = service.clone();
+            copy.name = format!("{}.{index}", service.name);
+            set_var(
+                &mut copy.env,
+                "HANGWATCH_REPLICA".to_owned(),
+                index.to_string(),
+            );
+            copy.replica = Some(Replica {
+                group: service.name.clone(),
+                index,
+                of: count,
+            });
+            copy
+        })
+        .collect()
+}
+
+/// A dependency on a service with `replicas` is one on every copy.
+fn expand_replicated_dependencies(services: &mut [Service]) {
+    let groups: Vec<(String, String)> = services
+        .iter()
+        .filter_map(|s| {
+            s.replica
+                .as_ref()
+                .map(|r| (r.group.clone(), s.name.clone()))
+        })
+        .collect();
+    if groups.is_empty() {
+        return;
+    }
+    for service in services.iter_mut() {
+        let mut expanded = Vec::new();
+        for dependency in &service.depends_on {
+            let copies: Vec<&String> = groups
+                .iter()
+                .filter(|(group, _)| group == dependency)
+                .map(|(_, name)| name)
+                .collect();
+            if copies.is_empty() {
+                expanded.push(dependency.clone());
+            } else {
+                expanded.extend(copies.into_iter().cloned());
+            }
+        }
+        service.depends_on = expanded;
+    }
+}
+
 fn get<'t, 'i>(table: &'t DeTable<'i>, key: &str) -> Option<&'t Value<'i>> {
     table
         .iter()

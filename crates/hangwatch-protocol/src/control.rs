@@ -102,6 +102,12 @@ pub enum Reply {
     Status(Status),
     /// The answer to `start`, `stop` and `restart`: where the service ended up.
     Service(ServiceStatus),
+    /// The answer to `start`, `stop` and `restart` of a service with `replicas`: where each
+    /// copy ended up.
+    Services {
+        /// Each copy, in order.
+        services: Vec<ServiceStatus>,
+    },
     /// The answer to [`Request::Down`].
     Down(DownReport),
     /// The answer to [`Request::Diagnose`].
@@ -637,6 +643,38 @@ mod tests {
             let json = serde_json::to_string(&request).expect("encode");
             let back: Request = serde_json::from_str(&json).expect("decode");
             assert_eq!(back, request, "{json}");
+        }
+    }
+
+    #[test]
+    fn every_reply_with_services_round_trips() {
+        let status = ServiceStatus {
+            name: "worker.1".into(),
+            state: State::Ready,
+            pid: Some(42),
+            uptime_ms: Some(1000),
+            restarts: 0,
+            last_exit: None,
+            heartbeat: None,
+            restart_in_ms: None,
+            last_incident: None,
+            status_text: None,
+            rss_bytes: None,
+        };
+        let replies = [
+            Reply::Service(status.clone()),
+            Reply::Services {
+                services: vec![status.clone(), status],
+            },
+        ];
+        for reply in replies {
+            let frame = encode(&reply).expect("encode");
+            let json = String::from_utf8_lossy(&frame[4..]).into_owned();
+            let back: Reply = serde_json::from_str(&json).expect("decode");
+            assert_eq!(
+                serde_json::to_string(&back).ok(),
+                serde_json::to_string(&reply).ok()
+            );
         }
     }
 

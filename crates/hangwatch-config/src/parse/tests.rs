@@ -81,6 +81,7 @@ fn defaults_are_what_the_model_documents() {
         depends_on: Vec::new(),
         restart_with_dependency: false,
         critical: false,
+        replica: None,
         ready: Readiness::Started,
         liveness: Liveness::default(),
         restart: RestartPolicy::OnFailure,
@@ -824,4 +825,67 @@ command = \"x\"
             "2:15: `events_keep`: expected a whole number from 0 to 4294967295, found -1",
         ]
     );
+}
+
+#[test]
+fn replicas_are_numbered_copies_and_a_dependency_on_them_is_on_every_copy() {
+    let config = parse(
+        r#"
+[service.worker]
+command = "python3 worker.py"
+env = { HANGWATCH_REPLICA = "ignored" }
+replicas = 3
+
+[service.api]
+command = "api"
+depends_on = ["worker"]
+"#,
+    );
+    let names: Vec<&str> = config.services.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["worker.1", "worker.2", "worker.3", "api"]);
+    for (i, copy) in config.services[..3].iter().enumerate() {
+        let index = u32::try_from(i).expect("small") + 1;
+        assert_eq!(
+            copy.replica,
+            Some(Replica {
+                group: "worker".into(),
+                index,
+                of: 3
+            })
+        );
+        let replica: Vec<&str> = copy
+            .env
+            .iter()
+            .filter(|(k, _)| k == "HANGWATCH_REPLICA")
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(
+            replica,
+            [index.to_string().as_str()],
+            "the copy's number wins"
+        );
+    }
+    assert_eq!(config.services[3].replica, None);
+    assert_eq!(
+        config.services[3].depends_on,
+        ["worker.1", "worker.2", "worker.3"]
+    );
+    // `replicas = 1` is one copy, still named as a copy.
+    let one = parse("[service.w]\ncommand = \"x\"\nreplicas = 1\n");
+    assert_eq!(one.services[0].name, "w.1");
+}
+
+#[test]
+fn bad_replicas_are_refused_with_their_position() {
+    assert_eq!(
+        error("[service.w]\ncommand = \"x\"\nreplicas = 0\n"),
+        "3:12: `replicas` in service `w`: expected a whole number from 1 to 4294967295, found 0"
+    );
+    assert_eq!(
+        error("[service.w]\ncommand = \"x\"\nreplicas = 1001\n"),
+        "3:12: `replicas` in service `w`: expected at most 1000 copies, found 1001"
+    );
+    let clash =
+        error("[service.w]\ncommand = \"x\"\nreplicas = 2\n\n[service.\"w.2\"]\ncommand = \"y\"\n");
+    assert!(clash.contains("`w.2` is declared"), "{clash}");
 }

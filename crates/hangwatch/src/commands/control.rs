@@ -60,10 +60,13 @@ pub fn service(verb: Verb, args: &ServiceArgs) -> i32 {
         Ok(reply) => reply,
         Err(code) => return code,
     };
-    let Reply::Service(status) = &reply else {
-        return unexpected(&reply);
+    // One service, or every copy of a service with `replicas`.
+    let statuses = match &reply {
+        Reply::Service(status) => std::slice::from_ref(status),
+        Reply::Services { services } => services.as_slice(),
+        _ => return unexpected(&reply),
     };
-    let code = if ended_where_asked(verb, status) {
+    let code = if statuses.iter().all(|s| ended_where_asked(verb, s)) {
         0
     } else {
         FAILED
@@ -71,7 +74,10 @@ pub fn service(verb: Verb, args: &ServiceArgs) -> i32 {
     let text = if args.json {
         to_json(&reply)
     } else {
-        describe_service(status) + "\n"
+        statuses
+            .iter()
+            .map(|s| describe_service(s) + "\n")
+            .collect()
     };
     out::exit_code(out::print(&text), code)
 }

@@ -87,3 +87,75 @@ command = ["sleep", "300"]
     );
     guard.assert_all_gone();
 }
+
+/// The value of `name` in the environment of process `pid`.
+fn env_of(pid: i32, name: &str) -> Option<String> {
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).ok()?;
+    environ.split(|b| *b == 0).find_map(|entry| {
+        let entry = std::str::from_utf8(entry).ok()?;
+        entry
+            .strip_prefix(name)
+            .and_then(|rest| rest.strip_prefix('='))
+            .map(str::to_owned)
+    })
+}
+
+#[test]
+fn replicas_run_as_numbered_copies_and_verbs_act_on_all_of_them() {
+    let dir = Scratch::new("replicas");
+    let mut up = crate::harness::Up::start(
+        &dir,
+        r#"
+[service.worker]
+command = ["sleep", "300"]
+replicas = 3
+"#,
+    );
+    let within = std::time::Duration::from_secs(15);
+    for n in 1..=3 {
+        let name = format!("worker.{n}");
+        let started = match up.events.iter().find(|e| {
+            e.service.as_deref() == Some(name.as_str()) && matches!(e.event, Event::Started { .. })
+        }) {
+            Some(found) => found.clone(),
+            None => up.wait(within, |e| {
+                e.service.as_deref() == Some(name.as_str())
+                    && matches!(e.event, Event::Started { .. })
+            }),
+        };
+        let Event::Started { pid, .. } = started.event else {
+            unreachable!()
+        };
+        assert_eq!(
+            env_of(pid, "HANGWATCH_REPLICA").as_deref(),
+            Some(n.to_string().as_str())
+        );
+    }
+    let config = dir.file("hangwatch.toml");
+    let verb = |verb: &str| {
+        crate::harness::run([
+            verb.as_ref(),
+            "worker".as_ref(),
+            "-f".as_ref(),
+            config.as_os_str(),
+        ])
+    };
+    let stopped = verb("stop");
+    assert_eq!(stopped.code(), 0, "{}{}", stopped.stdout, stopped.stderr);
+    assert_eq!(
+        stopped
+            .stdout
+            .lines()
+            .filter(|l| l.contains("stopped"))
+            .count(),
+        3,
+        "{}",
+        stopped.stdout
+    );
+    let started = verb("start");
+    assert_eq!(started.code(), 0, "{}{}", started.stdout, started.stderr);
+    assert_eq!(started.stdout.lines().count(), 3, "{}", started.stdout);
+    let (code, _events, guard) = up.stop(hangwatch_process::Signal::TERMINATE);
+    assert_eq!(code, 0);
+    guard.assert_all_gone();
+}

@@ -45,6 +45,12 @@ impl Supervisor {
         written: oneshot::Receiver<()>,
         now: Instant,
     ) {
+        if let Request::Start { service } | Request::Restart { service } | Request::Stop { service } =
+            &request
+            && let Some(copies) = self.copies_of(service)
+        {
+            return self.group_request(&request, copies, reply, now);
+        }
         let answer = match request {
             Request::Status { service } => {
                 let _ = reply.send(self.status_reply(service.as_deref(), now));
@@ -75,6 +81,66 @@ impl Supervisor {
         if let Some((reply, answer)) = answer {
             let _ = reply.send(answer);
         }
+    }
+
+    /// The copies of `name` when it names no service itself but a service with `replicas`.
+    fn copies_of(&self, name: &str) -> Option<Vec<String>> {
+        let live = |s: &&super::service::Svc| !matches!(s.life, Life::Removed);
+        if self
+            .services
+            .iter()
+            .filter(live)
+            .any(|s| s.cfg.name == name)
+        {
+            return None;
+        }
+        let copies: Vec<String> = self
+            .services
+            .iter()
+            .filter(live)
+            .filter(|s| s.cfg.replica.as_ref().is_some_and(|r| r.group == name))
+            .map(|s| s.cfg.name.clone())
+            .collect();
+        (!copies.is_empty()).then_some(copies)
+    }
+
+    /// `start`, `stop` or `restart` of every copy of a service with `replicas`: each copy's
+    /// request runs as if asked alone, and the answer lists where each ended up (or the first
+    /// error).
+    fn group_request(
+        &mut self,
+        request: &Request,
+        copies: Vec<String>,
+        reply: oneshot::Sender<Reply>,
+        now: Instant,
+    ) {
+        let mut answers = Vec::with_capacity(copies.len());
+        for service in copies {
+            let one = match request {
+                Request::Start { .. } => Request::Start { service },
+                Request::Restart { .. } => Request::Restart { service },
+                _ => Request::Stop { service },
+            };
+            let (tx, rx) = oneshot::channel();
+            let (_written, written_rx) = oneshot::channel();
+            self.on_request(one, tx, written_rx, now);
+            answers.push(rx);
+        }
+        tokio::spawn(async move {
+            let mut statuses = Vec::with_capacity(answers.len());
+            for answer in answers {
+                match answer.await {
+                    Ok(Reply::Service(status)) => statuses.push(status),
+                    Ok(other) => {
+                        let _ = reply.send(other);
+                        return;
+                    }
+                    // The supervisor is on its way out: the client sees the socket close.
+                    Err(_) => return,
+                }
+            }
+            let _ = reply.send(Reply::Services { services: statuses });
+        });
     }
 
     /// The index of the service called `name`, or the error to answer.
