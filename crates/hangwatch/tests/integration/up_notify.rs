@@ -53,11 +53,11 @@ fn extend_timeout_usec_extends_a_start_and_a_stop_and_foreign_datagrams_are_coun
 command = ["python3", "-c", """
 import time, notify
 notify.notify('EXTEND_TIMEOUT_USEC=10000000')
-time.sleep(3)
+time.sleep(4)
 open('{flag}', 'w').close()
 time.sleep(300)
 """]
-ready = {{ exec = "test -f '{flag}'", every = "50ms", within = "2s" }}
+ready = {{ exec = "test -f '{flag}'", every = "50ms", within = "3s" }}
 
 [service.slowstop]
 command = ["python3", "-c", """
@@ -81,7 +81,7 @@ stop_grace = "1s"
     });
     assert!(
         matches!(&ready.event, Event::Ready { by, .. } if by == "probe"),
-        "EXTEND_TIMEOUT_USEC=10s should carry the start past its 2s bound: {ready:?}"
+        "EXTEND_TIMEOUT_USEC=10s should carry the start past its 3s bound: {ready:?}"
     );
     let slowstop_ready =
         |e: &EventRecord| of(e, "slowstop") && matches!(e.event, Event::Ready { .. });
