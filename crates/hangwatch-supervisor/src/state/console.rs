@@ -435,8 +435,10 @@ mod tests {
         println!("{total} lines queued in {elapsed:?}, slowest call {slowest:?}");
         // 5 MB against a 1 MiB queue and a 64 KiB pipe that nobody reads.
         assert!(console.dropped() > 3000, "dropped {}", console.dropped());
+        // A call that blocked on the pipe would wait forever (nobody reads it); a loaded
+        // machine may still preempt one for a few hundred milliseconds, which is not that.
         assert!(
-            slowest < Duration::from_millis(100),
+            slowest < Duration::from_secs(2),
             "a call waited {slowest:?}"
         );
         console.event("still here");
