@@ -408,6 +408,53 @@ pub struct StopRecord {
     pub took_ms: f64,
 }
 
+/// Why an incident file was written, the last word of its name (`SERVICE-WHY` under `up`,
+/// `WHY` under `run`): one list for the writers and for `hangwatch incidents`, which reads it
+/// back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IncidentWhy {
+    /// A liveness source missed its deadline.
+    Stalled,
+    /// The tree passed its memory limit.
+    OverMemory,
+    /// `hangwatch run`'s `--timeout` passed.
+    TimedOut,
+    /// Someone asked (`hangwatch diagnose NAME`).
+    Requested,
+}
+
+impl IncidentWhy {
+    /// Every reason, for readers of file names.
+    pub const ALL: [IncidentWhy; 4] = [
+        IncidentWhy::Stalled,
+        IncidentWhy::OverMemory,
+        IncidentWhy::TimedOut,
+        IncidentWhy::Requested,
+    ];
+
+    /// The reason as written in the file name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncidentWhy::Stalled => "stalled",
+            IncidentWhy::OverMemory => "over-memory",
+            IncidentWhy::TimedOut => "timed-out",
+            IncidentWhy::Requested => "requested",
+        }
+    }
+
+    /// The reason for a diagnosis before a stop of this cause.
+    #[must_use]
+    pub fn before_stop(cause: StopCause) -> IncidentWhy {
+        match cause {
+            StopCause::Memory => IncidentWhy::OverMemory,
+            StopCause::Timeout => IncidentWhy::TimedOut,
+            _ => IncidentWhy::Stalled,
+        }
+    }
+}
+
 /// What made hangwatch stop a program's tree: the one vocabulary of `hangwatch run`'s report
 /// and of the supervisor's events (`stopping`, `stop-failed`).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]

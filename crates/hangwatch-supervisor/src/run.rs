@@ -40,8 +40,8 @@ use hangwatch_process::{
 };
 use hangwatch_protocol::exit_code;
 use hangwatch_protocol::report::{
-    EndReason, IncidentRecord, NotifySummary, Outcome, ProcessInfo, REPORT_VERSION, RunReport,
-    StallRecord, StallSource, StopCause, StopRecord,
+    EndReason, IncidentRecord, IncidentWhy, NotifySummary, Outcome, ProcessInfo, REPORT_VERSION,
+    RunReport, StallRecord, StallSource, StopCause, StopRecord,
 };
 
 use crate::incident::DiagnoseSpec;
@@ -640,7 +640,7 @@ impl Stopper<'_> {
             own_pid: self.own_pid,
             program: self.program,
         };
-        let reason = cause.ending_word().to_owned();
+        let reason = IncidentWhy::before_stop(cause).as_str().to_owned();
         *diagnosing = Some(Diagnosing {
             cause,
             late_ms,

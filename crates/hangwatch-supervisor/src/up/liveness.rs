@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use hangwatch_config::Readiness;
 use hangwatch_protocol::event::Event;
-use hangwatch_protocol::report::{IncidentRecord, StopCause};
+use hangwatch_protocol::report::{IncidentRecord, IncidentWhy, StopCause};
 use tokio::time::Instant;
 
 use super::machine;
@@ -166,12 +166,8 @@ impl Supervisor {
             Life::Diagnosing { cause, .. } => *cause,
             _ => StopCause::Stall,
         };
-        let what = if cause == StopCause::Memory {
-            "over-memory"
-        } else {
-            cause.ending_word()
-        };
-        let reason = format!("{}-{what}", svc.cfg.name);
+        let why = IncidentWhy::before_stop(cause).as_str();
+        let reason = format!("{}-{why}", svc.cfg.name);
         let generation = svc.generation;
         let spec = self.diagnose.clone();
         let tx = self.tx.clone();

@@ -169,7 +169,8 @@ fn reason_of(text_path: &Path) -> Option<String> {
 /// `("web", "stalled")` from `web-stalled`; the reason as the service when it names no
 /// known cause.
 fn split_reason(reason: &str) -> (String, String) {
-    for cause in ["over-memory", "stalled", "timeout"] {
+    for why in hangwatch_protocol::report::IncidentWhy::ALL {
+        let cause = why.as_str();
         if let Some(service) = reason.strip_suffix(cause).and_then(|r| r.strip_suffix('-')) {
             return (service.to_owned(), cause.to_owned());
         }

@@ -36,7 +36,10 @@ impl Supervisor {
         if let Some(sample_ms) = sample_ms {
             spec.sample = Duration::from_millis(sample_ms.min(60_000));
         }
-        let reason = format!("{name}-requested");
+        let reason = format!(
+            "{name}-{}",
+            hangwatch_protocol::report::IncidentWhy::Requested.as_str()
+        );
         let tx = self.tx.clone();
         self.emit(
             Some(i),
