@@ -21,8 +21,20 @@ pub struct Config {
     pub events_max_size: u64,
     /// Rotated event logs kept (`events_keep`, default 3): `events.jsonl.1` … `.N`.
     pub events_keep: u32,
+    /// The read-only HTTP endpoint (`http`, `http_token_file`); off when absent.
+    pub http: Option<Http>,
     /// The services, in file order.
     pub services: Vec<Service>,
+}
+
+/// Where `/metrics`, `/healthz`, `/readyz`, the JSON API and the status page are served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Http {
+    /// The address to listen on (`http = "127.0.0.1:9464"`).
+    pub listen: std::net::SocketAddr,
+    /// A file holding the bearer token every request must carry (`http_token_file`); required
+    /// when `listen` is not a loopback address.
+    pub token_file: Option<PathBuf>,
 }
 
 impl Config {

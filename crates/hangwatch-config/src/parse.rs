@@ -18,7 +18,7 @@ use crate::duration::parse_duration;
 use crate::env_file::parse_env_file;
 use crate::error::{ConfigError, Diagnostic, LineIndex};
 use crate::model::{
-    Backoff, Check, Command, Config, Liveness, MaxRestarts, OnGiveUp, Probe, Readiness,
+    Backoff, Check, Command, Config, Http, Liveness, MaxRestarts, OnGiveUp, Probe, Readiness,
     RestartPolicy, Service,
 };
 use crate::size::parse_size;
@@ -31,6 +31,8 @@ const TOP_KEYS: &[&str] = &[
     "shutdown_timeout",
     "events_max_size",
     "events_keep",
+    "http",
+    "http_token_file",
     "service",
 ];
 
@@ -226,6 +228,8 @@ impl Checker<'_> {
             })
             .unwrap_or(Some(EVENTS_KEEP));
 
+        let http = self.http_endpoint(root, &dir);
+
         let mut services = Vec::new();
         let mut names = Vec::new();
         let mut dependencies = Vec::new();
@@ -272,9 +276,56 @@ impl Checker<'_> {
             shutdown_timeout: shutdown_timeout?,
             events_max_size: events_max_size?,
             events_keep: events_keep?,
+            http: http?,
             services,
         })
         .filter(|_| complete)
+    }
+
+    /// `http` and `http_token_file`: `Some(None)` when HTTP is off. An address that is not
+    /// loopback is reachable by others, so it is refused without a token file.
+    fn http_endpoint(&mut self, root: &DeTable<'_>, dir: &Path) -> Option<Option<Http>> {
+        let top = |key| Place { key, service: None };
+        let token_file = match get(root, "http_token_file") {
+            Some(value) => self
+                .path(top("http_token_file"), value)
+                .map(|path| Some(dir.join(path))),
+            None => Some(None),
+        };
+        let Some(value) = get(root, "http") else {
+            if let Some(value) = get(root, "http_token_file") {
+                self.error(
+                    &value.span(),
+                    "`http_token_file` is set but `http` is not: add `http = \"ADDRESS:PORT\"`",
+                );
+                return None;
+            }
+            return Some(None);
+        };
+        let text = self.string(top("http"), value)?;
+        let listen = match text.parse::<std::net::SocketAddr>() {
+            Ok(listen) => listen,
+            Err(_) => {
+                self.error(
+                    &value.span(),
+                    format!(
+                        "`http`: expected an address and port like \"127.0.0.1:9464\" or \"[::1]:9464\", found {text:?}"
+                    ),
+                );
+                return None;
+            }
+        };
+        let token_file = token_file?;
+        if !listen.ip().is_loopback() && token_file.is_none() {
+            self.error(
+                &value.span(),
+                format!(
+                    "`http`: {listen} is not a loopback address, so `http_token_file` is required (every request must then carry `Authorization: Bearer TOKEN`)"
+                ),
+            );
+            return None;
+        }
+        Some(Some(Http { listen, token_file }))
     }
 
     /// Reports each key of `table` not in `allowed`, with the nearest allowed one.

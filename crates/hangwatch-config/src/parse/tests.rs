@@ -824,3 +824,52 @@ command = \"x\"
         ]
     );
 }
+
+#[test]
+fn http_is_off_unless_asked() {
+    let config = parse("[service.a]\ncommand = \"x\"\n");
+    assert_eq!(config.http, None);
+}
+
+#[test]
+fn http_on_loopback_needs_no_token() {
+    let config = parse("http = \"127.0.0.1:9464\"\n[service.a]\ncommand = \"x\"\n");
+    let http = config.http.expect("http on");
+    assert_eq!(http.listen, "127.0.0.1:9464".parse().expect("address"));
+    assert_eq!(http.token_file, None);
+    let config = parse("http = \"[::1]:0\"\n[service.a]\ncommand = \"x\"\n");
+    assert!(config.http.expect("http on").listen.ip().is_loopback());
+}
+
+#[test]
+fn http_elsewhere_needs_a_token_file() {
+    assert_eq!(
+        error("http = \"0.0.0.0:9464\"\n[service.a]\ncommand = \"x\"\n"),
+        "1:8: `http`: 0.0.0.0:9464 is not a loopback address, so `http_token_file` is required (every request must then carry `Authorization: Bearer TOKEN`)"
+    );
+    let config = Config::parse(
+        "http = \"0.0.0.0:9464\"\nhttp_token_file = \"secret/token\"\n[service.a]\ncommand = \"x\"\n",
+        Path::new("/srv/app/hangwatch.toml"),
+    )
+    .expect("valid config");
+    let http = config.http.expect("http on");
+    assert_eq!(
+        http.token_file.as_deref(),
+        Some(Path::new("/srv/app/secret/token"))
+    );
+}
+
+#[test]
+fn http_errors_name_their_place() {
+    assert_eq!(
+        errors("http = \"localhost\"\nhttp_token_file = 3\n[service.a]\ncommand = \"x\"\n"),
+        [
+            "1:8: `http`: expected an address and port like \"127.0.0.1:9464\" or \"[::1]:9464\", found \"localhost\"",
+            "2:19: `http_token_file`: expected a string, found an integer",
+        ]
+    );
+    assert_eq!(
+        error("http_token_file = \"t\"\n[service.a]\ncommand = \"x\"\n"),
+        "1:19: `http_token_file` is set but `http` is not: add `http = \"ADDRESS:PORT\"`"
+    );
+}
