@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod duration;
+pub mod http;
 pub mod incident;
 pub mod liveness;
 pub mod probe;

@@ -143,6 +143,9 @@ pub enum UpError {
     /// The notify socket could not be created.
     #[error(transparent)]
     Notify(#[from] NotifyError),
+    /// The HTTP endpoint could not start.
+    #[error(transparent)]
+    Http(#[from] crate::http::HttpError),
 }
 
 fn io_err(about: &'static str) -> impl FnOnce(io::Error) -> UpError {
@@ -411,6 +414,10 @@ struct Supervisor {
     /// See [`UpSpec::ready_fd`].
     ready_fd: Option<OwnedFd>,
     began: Instant,
+    // [http] What the HTTP endpoint shows beyond a status reply; `None` when HTTP is off.
+    telemetry: Option<Arc<crate::http::Telemetry>>,
+    // [http] The endpoint; dropped (closed) with the supervisor.
+    http: Option<crate::http::HttpServer>,
 }
 
 /// A shutdown in progress.
@@ -508,6 +515,12 @@ impl Supervisor {
             down_waiters: Vec::new(),
             ready_fd: spec.ready_fd,
             began: Instant::now(),
+            // [http]
+            telemetry: config
+                .http
+                .as_ref()
+                .map(|_| Arc::new(crate::http::Telemetry::new())),
+            http: None,
             view: spec.view,
             config,
             state,
@@ -553,6 +566,20 @@ impl Supervisor {
             )
             .map_err(io_err("listen on the control socket"))?,
         );
+        // [http] Served beside the control socket, on this runtime; see `crate::http`.
+        if let (Some(config), Some(telemetry)) = (&self.config.http, &self.telemetry) {
+            self.http = Some(
+                crate::http::start(crate::http::HttpSpec {
+                    config,
+                    tx: self.tx.clone(),
+                    telemetry: telemetry.clone(),
+                    state_dir: self.state.path(),
+                    incidents_dir: self.state.incidents_dir(),
+                    own_pid: self.own_pid,
+                })
+                .await?,
+            );
+        }
 
         loop {
             // A scan of /proc is good for one wake-up only.
@@ -1225,6 +1252,11 @@ impl Supervisor {
 
     fn on_datagram(&mut self, datagram: Datagram) {
         let now = Instant::now();
+        // [http]
+        if let Some(telemetry) = &self.telemetry {
+            let accepted = datagram.sender_pid.and_then(|pid| self.service_of(pid));
+            telemetry.notify_datagram(accepted.is_some());
+        }
         let Some(sender) = datagram.sender_pid else {
             return;
         };
@@ -1319,6 +1351,11 @@ impl Supervisor {
             return;
         };
         clock.in_flight = true;
+        // [http]
+        if let Some(telemetry) = &self.telemetry {
+            let kind = crate::http::ProbeKind::of(ready);
+            telemetry.probe_launched(&svc.cfg.name, kind, now);
+        }
         let generation = svc.generation;
         let timeout = probe.timeout;
         match probe.check {
@@ -1443,6 +1480,11 @@ impl Supervisor {
         };
         clock.in_flight = false;
         clock.next = now + every;
+        // [http]
+        if let Some(telemetry) = &self.telemetry {
+            let kind = crate::http::ProbeKind::of(ready);
+            telemetry.probe_finished(&svc.cfg.name, kind, result.is_ok(), now);
+        }
         match result {
             Ok(()) => {
                 clock.failures = 0;
@@ -1883,6 +1925,10 @@ impl Supervisor {
     fn emit(&self, service: Option<usize>, event: Event) {
         let name = service.map(|i| self.services[i].cfg.name.as_str());
         let record = record(name, event);
+        // [http]
+        if let Some(telemetry) = &self.telemetry {
+            telemetry.observe(&record);
+        }
         if let Err(err) = self.events.append(&record) {
             tracing::warn!(%err, "cannot append to the event log");
         }

@@ -572,6 +572,8 @@ impl Supervisor {
                 config.events_max_size != self.config.events_max_size,
             ),
             ("events_keep", config.events_keep != self.config.events_keep),
+            // [http]
+            ("http", config.http != self.config.http),
         ] {
             if changed {
                 report.not_applied.push(key.to_owned());
