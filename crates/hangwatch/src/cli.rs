@@ -135,6 +135,22 @@ pub struct StatusArgs {
     /// Print the supervisor's reply as JSON.
     #[arg(long)]
     pub json: bool,
+
+    /// Answer a health question by the exit status instead of printing the table, for exec
+    /// probes: `alive` (the supervisor answers and no service gave up) or `ready` (every
+    /// service is ready, none stalled); 0 yes, 1 no, with the reasons on stderr. The same
+    /// rules as `/healthz` and `/readyz`.
+    #[arg(long, value_name = "WHAT")]
+    pub check: Option<CheckArg>,
+}
+
+/// The questions of `hangwatch status --check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckArg {
+    /// The supervisor answers and no service has given up.
+    Alive,
+    /// Every service is ready (or ended well) and none is stalled.
+    Ready,
 }
 
 #[derive(Debug, clap::Args)]
@@ -278,6 +294,12 @@ pub struct UpArgs {
     /// Serve root on the control socket too (the supervisor's own user is always served).
     #[arg(long)]
     pub allow_root_control: bool,
+
+    /// Serve `/metrics`, `/healthz`, `/readyz`, the JSON API and the status page on this
+    /// address (e.g. 127.0.0.1:9464), instead of the config's `http`. An address other than
+    /// loopback needs `http_token_file` in the config.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<std::net::SocketAddr>,
 
     /// Internal: run as the background supervisor of `--detach`, writing `started` to this
     /// file descriptor (a pipe) once no service is waiting or starting.

@@ -37,17 +37,14 @@ pub(crate) async fn incident(context: &Context, id: &str) -> hyper::Response<Bod
     let Some((diagnosis, report)) = super::api::read_incident(context, id).await else {
         return text(StatusCode::NOT_FOUND, "no such incident\n");
     };
-    let verdict: Vec<String> = diagnosis
-        .as_ref()
-        .and_then(|d| d.get("verdict"))
-        .and_then(|v| v.as_array())
-        .map(|lines| {
-            lines
-                .iter()
-                .filter_map(|l| l.as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default();
+    let logged = context
+        .telemetry
+        .lock()
+        .incidents
+        .iter()
+        .find(|i| i.id.as_deref() == Some(id))
+        .map(|i| i.verdict.clone());
+    let verdict: Vec<String> = logged.unwrap_or_else(|| verdict_of(diagnosis.as_ref()));
     let mut page = String::with_capacity(4096 + report.as_ref().map_or(0, String::len));
     let _ = write!(
         page,
@@ -78,6 +75,24 @@ pub(crate) async fn incident(context: &Context, id: &str) -> hyper::Response<Bod
         id = Escaped(id)
     );
     html(StatusCode::OK, Bytes::from(page))
+}
+
+/// The verdict lines of a JSON diagnosis, for an incident older than this supervisor.
+fn verdict_of(diagnosis: Option<&serde_json::Value>) -> Vec<String> {
+    let lines = diagnosis
+        .and_then(|d| {
+            d.get("verdict")
+                .or_else(|| d.get("diagnosis")?.get("verdict"))
+        })
+        .and_then(|v| v.as_array());
+    lines
+        .map(|lines| {
+            lines
+                .iter()
+                .filter_map(|l| l.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn html(status: StatusCode, body: Bytes) -> hyper::Response<Body> {
