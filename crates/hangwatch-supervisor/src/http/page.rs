@@ -50,7 +50,7 @@ pub(crate) async fn incident(context: &Context, id: &str) -> hyper::Response<Bod
         page,
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>incident {id} · hangwatch</title>\
+         <title>incident {id} · hangwatch</title><link rel=\"icon\" href=\"data:,\">\
          <link rel=\"stylesheet\" href=\"/assets/style.css\"></head>\
          <body class=\"report\"><header><a href=\"/\">← hangwatch</a><h1>incident {id}</h1></header><main>",
         id = Escaped(id)

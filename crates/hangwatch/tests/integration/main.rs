@@ -13,6 +13,7 @@ mod files;
 mod http;
 mod leaks;
 mod leftovers;
+mod page;
 mod signals;
 mod socket;
 mod stall;

@@ -182,7 +182,8 @@ function describe(record) {
     case 'ready': return 'after ' + Math.round(record.after_ms) + ' ms (' + record.by + ')';
     case 'stalled': return record.source + ' silent past ' + record.bound_ms + ' ms' + (record.detail ? ': ' + record.detail : '');
     case 'incident': return (record.verdict && record.verdict[0]) || record.error || '';
-    case 'exited': return (record.status.code !== undefined ? 'code ' + record.status.code : record.status.signal || JSON.stringify(record.status)) + ' after ' + duration(record.uptime_ms);
+    case 'exited': return (record.status.kind === 'exited' ? 'code ' + record.status.code : 'signal ' + record.status.name) +
+      ' after ' + duration(record.uptime_ms) + (record.stopped ? ' (stopped)' : '');
     case 'restarting': return 'in ' + record.in_ms + ' ms (' + record.reason + ')';
     case 'stopping': return record.cause + ', ' + record.signal;
     case 'gave-up': return record.restarts + ' restarts, ' + record.action;
