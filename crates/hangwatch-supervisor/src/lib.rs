@@ -16,4 +16,5 @@ pub mod probe;
 pub mod run;
 pub mod state;
 mod summary;
+pub mod textfile;
 pub mod up;

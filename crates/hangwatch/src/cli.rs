@@ -406,6 +406,12 @@ pub struct RunArgs {
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
 
+    /// Write the run's outcome as Prometheus series (duration, outcome, exit code, stalls,
+    /// leaks) to PATH at the end, atomically, for node_exporter's textfile collector (name it
+    /// `*.prom` in the collector's directory).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
+
     /// Stall bound: the program must show a heartbeat at least this often. Alone, it arms the
     /// notify watchdog (the program gets WATCHDOG_USEC and must send WATCHDOG=1, as under
     /// systemd's WatchdogSec=); with --heartbeat-file, it bounds the file's age instead.

@@ -517,3 +517,59 @@ fn query_until(
         std::thread::sleep(Duration::from_millis(250));
     }
 }
+
+#[test]
+fn run_metrics_file_holds_the_last_run_for_the_textfile_collector() {
+    let dir = Scratch::new("run-metrics-file");
+    let path = dir.file("job.prom");
+    let run = |args: &[&str]| {
+        Command::new(hangwatch())
+            .arg("run")
+            .arg("--metrics-file")
+            .arg(&path)
+            .args(["--incident-dir"])
+            .arg(dir.file("incidents"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run hangwatch run")
+    };
+    let stalled = run(&["--stall-on-silence", "300ms", "--", "sleep", "5"]);
+    assert_eq!(stalled.status.code(), Some(122));
+    let text = std::fs::read_to_string(&path).expect("metrics file");
+    for line in [
+        "hangwatch_run_success{command=\"sleep\"} 0",
+        "hangwatch_run_outcome{command=\"sleep\",outcome=\"stalled\"} 1",
+        "hangwatch_run_stalls{command=\"sleep\",source=\"output\"} 1",
+        "hangwatch_run_exit_code{command=\"sleep\"} 122",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+    }
+    if let Some(promtool) = installed("promtool") {
+        let lint = Command::new(promtool)
+            .args(["check", "metrics"])
+            .stdin(std::fs::File::open(&path).expect("open"))
+            .output()
+            .expect("promtool");
+        assert!(
+            lint.status.success(),
+            "{}",
+            String::from_utf8_lossy(&lint.stderr)
+        );
+    }
+    // The next run replaces the file whole.
+    let ok = run(&["--", "true"]);
+    assert_eq!(ok.status.code(), Some(0));
+    let text = std::fs::read_to_string(&path).expect("metrics file");
+    assert!(
+        text.contains("hangwatch_run_success{command=\"true\"} 1"),
+        "{text}"
+    );
+    assert!(!text.contains("sleep"), "{text}");
+    let names: Vec<_> = std::fs::read_dir(&dir.path)
+        .expect("list")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(names.is_empty(), "{names:?}");
+}
