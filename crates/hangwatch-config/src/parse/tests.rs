@@ -873,3 +873,36 @@ fn http_errors_name_their_place() {
         "1:19: `http_token_file` is set but `http` is not: add `http = \"ADDRESS:PORT\"`"
     );
 }
+
+#[test]
+fn alerts_read_with_their_defaults() {
+    let config = parse(
+        "[[alert]]\non = [\"stalled\", \"gave-up\"]\ncommand = \"./notify.sh --loud\"\n\n[[alert]]\nname = \"pager\"\non = [\"restarting\"]\ncommand = [\"page\"]\nservices = [\"a\"]\ntimeout = \"2s\"\nrate = { count = 2 }\nrestarts = { count = 5, within = \"1m\" }\n[service.a]\ncommand = \"x\"\n",
+    );
+    assert_eq!(config.alerts.len(), 2);
+    let first = &config.alerts[0];
+    assert_eq!(first.name, "alert-1");
+    assert_eq!(first.on, [AlertOn::Stalled, AlertOn::GaveUp]);
+    assert_eq!(first.command.argv, ["./notify.sh", "--loud"]);
+    assert_eq!(first.timeout, Duration::from_secs(10));
+    assert_eq!(first.rate.count, 10);
+    let pager = &config.alerts[1];
+    assert_eq!(pager.name, "pager");
+    assert_eq!(pager.services, ["a"]);
+    assert_eq!(pager.timeout, Duration::from_secs(2));
+    assert_eq!(pager.rate.count, 2);
+    assert_eq!(pager.rate.within, Duration::from_secs(60));
+    assert_eq!(pager.restarts.count, 5);
+}
+
+#[test]
+fn alert_errors_name_their_place() {
+    assert_eq!(
+        errors("[[alert]]\non = [\"stalld\"]\ncommand = \"x\"\ncolour = 1\n[[alert]]\ncommand = \"x\"\n[service.a]\ncommand = \"x\"\n"),
+        [
+            "2:7: `alert[1].on`: expected one of stalled, incident, gave-up, leak, down, restarting; did you mean `stalled`?",
+            "4:1: unknown key `colour` in `[[alert]]` number 1",
+            "5:1: `[[alert]]` number 2: no `on`: expected the events that run it, like on = [\"stalled\", \"gave-up\"]",
+        ]
+    );
+}
