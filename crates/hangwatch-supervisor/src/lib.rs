@@ -8,6 +8,7 @@
 //!   its whole tree, and a report.
 #![forbid(unsafe_code)]
 
+mod alert;
 pub mod duration;
 pub mod http;
 pub mod incident;

@@ -187,6 +187,11 @@ pub(crate) enum Msg {
         service: usize,
         found: Option<PartFound>,
     },
+    /// [alert] An `[[alert]]` hook did not do its job; the event to emit.
+    Alert {
+        service: Option<String>,
+        event: Event,
+    },
     /// A diagnosis asked for with `hangwatch diagnose NAME` is written.
     Inspected {
         service: usize,
@@ -418,6 +423,8 @@ struct Supervisor {
     telemetry: Option<Arc<crate::http::Telemetry>>,
     // [http] The endpoint; dropped (closed) with the supervisor.
     http: Option<crate::http::HttpServer>,
+    // [alert] The `[[alert]]` hooks; `None` without any. A cell because `emit` takes `&self`.
+    alerts: Option<std::cell::RefCell<crate::alert::Alerts>>,
 }
 
 /// A shutdown in progress.
@@ -469,6 +476,14 @@ impl Supervisor {
             nix::unistd::geteuid().is_root() && config.services.iter().any(|s| s.user.is_some());
         let notify = NotifySocket::bind_in_runtime_dir(&format!("up-{own_pid}.notify"), all_users)?;
         let (tx, rx) = mpsc::channel(256);
+        // [alert]
+        let alerts = (!config.alerts.is_empty()).then(|| {
+            std::cell::RefCell::new(crate::alert::Alerts::new(
+                &config.alerts,
+                tx.clone(),
+                state.logs_dir(),
+            ))
+        });
         let names: HashMap<&str, usize> = config
             .services
             .iter()
@@ -521,6 +536,7 @@ impl Supervisor {
                 .as_ref()
                 .map(|_| Arc::new(crate::http::Telemetry::new())),
             http: None,
+            alerts,
             view: spec.view,
             config,
             state,
@@ -768,6 +784,12 @@ impl Supervisor {
         for (pid, status) in reaped {
             if let Some(leaks) = &self.leaks {
                 leaks.note_reaped(pid);
+            }
+            // [alert]
+            if let Some(alerts) = &self.alerts
+                && alerts.borrow_mut().reaped(pid, status)
+            {
+                continue;
             }
             if let Some(probe) = self.exec_probes.remove(&pid) {
                 let result = match status {
@@ -1198,6 +1220,11 @@ impl Supervisor {
                 reply,
             } => self.on_inspected(service, record, reply),
             Msg::Leaks { service, found } => self.on_leaks(service, found),
+            // [alert]
+            Msg::Alert { service, event } => {
+                let i = service.and_then(|n| self.services.iter().position(|s| s.cfg.name == n));
+                self.emit(i, event);
+            }
             Msg::Diagnosed {
                 service,
                 generation,
@@ -1929,6 +1956,10 @@ impl Supervisor {
         if let Some(telemetry) = &self.telemetry {
             telemetry.observe(&record);
         }
+        // [alert]
+        if let Some(alerts) = &self.alerts {
+            alerts.borrow_mut().offer(&record);
+        }
         if let Err(err) = self.events.append(&record) {
             tracing::warn!(%err, "cannot append to the event log");
         }
@@ -2275,6 +2306,13 @@ pub fn describe(record: &EventRecord) -> Option<String> {
             format!("{name}: {lines} output lines dropped ({error})")
         }
         Event::Requested { request } => format!("{name}: {request} requested"),
+        // [alert]
+        Event::AlertFailed {
+            alert,
+            on,
+            why,
+            detail,
+        } => format!("{name}: alert {alert} on {on} {why}: {detail}"),
         Event::Reloaded {
             added,
             removed,

@@ -574,6 +574,8 @@ impl Supervisor {
             ("events_keep", config.events_keep != self.config.events_keep),
             // [http]
             ("http", config.http != self.config.http),
+            // [alert]
+            ("alert", config.alerts != self.config.alerts),
         ] {
             if changed {
                 report.not_applied.push(key.to_owned());
