@@ -18,8 +18,8 @@ use crate::duration::parse_duration;
 use crate::env_file::parse_env_file;
 use crate::error::{ConfigError, Diagnostic, LineIndex};
 use crate::model::{
-    Alert, AlertOn, Backoff, Check, Command, Config, Http, Liveness, MaxRestarts, OnGiveUp, Probe, Readiness,
-    RestartPolicy, Service,
+    Alert, AlertOn, Backoff, Check, Command, Config, Http, Liveness, MaxRestarts, OnGiveUp, Probe,
+    Readiness, RestartPolicy, Service,
 };
 use crate::size::parse_size;
 use crate::suggest::did_you_mean;
@@ -459,7 +459,11 @@ impl Checker<'_> {
     fn alert_on(&mut self, place: Place<'_>, value: &Value<'_>) -> Option<Vec<AlertOn>> {
         let words: Vec<&str> = AlertOn::ALL.iter().map(|(_, w)| *w).collect();
         let DeValue::Array(items) = value.get_ref() else {
-            self.expected(place, value, &format!("an array of events among {}", words.join(", ")));
+            self.expected(
+                place,
+                value,
+                &format!("an array of events among {}", words.join(", ")),
+            );
             return None;
         };
         let mut on = Vec::new();
@@ -489,7 +493,10 @@ impl Checker<'_> {
             }
         }
         if on.is_empty() && ok {
-            self.error(&value.span(), format!("{place}: expected at least one event"));
+            self.error(
+                &value.span(),
+                format!("{place}: expected at least one event"),
+            );
             return None;
         }
         ok.then_some(on)

@@ -108,7 +108,11 @@ impl Alerts {
                 continue;
             }
             let within = hook.cfg.rate.within;
-            while hook.runs.front().is_some_and(|t| now.duration_since(*t) >= within) {
+            while hook
+                .runs
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= within)
+            {
                 hook.runs.pop_front();
             }
             let busy = self.running.load(Ordering::Relaxed) >= MAX_RUNNING;
@@ -172,7 +176,9 @@ impl Alerts {
         let (read, write) = match nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) {
             Ok(ends) => ends,
             Err(err) => {
-                let _ = self.tx.try_send(report("not-started", format!("pipe: {err}")));
+                let _ = self
+                    .tx
+                    .try_send(report("not-started", format!("pipe: {err}")));
                 return;
             }
         };
@@ -251,7 +257,10 @@ impl Alerts {
                     }
                     Some((
                         "timed-out",
-                        format!("ran past {} ms; its process group was killed", timeout.as_millis()),
+                        format!(
+                            "ran past {} ms; its process group was killed",
+                            timeout.as_millis()
+                        ),
                     ))
                 }
             };
@@ -274,7 +283,10 @@ impl Hook {
         let within = self.cfg.restarts.within;
         let seen = self.restarts.entry(service.to_owned()).or_default();
         seen.push_back(now);
-        while seen.front().is_some_and(|t| now.duration_since(*t) >= within) {
+        while seen
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= within)
+        {
             seen.pop_front();
         }
         seen.len() > self.cfg.restarts.count as usize
@@ -338,6 +350,10 @@ mod tests {
             "a stop that was asked for is not a service going down"
         );
         let failure = failed("a", AlertOn::Stalled, "failed", String::new());
-        assert_eq!(kind_of(&failure), None, "a hook's failure never runs a hook");
+        assert_eq!(
+            kind_of(&failure),
+            None,
+            "a hook's failure never runs a hook"
+        );
     }
 }

@@ -898,7 +898,9 @@ fn alerts_read_with_their_defaults() {
 #[test]
 fn alert_errors_name_their_place() {
     assert_eq!(
-        errors("[[alert]]\non = [\"stalld\"]\ncommand = \"x\"\ncolour = 1\n[[alert]]\ncommand = \"x\"\n[service.a]\ncommand = \"x\"\n"),
+        errors(
+            "[[alert]]\non = [\"stalld\"]\ncommand = \"x\"\ncolour = 1\n[[alert]]\ncommand = \"x\"\n[service.a]\ncommand = \"x\"\n"
+        ),
         [
             "2:7: `alert[1].on`: expected one of stalled, incident, gave-up, leak, down, restarting; did you mean `stalled`?",
             "4:1: unknown key `colour` in `[[alert]]` number 1",

@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod alerts;
 mod check;
 mod control;
 mod diagnose;
