@@ -82,21 +82,23 @@ def stop(proc):
         proc.wait()
 
 
-def idle(proc, seconds):
-    time.sleep(3)
+def idle(proc, seconds, settle=3):
+    # After scrapes, the runtime's blocking threads (used for /proc reads) retire after 10 s
+    # idle; a thread that exits takes its schedstat with it, so let them go first.
+    time.sleep(settle)
     before, began = cpu_ns(proc.pid), time.monotonic()
     time.sleep(seconds)
     used, wall = cpu_ns(proc.pid) - before, time.monotonic() - began
     return 100.0 * used / (wall * 1e9)
 
 
-def scrape(address, count):
+def scrape(address, count, path="/metrics"):
     host, port = address.rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=10)
     times, size = [], 0
     for _ in range(count):
         began = time.perf_counter()
-        conn.request("GET", "/metrics")
+        conn.request("GET", path)
         response = conn.getresponse()
         body = response.read()
         times.append(time.perf_counter() - began)
@@ -136,7 +138,8 @@ def main():
         try:
             result["idle_cpu_percent_http_on"] = idle(proc, args.idle_seconds)
             result["scrape"] = scrape(address, args.scrapes)
-            result["idle_cpu_percent_after_scrapes"] = idle(proc, args.idle_seconds)
+            result["status_json"] = scrape(address, args.scrapes, "/api/status")
+            result["idle_cpu_percent_after_scrapes"] = idle(proc, args.idle_seconds, settle=12)
         finally:
             stop(proc)
     text = json.dumps(result, indent=2)

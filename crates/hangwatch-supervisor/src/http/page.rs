@@ -69,9 +69,9 @@ pub(crate) async fn incident(context: &Context, id: &str) -> hyper::Response<Bod
             Escaped(report)
         );
     }
-    let _ = write!(
+    let _ = writeln!(
         page,
-        "<p class=\"links\"><a href=\"/api/incidents/{id}\">the diagnosis as JSON</a></p></main></body></html>\n",
+        "<p class=\"links\"><a href=\"/api/incidents/{id}\">the diagnosis as JSON</a></p></main></body></html>",
         id = Escaped(id)
     );
     html(StatusCode::OK, Bytes::from(page))
