@@ -92,23 +92,31 @@ pub(crate) async fn metrics(context: &Context) -> hyper::Response<Body> {
         .filter_map(|s| s.pid.map(|pid| (s.name.clone(), pid)))
         .collect();
     let own_pid = context.own_pid;
-    // Reading /proc is blocking I/O: off the runtime's thread, which the loop shares.
-    let resources = tokio::task::spawn_blocking(move || resources(own_pid, &mains))
-        .await
-        .unwrap_or_default();
     let (counters, (notify_received, notify_rejected)) = {
         let inner = context.telemetry.lock();
         (inner.services.clone(), context.telemetry.notify_counts())
     };
-    let body = render(&Snapshot {
-        status: &status,
-        counters: &counters,
-        resources: &resources,
-        loop_lag,
-        notify_received,
-        notify_rejected,
-        now_unix,
-    });
+    // Reading /proc is blocking I/O, and rendering a few hundred kilobytes for hundreds of
+    // services takes milliseconds: both off the runtime's thread, which the loop shares.
+    let rendered = tokio::task::spawn_blocking(move || {
+        let resources = resources(own_pid, &mains);
+        render(&Snapshot {
+            status: &status,
+            counters: &counters,
+            resources: &resources,
+            loop_lag,
+            notify_received,
+            notify_rejected,
+            now_unix,
+        })
+    })
+    .await;
+    let Ok(body) = rendered else {
+        return text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "cannot render the metrics\n",
+        );
+    };
     respond(
         StatusCode::OK,
         "text/plain; version=0.0.4; charset=utf-8",

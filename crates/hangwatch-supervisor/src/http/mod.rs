@@ -42,7 +42,7 @@ use tokio::sync::{Semaphore, mpsc};
 use crate::up::Msg;
 
 /// The file in the state directory that holds the address the endpoint listens on (useful when
-/// the config asked for port 0).
+/// the config asked for port 0); removed when the supervisor ends.
 pub const ADDRESS_FILE: &str = "http.address";
 
 /// Why the endpoint could not start.
@@ -98,12 +98,14 @@ pub(crate) async fn start(spec: HttpSpec<'_>) -> Result<HttpServer, HttpError> {
         own_pid: spec.own_pid,
         streams: Arc::new(Semaphore::new(server::MAX_STREAMS)),
     };
-    let server = server::start(listen, context)
+    let mut server = server::start(listen, context)
         .await
         .map_err(|source| HttpError::Bind { listen, source })?;
     let address = format!("{}\n", server.local_addr());
-    if let Err(err) = std::fs::write(spec.state_dir.join(ADDRESS_FILE), address) {
-        tracing::warn!(%err, "cannot write the HTTP address file");
+    let path = spec.state_dir.join(ADDRESS_FILE);
+    match std::fs::write(&path, address) {
+        Ok(()) => server.address_file = Some(path),
+        Err(err) => tracing::warn!(%err, "cannot write the HTTP address file"),
     }
     tracing::info!(address = %server.local_addr(), "serving HTTP");
     Ok(server)

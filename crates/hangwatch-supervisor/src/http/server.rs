@@ -64,6 +64,8 @@ pub(crate) struct Context {
 pub struct HttpServer {
     accept: JoinHandle<()>,
     local: SocketAddr,
+    /// The file that tells the address, removed with the server.
+    pub(crate) address_file: Option<PathBuf>,
 }
 
 impl HttpServer {
@@ -77,6 +79,9 @@ impl HttpServer {
 impl Drop for HttpServer {
     fn drop(&mut self) {
         self.accept.abort();
+        if let Some(path) = &self.address_file {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
@@ -123,7 +128,11 @@ pub(crate) async fn start(listen: SocketAddr, context: Context) -> io::Result<Ht
             });
         }
     });
-    Ok(HttpServer { accept, local })
+    Ok(HttpServer {
+        accept,
+        local,
+        address_file: None,
+    })
 }
 
 pub(crate) type Body = BoxBody<Bytes, Infallible>;
