@@ -41,6 +41,6 @@ mod suggest;
 
 pub use error::{ConfigError, Diagnostic};
 pub use model::{
-    Backoff, Check, Command, Config, Liveness, MaxRestarts, OnGiveUp, Probe, Readiness, Replica,
-    RestartPolicy, Service,
+    Alert, AlertOn, Backoff, Check, Command, Config, Http, Liveness, MaxRestarts, OnGiveUp, Probe,
+    Readiness, Replica, RestartPolicy, Service,
 };

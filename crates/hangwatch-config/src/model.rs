@@ -21,8 +21,82 @@ pub struct Config {
     pub events_max_size: u64,
     /// Rotated event logs kept (`events_keep`, default 3): `events.jsonl.1` … `.N`.
     pub events_keep: u32,
+    /// The read-only HTTP endpoint (`http`, `http_token_file`); off when absent.
+    pub http: Option<Http>,
+    /// The `[[alert]]` hooks, in file order.
+    pub alerts: Vec<Alert>,
     /// The services, in file order.
     pub services: Vec<Service>,
+}
+
+/// One `[[alert]]`: a command run when one of the events it names happens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    /// `name` (default `alert-N`, N from 1 in file order): how events about the hook name it.
+    pub name: String,
+    /// `on`: which events.
+    pub on: Vec<AlertOn>,
+    /// `command`: what to run, with the event as JSON on stdin.
+    pub command: Command,
+    /// Its working directory: the config's directory.
+    pub cwd: PathBuf,
+    /// `services`: only events of these services (default: every service).
+    pub services: Vec<String>,
+    /// `timeout` (default 10s): then its whole process group is killed.
+    pub timeout: Duration,
+    /// `rate = { count, within }` (default 10 per 1m): runs beyond it are dropped.
+    pub rate: MaxRestarts,
+    /// `restarts = { count, within }` (default 3 in 5m): `restarting` fires only when a
+    /// service restarts more than `count` times within `within`.
+    pub restarts: MaxRestarts,
+}
+
+/// The events an `[[alert]]` can be run on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlertOn {
+    /// A service stalled.
+    Stalled,
+    /// An incident report was written.
+    Incident,
+    /// A service gave up after too many restarts.
+    GaveUp,
+    /// A service's tree left processes or objects behind.
+    Leak,
+    /// A service's program ended without being asked to.
+    Down,
+    /// A service restarts more often than the alert's `restarts` rate.
+    Restarting,
+}
+
+impl AlertOn {
+    /// Every kind, with the word the config uses.
+    pub const ALL: [(AlertOn, &'static str); 6] = [
+        (AlertOn::Stalled, "stalled"),
+        (AlertOn::Incident, "incident"),
+        (AlertOn::GaveUp, "gave-up"),
+        (AlertOn::Leak, "leak"),
+        (AlertOn::Down, "down"),
+        (AlertOn::Restarting, "restarting"),
+    ];
+
+    /// The word the config uses.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        AlertOn::ALL
+            .iter()
+            .find(|(on, _)| *on == self)
+            .map_or("", |(_, word)| word)
+    }
+}
+
+/// Where `/metrics`, `/healthz`, `/readyz`, the JSON API and the status page are served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Http {
+    /// The address to listen on (`http = "127.0.0.1:9464"`).
+    pub listen: std::net::SocketAddr,
+    /// A file holding the bearer token every request must carry (`http_token_file`); required
+    /// when `listen` is not a loopback address.
+    pub token_file: Option<PathBuf>,
 }
 
 impl Config {

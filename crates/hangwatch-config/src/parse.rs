@@ -18,8 +18,8 @@ use crate::duration::parse_duration;
 use crate::env_file::parse_env_file;
 use crate::error::{ConfigError, Diagnostic, LineIndex};
 use crate::model::{
-    Backoff, Check, Command, Config, Liveness, MaxRestarts, OnGiveUp, Probe, Readiness, Replica,
-    RestartPolicy, Service,
+    Alert, AlertOn, Backoff, Check, Command, Config, Http, Liveness, MaxRestarts, OnGiveUp, Probe,
+    Readiness, Replica, RestartPolicy, Service,
 };
 use crate::size::parse_size;
 use crate::suggest::did_you_mean;
@@ -31,7 +31,14 @@ const TOP_KEYS: &[&str] = &[
     "shutdown_timeout",
     "events_max_size",
     "events_keep",
+    "http",
+    "http_token_file",
+    "alert",
     "service",
+];
+
+const ALERT_KEYS: &[&str] = &[
+    "name", "on", "command", "shell", "services", "timeout", "rate", "restarts",
 ];
 
 const SERVICE_KEYS: &[&str] = &[
@@ -228,6 +235,9 @@ impl Checker<'_> {
             })
             .unwrap_or(Some(EVENTS_KEEP));
 
+        let http = self.http_endpoint(root, &dir);
+        let alerts = self.alerts(root, &dir);
+
         let mut services: Vec<Service> = Vec::new();
         let mut replicated = Vec::new();
         let mut names = Vec::new();
@@ -296,9 +306,246 @@ impl Checker<'_> {
             shutdown_timeout: shutdown_timeout?,
             events_max_size: events_max_size?,
             events_keep: events_keep?,
+            http: http?,
+            alerts: alerts?,
             services,
         })
         .filter(|_| complete)
+    }
+
+    /// `http` and `http_token_file`: `Some(None)` when HTTP is off. An address that is not
+    /// loopback is reachable by others, so it is refused without a token file.
+    fn http_endpoint(&mut self, root: &DeTable<'_>, dir: &Path) -> Option<Option<Http>> {
+        let top = |key| Place { key, service: None };
+        let token_file = match get(root, "http_token_file") {
+            Some(value) => self
+                .path(top("http_token_file"), value)
+                .map(|path| Some(dir.join(path))),
+            None => Some(None),
+        };
+        let Some(value) = get(root, "http") else {
+            if let Some(value) = get(root, "http_token_file") {
+                self.error(
+                    &value.span(),
+                    "`http_token_file` is set but `http` is not: add `http = \"ADDRESS:PORT\"`",
+                );
+                return None;
+            }
+            return Some(None);
+        };
+        let text = self.string(top("http"), value)?;
+        let listen = match text.parse::<std::net::SocketAddr>() {
+            Ok(listen) => listen,
+            Err(_) => {
+                self.error(
+                    &value.span(),
+                    format!(
+                        "`http`: expected an address and port like \"127.0.0.1:9464\" or \"[::1]:9464\", found {text:?}"
+                    ),
+                );
+                return None;
+            }
+        };
+        let token_file = token_file?;
+        if !listen.ip().is_loopback() && token_file.is_none() {
+            self.error(
+                &value.span(),
+                format!(
+                    "`http`: {listen} is not a loopback address, so `http_token_file` is required (every request must then carry `Authorization: Bearer TOKEN`)"
+                ),
+            );
+            return None;
+        }
+        Some(Some(Http { listen, token_file }))
+    }
+
+    /// Every `[[alert]]`; `None` when one of them is wrong.
+    fn alerts(&mut self, root: &DeTable<'_>, dir: &Path) -> Option<Vec<Alert>> {
+        let Some(value) = get(root, "alert") else {
+            return Some(Vec::new());
+        };
+        let DeValue::Array(items) = value.get_ref() else {
+            self.expected(
+                Place {
+                    key: "alert",
+                    service: None,
+                },
+                value,
+                "`[[alert]]` tables",
+            );
+            return None;
+        };
+        let mut alerts = Vec::new();
+        let mut complete = true;
+        for (n, item) in items.iter().enumerate() {
+            match self.alert(n + 1, item, dir) {
+                Some(alert) => alerts.push(alert),
+                None => complete = false,
+            }
+        }
+        complete.then_some(alerts)
+    }
+
+    /// The `n`th `[[alert]]`.
+    fn alert(&mut self, n: usize, value: &Value<'_>, dir: &Path) -> Option<Alert> {
+        let default_name = format!("alert-{n}");
+        let keys: Vec<String> = [
+            "name", "on", "command", "shell", "services", "timeout", "rate", "restarts",
+        ]
+        .iter()
+        .map(|key| format!("alert[{n}].{key}"))
+        .collect();
+        let at = |i: usize| Place {
+            key: keys[i].as_str(),
+            service: None,
+        };
+        let whole = format!("alert[{n}]");
+        let table = self.table(
+            Place {
+                key: &whole,
+                service: None,
+            },
+            value,
+            "{ on = [\"stalled\"], command = [\"notify-me\"] }",
+        )?;
+        self.unknown_keys(table, ALERT_KEYS, &format!("in `[[alert]]` number {n}"));
+        let before = self.diagnostics.len();
+        let name = match get(table, "name") {
+            Some(value) => self.string(at(0), value).map(str::to_owned),
+            None => Some(default_name),
+        };
+        let on = match get(table, "on") {
+            Some(value) => self.alert_on(at(1), value),
+            None => {
+                self.error(
+                    &value.span(),
+                    format!("`[[alert]]` number {n}: no `on`: expected the events that run it, like on = [\"stalled\", \"gave-up\"]"),
+                );
+                None
+            }
+        };
+        let shell = self
+            .optional(table, "shell", |c, v| c.boolean(at(3), v))
+            .unwrap_or(Some(false));
+        let command = match (get(table, "command"), shell) {
+            (Some(value), Some(shell)) => self.command(at(2), value, shell),
+            (None, _) => {
+                self.error(
+                    &value.span(),
+                    format!("`[[alert]]` number {n}: no `command`: expected what to run, like command = [\"./notify.sh\"]"),
+                );
+                None
+            }
+            (Some(_), None) => None,
+        };
+        let services = match get(table, "services") {
+            Some(value) => Some(
+                self.depends_on(at(4), value)
+                    .into_iter()
+                    .map(|d| d.name)
+                    .collect(),
+            ),
+            None => Some(Vec::new()),
+        };
+        let timeout = self
+            .optional(table, "timeout", |c, v| c.positive_duration(at(5), v))
+            .unwrap_or(Some(Duration::from_secs(10)));
+        let rate = match get(table, "rate") {
+            Some(value) => self.rate(at(6), value, 10, Duration::from_secs(60)),
+            None => Some(MaxRestarts {
+                count: 10,
+                within: Duration::from_secs(60),
+            }),
+        };
+        let restarts = match get(table, "restarts") {
+            Some(value) => self.rate(at(7), value, 3, Duration::from_secs(300)),
+            None => Some(MaxRestarts {
+                count: 3,
+                within: Duration::from_secs(300),
+            }),
+        };
+        if self.diagnostics.len() > before {
+            return None;
+        }
+        Some(Alert {
+            name: name?,
+            on: on?,
+            command: command?,
+            cwd: dir.to_path_buf(),
+            services: services?,
+            timeout: timeout?,
+            rate: rate?,
+            restarts: restarts?,
+        })
+    }
+
+    /// `on = ["stalled", …]`.
+    fn alert_on(&mut self, place: Place<'_>, value: &Value<'_>) -> Option<Vec<AlertOn>> {
+        let words: Vec<&str> = AlertOn::ALL.iter().map(|(_, w)| *w).collect();
+        let DeValue::Array(items) = value.get_ref() else {
+            self.expected(
+                place,
+                value,
+                &format!("an array of events among {}", words.join(", ")),
+            );
+            return None;
+        };
+        let mut on = Vec::new();
+        let mut ok = true;
+        for item in items.iter() {
+            let found = match item.get_ref() {
+                DeValue::String(word) => AlertOn::ALL
+                    .iter()
+                    .find(|(_, w)| *w == word.as_ref())
+                    .map(|(kind, _)| *kind),
+                _ => None,
+            };
+            match found {
+                Some(kind) if !on.contains(&kind) => on.push(kind),
+                Some(_) => {}
+                None => {
+                    ok = false;
+                    let hint = match item.get_ref() {
+                        DeValue::String(word) => did_you_mean(word, words.iter().copied()),
+                        _ => String::new(),
+                    };
+                    self.error(
+                        &item.span(),
+                        format!("{place}: expected one of {}{hint}", words.join(", ")),
+                    );
+                }
+            }
+        }
+        if on.is_empty() && ok {
+            self.error(
+                &value.span(),
+                format!("{place}: expected at least one event"),
+            );
+            return None;
+        }
+        ok.then_some(on)
+    }
+
+    /// `{ count, within }` with defaults.
+    fn rate(
+        &mut self,
+        place: Place<'_>,
+        value: &Value<'_>,
+        count: u32,
+        within: Duration,
+    ) -> Option<MaxRestarts> {
+        let table = self.table(place, value, "{ count = 10, within = \"1m\" }")?;
+        self.unknown_keys(table, MAX_RESTARTS_KEYS, &format!("in {place}"));
+        let count = self
+            .optional(table, "count", |c, v| c.count(place, v, 1))
+            .unwrap_or(Some(count));
+        let within = self
+            .optional(table, "within", |c, v| c.positive_duration(place, v))
+            .unwrap_or(Some(within));
+        Some(MaxRestarts {
+            count: count?,
+            within: within?,
+        })
     }
 
     /// Reports each key of `table` not in `allowed`, with the nearest allowed one.

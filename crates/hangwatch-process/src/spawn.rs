@@ -24,6 +24,8 @@ pub struct ProgramCommand {
     pub cwd: Option<PathBuf>,
     /// Set this variable to the program's own PID (`WATCHDOG_PID`, as systemd does).
     pub pid_env: Option<String>,
+    /// The program's standard input; hangwatch's own when `None`.
+    pub stdin: Option<std::os::fd::OwnedFd>,
     /// The program's standard output; hangwatch's own when `None`.
     pub stdout: Option<std::os::fd::OwnedFd>,
     /// The program's standard error; hangwatch's own when `None`.
@@ -45,6 +47,7 @@ impl ProgramCommand {
             env: Vec::new(),
             cwd: None,
             pid_env: None,
+            stdin: None,
             stdout: None,
             stderr: None,
             run_as: None,
@@ -173,6 +176,9 @@ pub fn spawn(command: ProgramCommand, options: SpawnOptions) -> Result<Spawned, 
     cmd.args(&command.args).process_group(0);
     if let Some(cwd) = &command.cwd {
         cmd.current_dir(cwd);
+    }
+    if let Some(fd) = command.stdin {
+        cmd.stdin(fd);
     }
     if let Some(fd) = command.stdout {
         cmd.stdout(fd);

@@ -25,6 +25,8 @@ pub struct Stat {
     pub pgrp: i32,
     /// Session ID (field 6).
     pub session: i32,
+    /// CPU time used, user and system, in clock ticks (fields 14 and 15).
+    pub cpu_ticks: u64,
     /// Start time in clock ticks after boot (field 22): with the PID, the process's identity.
     pub start_time: u64,
     /// Resident set size in pages (field 24), as of the read.
@@ -70,8 +72,11 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
     let ppid = rest.next()?.parse().ok()?;
     let pgrp = rest.next()?.parse().ok()?;
     let session = rest.next()?.parse().ok()?;
-    // Field 22 is the 20th after the name (fields 3..=22); 4 consumed so far.
-    let start_time = rest.nth(22 - 3 - 4)?.parse().ok()?;
+    // Fields 14 and 15: utime and stime; 4 consumed so far (fields 3 to 6).
+    let utime: u64 = rest.nth(14 - 3 - 4)?.parse().ok()?;
+    let stime: u64 = rest.next()?.parse().ok()?;
+    // Field 22; fields 3 to 15 consumed.
+    let start_time = rest.nth(22 - 16)?.parse().ok()?;
     // Field 23 is vsize, 24 rss; a kernel thread reports 0.
     let rss_pages = rest.nth(1).and_then(|f| f.parse().ok()).unwrap_or(0);
     Some(Stat {
@@ -81,6 +86,7 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
         ppid,
         pgrp,
         session,
+        cpu_ticks: utime + stime,
         start_time,
         rss_pages,
     })
@@ -174,6 +180,15 @@ mod tests {
         assert_eq!(stat.start_time, 1_234_567);
         assert_eq!(stat.rss_pages, 240);
         assert!(!stat.is_zombie());
+    }
+
+    #[test]
+    fn cpu_time_is_user_plus_system() {
+        let text = SLEEP.replace("94 0 0 0 0 0", "94 0 0 0 7 5");
+        let stat = parse_stat(&text).expect("parse");
+        assert_eq!(stat.cpu_ticks, 12);
+        assert_eq!(stat.start_time, 1_234_567);
+        assert_eq!(stat.rss_pages, 240);
     }
 
     #[test]

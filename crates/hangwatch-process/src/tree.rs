@@ -255,6 +255,7 @@ mod tests {
             ppid,
             pgrp: pid,
             session: 1,
+            cpu_ticks: 0,
             start_time: 1000 + pid as u64,
             rss_pages: 0,
         }

@@ -181,6 +181,19 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         changed: Vec<String>,
     },
+    /// An `[[alert]]` hook did not do its job: it failed, ran past its timeout (and was
+    /// killed), could not start, or was not run because of its rate or the limit of hooks
+    /// running at once. Never itself the cause of a hook.
+    AlertFailed {
+        /// The alert's name.
+        alert: String,
+        /// The event it was run (or not run) for.
+        on: String,
+        /// `failed`, `timed-out`, `not-started` or `dropped`.
+        why: String,
+        /// More words: the exit status, the error, how many were dropped.
+        detail: String,
+    },
     /// The supervisor began shutting down.
     ShuttingDown {
         /// Why: `signal SIGTERM`, `give-up of NAME`, `request`, `all services ended`.

@@ -31,11 +31,14 @@
 //! one place, and the parts keep them from drifting apart.
 #![forbid(unsafe_code)]
 
+mod alert;
 pub mod duration;
+pub mod http;
 pub mod incident;
 pub mod liveness;
 pub mod probe;
 pub mod run;
 pub mod state;
 mod summary;
+pub mod textfile;
 pub mod up;

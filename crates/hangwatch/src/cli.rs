@@ -135,6 +135,22 @@ pub struct StatusArgs {
     /// Print the supervisor's reply as JSON.
     #[arg(long)]
     pub json: bool,
+
+    /// Answer a health question by the exit status instead of printing the table, for exec
+    /// probes: `alive` (the supervisor answers and no service gave up) or `ready` (every
+    /// service is ready, none stalled); 0 yes, 1 no, with the reasons on stderr. The same
+    /// rules as `/healthz` and `/readyz`.
+    #[arg(long, value_name = "WHAT")]
+    pub check: Option<CheckArg>,
+}
+
+/// The questions of `hangwatch status --check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckArg {
+    /// The supervisor answers and no service has given up.
+    Alive,
+    /// Every service is ready (or ended well) and none is stalled.
+    Ready,
 }
 
 #[derive(Debug, clap::Args)]
@@ -291,6 +307,12 @@ pub struct UpArgs {
     #[arg(long)]
     pub allow_root_control: bool,
 
+    /// Serve `/metrics`, `/healthz`, `/readyz`, the JSON API and the status page on this
+    /// address (e.g. 127.0.0.1:9464), instead of the config's `http`. An address other than
+    /// loopback needs `http_token_file` in the config.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<std::net::SocketAddr>,
+
     /// Internal: run as the background supervisor of `--detach`, writing `started` to this
     /// file descriptor (a pipe) once no service is waiting or starting.
     #[arg(long, value_name = "FD", hide = true, conflicts_with = "detach")]
@@ -404,6 +426,12 @@ pub struct RunArgs {
     /// reason, every process signalled and how, leftovers, leaked objects.
     #[arg(long, value_name = "PATH")]
     pub report: Option<PathBuf>,
+
+    /// Write the run's outcome as Prometheus series (duration, outcome, exit code, stalls,
+    /// leaks) to PATH at the end, atomically, for node_exporter's textfile collector (name it
+    /// `*.prom` in the collector's directory).
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 
     /// Stall bound: the program must show a heartbeat at least this often. Alone, it arms the
     /// notify watchdog (the program gets WATCHDOG_USEC and must send WATCHDOG=1, as under

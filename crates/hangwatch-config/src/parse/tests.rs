@@ -889,3 +889,87 @@ fn bad_replicas_are_refused_with_their_position() {
         error("[service.w]\ncommand = \"x\"\nreplicas = 2\n\n[service.\"w.2\"]\ncommand = \"y\"\n");
     assert!(clash.contains("`w.2` is declared"), "{clash}");
 }
+
+#[test]
+fn http_is_off_unless_asked() {
+    let config = parse("[service.a]\ncommand = \"x\"\n");
+    assert_eq!(config.http, None);
+}
+
+#[test]
+fn http_on_loopback_needs_no_token() {
+    let config = parse("http = \"127.0.0.1:9464\"\n[service.a]\ncommand = \"x\"\n");
+    let http = config.http.expect("http on");
+    assert_eq!(http.listen, "127.0.0.1:9464".parse().expect("address"));
+    assert_eq!(http.token_file, None);
+    let config = parse("http = \"[::1]:0\"\n[service.a]\ncommand = \"x\"\n");
+    assert!(config.http.expect("http on").listen.ip().is_loopback());
+}
+
+#[test]
+fn http_elsewhere_needs_a_token_file() {
+    assert_eq!(
+        error("http = \"0.0.0.0:9464\"\n[service.a]\ncommand = \"x\"\n"),
+        "1:8: `http`: 0.0.0.0:9464 is not a loopback address, so `http_token_file` is required (every request must then carry `Authorization: Bearer TOKEN`)"
+    );
+    let config = Config::parse(
+        "http = \"0.0.0.0:9464\"\nhttp_token_file = \"secret/token\"\n[service.a]\ncommand = \"x\"\n",
+        Path::new("/srv/app/hangwatch.toml"),
+    )
+    .expect("valid config");
+    let http = config.http.expect("http on");
+    assert_eq!(
+        http.token_file.as_deref(),
+        Some(Path::new("/srv/app/secret/token"))
+    );
+}
+
+#[test]
+fn http_errors_name_their_place() {
+    assert_eq!(
+        errors("http = \"localhost\"\nhttp_token_file = 3\n[service.a]\ncommand = \"x\"\n"),
+        [
+            "1:8: `http`: expected an address and port like \"127.0.0.1:9464\" or \"[::1]:9464\", found \"localhost\"",
+            "2:19: `http_token_file`: expected a string, found an integer",
+        ]
+    );
+    assert_eq!(
+        error("http_token_file = \"t\"\n[service.a]\ncommand = \"x\"\n"),
+        "1:19: `http_token_file` is set but `http` is not: add `http = \"ADDRESS:PORT\"`"
+    );
+}
+
+#[test]
+fn alerts_read_with_their_defaults() {
+    let config = parse(
+        "[[alert]]\non = [\"stalled\", \"gave-up\"]\ncommand = \"./notify.sh --loud\"\n\n[[alert]]\nname = \"pager\"\non = [\"restarting\"]\ncommand = [\"page\"]\nservices = [\"a\"]\ntimeout = \"2s\"\nrate = { count = 2 }\nrestarts = { count = 5, within = \"1m\" }\n[service.a]\ncommand = \"x\"\n",
+    );
+    assert_eq!(config.alerts.len(), 2);
+    let first = &config.alerts[0];
+    assert_eq!(first.name, "alert-1");
+    assert_eq!(first.on, [AlertOn::Stalled, AlertOn::GaveUp]);
+    assert_eq!(first.command.argv, ["./notify.sh", "--loud"]);
+    assert_eq!(first.timeout, Duration::from_secs(10));
+    assert_eq!(first.rate.count, 10);
+    let pager = &config.alerts[1];
+    assert_eq!(pager.name, "pager");
+    assert_eq!(pager.services, ["a"]);
+    assert_eq!(pager.timeout, Duration::from_secs(2));
+    assert_eq!(pager.rate.count, 2);
+    assert_eq!(pager.rate.within, Duration::from_secs(60));
+    assert_eq!(pager.restarts.count, 5);
+}
+
+#[test]
+fn alert_errors_name_their_place() {
+    assert_eq!(
+        errors(
+            "[[alert]]\non = [\"stalld\"]\ncommand = \"x\"\ncolour = 1\n[[alert]]\ncommand = \"x\"\n[service.a]\ncommand = \"x\"\n"
+        ),
+        [
+            "2:7: `alert[1].on`: expected one of stalled, incident, gave-up, leak, down, restarting; did you mean `stalled`?",
+            "4:1: unknown key `colour` in `[[alert]]` number 1",
+            "5:1: `[[alert]]` number 2: no `on`: expected the events that run it, like on = [\"stalled\", \"gave-up\"]",
+        ]
+    );
+}

@@ -127,6 +127,12 @@ pub fn describe(record: &EventRecord) -> Option<String> {
             format!("{name}: {lines} output lines dropped ({error})")
         }
         Event::Requested { request } => format!("{name}: {request} requested"),
+        Event::AlertFailed {
+            alert,
+            on,
+            why,
+            detail,
+        } => format!("{name}: alert {alert} on {on} {why}: {detail}"),
         Event::Reloaded {
             added,
             removed,

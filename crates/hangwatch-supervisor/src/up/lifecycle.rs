@@ -160,6 +160,11 @@ impl Supervisor {
             if let Some(leaks) = &self.leaks {
                 leaks.note_reaped(pid);
             }
+            if let Some(alerts) = &self.alerts
+                && alerts.borrow_mut().reaped(pid, status)
+            {
+                continue;
+            }
             if let Some(probe) = self.exec_probes.remove(&pid) {
                 let result = match status {
                     ExitStatus::Exited(0) => Ok(()),

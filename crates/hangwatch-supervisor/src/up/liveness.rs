@@ -39,6 +39,9 @@ impl Supervisor {
             .sender_pid
             .and_then(|sender| self.service_of(sender));
         tracing::trace!(?datagram, ?service, "notify datagram");
+        if let Some(telemetry) = &self.telemetry {
+            telemetry.notify_datagram(service.is_some());
+        }
         let Some(i) = service else {
             tracing::debug!(
                 sender = ?datagram.sender_pid,

@@ -167,6 +167,9 @@ pub enum UpError {
     /// The notify socket could not be created.
     #[error(transparent)]
     Notify(#[from] NotifyError),
+    /// The HTTP endpoint could not start.
+    #[error(transparent)]
+    Http(#[from] crate::http::HttpError),
 }
 
 fn io_err(about: &'static str) -> impl FnOnce(io::Error) -> UpError {
@@ -207,6 +210,11 @@ pub(crate) enum Msg {
     Leaks {
         service: usize,
         found: Option<PartFound>,
+    },
+    /// An `[[alert]]` hook did not do its job; the event to emit.
+    Alert {
+        service: Option<String>,
+        event: Event,
     },
     /// A diagnosis asked for with `hangwatch diagnose NAME` is written.
     Inspected {
@@ -270,6 +278,12 @@ struct Supervisor {
     /// See [`UpSpec::ready_fd`].
     ready_fd: Option<OwnedFd>,
     began: Instant,
+    /// What the HTTP endpoint shows beyond a status reply; `None` when HTTP is off.
+    telemetry: Option<Arc<crate::http::Telemetry>>,
+    /// The HTTP endpoint; dropped (closed) with the supervisor.
+    http: Option<crate::http::HttpServer>,
+    /// The `[[alert]]` hooks; `None` without any. A cell because `emit` takes `&self`.
+    alerts: Option<std::cell::RefCell<crate::alert::Alerts>>,
 }
 
 /// A shutdown in progress.
@@ -321,6 +335,13 @@ impl Supervisor {
             nix::unistd::geteuid().is_root() && config.services.iter().any(|s| s.user.is_some());
         let notify = NotifySocket::bind_in_runtime_dir(&format!("up-{own_pid}.notify"), all_users)?;
         let (tx, rx) = mpsc::channel(256);
+        let alerts = (!config.alerts.is_empty()).then(|| {
+            std::cell::RefCell::new(crate::alert::Alerts::new(
+                &config.alerts,
+                tx.clone(),
+                state.logs_dir(),
+            ))
+        });
         let names: HashMap<&str, usize> = config
             .services
             .iter()
@@ -368,6 +389,12 @@ impl Supervisor {
             down_waiters: Vec::new(),
             ready_fd: spec.ready_fd,
             began: Instant::now(),
+            telemetry: config
+                .http
+                .as_ref()
+                .map(|_| Arc::new(crate::http::Telemetry::new())),
+            http: None,
+            alerts,
             view: spec.view,
             config,
             state,
@@ -413,6 +440,20 @@ impl Supervisor {
             )
             .map_err(io_err("listen on the control socket"))?,
         );
+        // Served beside the control socket, on this runtime; see `crate::http`.
+        if let (Some(config), Some(telemetry)) = (&self.config.http, &self.telemetry) {
+            self.http = Some(
+                crate::http::start(crate::http::HttpSpec {
+                    config,
+                    tx: self.tx.clone(),
+                    telemetry: telemetry.clone(),
+                    state_dir: self.state.path(),
+                    incidents_dir: self.state.incidents_dir(),
+                    own_pid: self.own_pid,
+                })
+                .await?,
+            );
+        }
 
         loop {
             // A scan of /proc is good for one wake-up only.
@@ -496,6 +537,10 @@ impl Supervisor {
                 reply,
             } => self.on_inspected(service, record, reply),
             Msg::Leaks { service, found } => self.on_leaks(service, found),
+            Msg::Alert { service, event } => {
+                let i = service.and_then(|n| self.services.iter().position(|s| s.cfg.name == n));
+                self.emit(i, event);
+            }
             Msg::Diagnosed {
                 service,
                 generation,

@@ -50,6 +50,9 @@ impl Supervisor {
             return;
         };
         clock.in_flight = true;
+        if let Some(telemetry) = &self.telemetry {
+            telemetry.probe_launched(&svc.cfg.name, crate::http::ProbeKind::of(ready), now);
+        }
         let generation = svc.generation;
         let timeout = probe.timeout;
         match probe.check {
@@ -169,6 +172,10 @@ impl Supervisor {
         };
         clock.in_flight = false;
         clock.next = now + every;
+        if let Some(telemetry) = &self.telemetry {
+            let kind = crate::http::ProbeKind::of(ready);
+            telemetry.probe_finished(&svc.cfg.name, kind, result.is_ok(), now);
+        }
         match result {
             Ok(()) => {
                 clock.failures = 0;

@@ -30,6 +30,12 @@ impl Supervisor {
     pub(super) fn emit(&self, service: Option<usize>, event: Event) {
         let name = service.map(|i| self.services[i].cfg.name.as_str());
         let record = record(name, event);
+        if let Some(telemetry) = &self.telemetry {
+            telemetry.observe(&record);
+        }
+        if let Some(alerts) = &self.alerts {
+            alerts.borrow_mut().offer(&record);
+        }
         if let Err(err) = self.events.append(&record) {
             tracing::warn!(%err, "cannot append to the event log");
         }

@@ -42,6 +42,17 @@ fn run_command(args: RunArgs) -> anyhow::Result<i32> {
             path.clone(),
         )),
     };
+    // A directory that is not there is refused before the program runs, not after.
+    if let Some(path) = &args.metrics_file
+        && let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
+        && !dir.is_dir()
+    {
+        anyhow::bail!(
+            "the directory of --metrics-file {} does not exist",
+            path.display()
+        );
+    }
+    let metrics_file = args.metrics_file.clone();
     let liveness = liveness_spec(&args)?;
     let output = if args.stall_on_silence.is_none() {
         OutputMode::Inherit
@@ -89,6 +100,11 @@ fn run_command(args: RunArgs) -> anyhow::Result<i32> {
     }
     if let Some(sink) = sink {
         write_report(sink, &outcome.report)?;
+    }
+    if let Some(path) = metrics_file {
+        let text = hangwatch_supervisor::textfile::render(&outcome.report);
+        hangwatch_supervisor::textfile::write_atomically(&path, &text)
+            .with_context(|| format!("failed to write the metrics file {}", path.display()))?;
     }
     Ok(outcome.exit_code())
 }

@@ -15,7 +15,7 @@ use hangwatch_protocol::control::{
     Heartbeat, LastExit, Reply, Request, ServiceStatus, State, Status,
 };
 
-use crate::cli::StatusArgs;
+use crate::cli::{CheckArg, StatusArgs};
 use crate::commands::client::{call, connect, to_json, unexpected};
 use crate::commands::out;
 use crate::commands::target::Target;
@@ -23,6 +23,9 @@ use crate::commands::target::Target;
 /// Asks the supervisor for its status and prints it; 0 when printed, 1 when there is no
 /// supervisor or no such service.
 pub fn main(args: &StatusArgs) -> i32 {
+    if let Some(check) = args.check {
+        return check_health(args, check);
+    }
     let target = Target::resolve(&args.target);
     let mut client = match connect(&target) {
         Ok(client) => client,
@@ -44,6 +47,42 @@ pub fn main(args: &StatusArgs) -> i32 {
         render(status, out::use_color(args.color))
     };
     out::exit_code(out::print(&text), 0)
+}
+
+/// `--check alive|ready`: 0 when the answer is yes, 1 otherwise (no supervisor included),
+/// with the reasons on stderr; the rules are `/healthz`'s and `/readyz`'s.
+fn check_health(args: &StatusArgs, check: CheckArg) -> i32 {
+    use hangwatch_supervisor::http::{Check, Health, decide};
+    let check = match check {
+        CheckArg::Alive => Check::Alive,
+        CheckArg::Ready => Check::Ready,
+    };
+    let target = Target::resolve(&args.target);
+    let health = match connect(&target) {
+        Ok(mut client) => {
+            let request = Request::Status { service: None };
+            match call(&mut client, &target, &request, args.json) {
+                Ok(Reply::Status(status)) => decide(check, &status),
+                Ok(_) | Err(_) => Health::unanswered("the supervisor did not answer"),
+            }
+        }
+        Err(_) => Health::unanswered("no supervisor answers"),
+    };
+    if args.json {
+        let _ = out::print(&format!(
+            "{}\n",
+            serde_json::to_string(&health).unwrap_or_default()
+        ));
+    }
+    for problem in &health.problems {
+        match (&problem.service, &problem.state) {
+            (Some(service), Some(state)) => {
+                eprintln!("hangwatch: {service} ({state}): {}", problem.reason);
+            }
+            _ => eprintln!("hangwatch: {}", problem.reason),
+        }
+    }
+    i32::from(!health.ok)
 }
 
 const GREEN: &str = "\x1b[32m";

@@ -61,7 +61,12 @@ pub fn main(args: &UpArgs) -> i32 {
         },
         None => None,
     };
-    let config = match Config::load(&args.file) {
+    let config = match Config::load(&args.file)
+        .map_err(|e| e.to_string())
+        .and_then(|mut config| {
+            with_http(&mut config, args.http)?;
+            Ok(config)
+        }) {
         Ok(config) => config,
         Err(err) => {
             eprintln!("{err}");
@@ -110,6 +115,23 @@ pub fn main(args: &UpArgs) -> i32 {
     }
 }
 
+/// Applies `up --http ADDR` over the config's `http`, with the config's rule: an address other
+/// than loopback needs `http_token_file`.
+fn with_http(config: &mut Config, listen: Option<std::net::SocketAddr>) -> Result<(), String> {
+    let Some(listen) = listen else {
+        return Ok(());
+    };
+    let token_file = config.http.as_ref().and_then(|h| h.token_file.clone());
+    if !listen.ip().is_loopback() && token_file.is_none() {
+        return Err(format!(
+            "hangwatch: --http {listen} is not a loopback address, so the config needs \
+             `http_token_file` (every request must then carry `Authorization: Bearer TOKEN`)"
+        ));
+    }
+    config.http = Some(hangwatch_config::Http { listen, token_file });
+    Ok(())
+}
+
 /// In the re-executed daemon: leaves the parent's session and takes the ready pipe.
 fn become_daemon(fd: i32) -> io::Result<Option<OwnedFd>> {
     // Fails only for a process-group leader; the parent starts us inside its own group.
@@ -151,7 +173,12 @@ fn take_ready_fd(fd: i32) -> io::Result<Option<OwnedFd>> {
 
 /// `hangwatch up --detach`.
 fn detach(args: &UpArgs) -> i32 {
-    let config = match Config::load(&args.file) {
+    let config = match Config::load(&args.file)
+        .map_err(|e| e.to_string())
+        .and_then(|mut config| {
+            with_http(&mut config, args.http)?;
+            Ok(config)
+        }) {
         Ok(config) => config,
         Err(err) => {
             eprintln!("{err}");
@@ -160,7 +187,7 @@ fn detach(args: &UpArgs) -> i32 {
     };
     let log_path = config.state_dir.join(LOG_NAME);
     let (mut child, ready, log_start) =
-        match spawn_daemon(&config, &log_path, args.allow_root_control) {
+        match spawn_daemon(&config, &log_path, args.allow_root_control, args.http) {
             Ok(spawned) => spawned,
             Err(err) => {
                 eprintln!("hangwatch: cannot start the supervisor in the background: {err}");
@@ -210,6 +237,7 @@ fn spawn_daemon(
     config: &Config,
     log_path: &Path,
     allow_root: bool,
+    http: Option<std::net::SocketAddr>,
 ) -> io::Result<(Child, File, u64)> {
     use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
     std::fs::create_dir_all(&config.state_dir)?;
@@ -232,6 +260,7 @@ fn spawn_daemon(
         .args(["--color", "never", "--daemon-ready-fd"])
         .arg(write.as_raw_fd().to_string())
         .args(allow_root.then_some("--allow-root-control"))
+        .args(http.map(|addr| format!("--http={addr}")))
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log);

@@ -5,14 +5,17 @@
 
 mod harness;
 
+mod alerts;
 mod check;
 mod container;
 mod control;
 mod diagnose;
 mod exit_codes;
 mod files;
+mod http;
 mod leaks;
 mod leftovers;
+mod page;
 mod pid1;
 mod signals;
 mod socket;

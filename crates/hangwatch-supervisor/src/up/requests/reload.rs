@@ -59,6 +59,8 @@ impl Supervisor {
                 config.events_max_size != self.config.events_max_size,
             ),
             ("events_keep", config.events_keep != self.config.events_keep),
+            ("http", config.http != self.config.http),
+            ("alert", config.alerts != self.config.alerts),
         ] {
             if changed {
                 report.not_applied.push(key.to_owned());
