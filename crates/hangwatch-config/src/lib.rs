@@ -44,3 +44,16 @@ pub use model::{
     Backoff, Check, Command, Config, Liveness, MaxRestarts, OnGiveUp, Probe, Readiness,
     RestartPolicy, Service,
 };
+
+/// Reads the text of an `env_file` as the config parser does: every variable in order, or the
+/// `(line, column, message)` of every bad line. For the fuzz targets (`fuzz/`) and the property
+/// tests; not an API.
+#[doc(hidden)]
+pub fn parse_env_file(text: &str) -> Result<Vec<(String, String)>, Vec<(usize, usize, String)>> {
+    env_file::parse_env_file(text).map_err(|errors| {
+        errors
+            .into_iter()
+            .map(|error| (error.line, error.column, error.message))
+            .collect()
+    })
+}
