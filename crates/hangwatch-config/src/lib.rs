@@ -36,6 +36,8 @@ mod error;
 mod levels;
 pub mod model;
 mod parse;
+#[cfg(test)]
+mod properties;
 pub mod size;
 mod suggest;
 
