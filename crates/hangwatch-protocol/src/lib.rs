@@ -16,3 +16,5 @@ pub mod control;
 pub mod event;
 pub mod exit_code;
 pub mod report;
+#[cfg(test)]
+mod properties;

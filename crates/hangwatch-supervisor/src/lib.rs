@@ -12,6 +12,8 @@ pub mod duration;
 pub mod incident;
 pub mod liveness;
 pub mod probe;
+#[cfg(test)]
+mod properties;
 pub mod run;
 pub mod state;
 mod summary;
