@@ -38,6 +38,8 @@
 
 mod inet;
 mod procfs;
+#[cfg(test)]
+mod properties;
 mod unix;
 
 use std::collections::{HashMap, HashSet};

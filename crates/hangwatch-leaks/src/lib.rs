@@ -80,6 +80,8 @@ pub mod audit;
 pub mod evidence;
 pub mod part;
 pub mod procfs;
+#[cfg(test)]
+mod properties;
 pub mod shm;
 mod watch;
 
