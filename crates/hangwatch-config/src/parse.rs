@@ -867,7 +867,7 @@ impl Checker<'_> {
         let Some(path) = self.path(place, value) else {
             return Vec::new();
         };
-        let text = match std::fs::read_to_string(dir.join(&path)) {
+        let text = match read_env_file(&dir.join(&path)) {
             Ok(text) => text,
             Err(err) => {
                 self.error(
@@ -1416,6 +1416,30 @@ fn default_max_restarts() -> MaxRestarts {
         count: 5,
         within: Duration::from_secs(60),
     }
+}
+
+/// The largest `env_file` read (1 MiB): an env file is a few lines, and a larger one is a
+/// mistake (a log, a data file) that must not be read whole into every check and reload.
+const ENV_FILE_MAX: u64 = 1 << 20;
+
+/// Reads an `env_file`, refusing what is not a regular file: a FIFO or `/dev/stdin` would block
+/// `check` and `reload` until someone writes to it, and `/dev/zero` would never end.
+fn read_env_file(path: &Path) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(ENV_FILE_MAX + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > ENV_FILE_MAX {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!("larger than {ENV_FILE_MAX} bytes"),
+        ));
+    }
+    Ok(text)
 }
 
 #[cfg(test)]

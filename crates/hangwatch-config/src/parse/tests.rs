@@ -744,6 +744,32 @@ fn env_file_errors_name_the_env_file_and_its_line() {
 }
 
 #[test]
+fn an_env_file_that_is_not_a_regular_file_or_too_large_is_refused_unread() {
+    // `/dev/zero` would be read forever and a FIFO would block the check until written to.
+    let scratch = Scratch::new("envfile-kinds");
+    let big = scratch.write("big.env", &"A=1\n".repeat((1 << 20) / 4 + 1));
+    let fifo = scratch.0.join("fifo.env");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success());
+    let text = format!(
+        "[service.a]\ncommand = \"x\"\nenv_file = \"/dev/zero\"\n[service.b]\ncommand = \"x\"\nenv_file = \"{}\"\n[service.c]\ncommand = \"x\"\nenv_file = \"{}\"\n[service.d]\ncommand = \"x\"\nenv_file = \"{}\"\n",
+        scratch.0.display(),
+        big.display(),
+        fifo.display(),
+    );
+    let err = Config::parse(&text, Path::new(FILE)).expect_err("invalid");
+    let shown: Vec<String> = err.diagnostics().iter().map(ToString::to_string).collect();
+    assert_eq!(shown.len(), 4, "{shown:#?}");
+    assert!(shown[3].ends_with("fifo.env`: not a regular file"), "{shown:#?}");
+    assert!(shown[0].ends_with("cannot read `/dev/zero`: not a regular file"), "{shown:#?}");
+    assert!(shown[1].ends_with(": not a regular file"), "{shown:#?}");
+    assert!(shown[2].ends_with(": larger than 1048576 bytes"), "{shown:#?}");
+}
+
+#[test]
 fn env_values_may_be_numbers_and_booleans() {
     let a = service(
         "[service.a]\ncommand = \"x\"\nenv = { A = \"s\", B = 0x10, C = 1.5, D = false }\n",
