@@ -770,6 +770,15 @@ fn an_env_file_that_is_not_a_regular_file_or_too_large_is_refused_unread() {
 }
 
 #[test]
+fn a_nul_in_an_argument_or_an_env_value_is_refused_at_its_position() {
+    // `execve` takes C strings: a NUL would cut the argument or the variable short.
+    let found = errors("[service.a]\ncommand = [\"x\", \"a\\u0000b\"]\nenv = { K = \"v\\u0000w\" }\n");
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(found[0].starts_with("2:") && found[0].contains("contains a NUL character"), "{found:#?}");
+    assert!(found[1].starts_with("3:") && found[1].contains("`K` contains a NUL character"), "{found:#?}");
+}
+
+#[test]
 fn env_values_may_be_numbers_and_booleans() {
     let a = service(
         "[service.a]\ncommand = \"x\"\nenv = { A = \"s\", B = 0x10, C = 1.5, D = false }\n",

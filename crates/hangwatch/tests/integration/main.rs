@@ -5,6 +5,7 @@
 
 mod harness;
 
+mod bad_input;
 mod check;
 mod control;
 mod diagnose;
