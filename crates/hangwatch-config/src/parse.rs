@@ -72,6 +72,9 @@ const MAX_RESTARTS_KEYS: &[&str] = &["count", "within"];
 /// The signal names `stop_signal` accepts (with or without `SIG`, any case).
 const SIGNALS: &[&str] = &["TERM", "INT", "HUP", "QUIT", "KILL", "USR1", "USR2"];
 
+/// Unknown `depends_on` names that get a "did you mean" hint; the rest are reported without.
+const UNKNOWN_SERVICE_HINTS: usize = 32;
+
 /// Default `shutdown_timeout`.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `events_max_size`: 8 MiB.
@@ -1278,6 +1281,9 @@ impl Checker<'_> {
             .collect();
         // Edges that can take part in a cycle: to a known service other than itself.
         let mut edges: Vec<Vec<(usize, &Dependency)>> = vec![Vec::new(); names.len()];
+        // A hint compares the unknown name with every service: only the first few unknown
+        // names get one, so that a file of thousands of them is still checked in milliseconds.
+        let mut hints_left = UNKNOWN_SERVICE_HINTS;
         for (i, (name, deps)) in names.iter().zip(dependencies).enumerate() {
             let place = Place {
                 key: "depends_on",
@@ -1293,8 +1299,12 @@ impl Checker<'_> {
                     }
                     Some(&j) => edges[i].push((j, dep)),
                     None => {
-                        let hint =
-                            did_you_mean(&dep.name, names.iter().copied().filter(|n| n != name));
+                        let hint = if hints_left > 0 {
+                            hints_left -= 1;
+                            did_you_mean(&dep.name, names.iter().copied().filter(|n| n != name))
+                        } else {
+                            String::new()
+                        };
                         self.error(
                             &dep.span,
                             format!("{place}: unknown service `{}`{hint}", dep.name),

@@ -135,7 +135,8 @@ mod tests {
     #[test]
     fn switches_that_overflow_are_none_not_a_panic() {
         // Found by the property test: the sum of two huge counters overflowed a `u64`.
-        let status = "voluntary_ctxt_switches:\t18446744073709551615\nnonvoluntary_ctxt_switches:\t1\n";
+        let status =
+            "voluntary_ctxt_switches:\t18446744073709551615\nnonvoluntary_ctxt_switches:\t1\n";
         assert_eq!(parse_switches(status), None);
     }
 

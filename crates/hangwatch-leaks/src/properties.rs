@@ -26,7 +26,11 @@ const SHM: Device = Device {
 
 /// One mapping: on the shm device or another, its inode, and whether it is a SysV segment.
 fn mapping() -> impl Strategy<Value = (bool, u64, bool)> {
-    (any::<bool>(), prop_oneof![0u64..50, any::<u64>()], any::<bool>())
+    (
+        any::<bool>(),
+        prop_oneof![0u64..50, any::<u64>()],
+        any::<bool>(),
+    )
 }
 
 proptest! {

@@ -15,6 +15,6 @@
 pub mod control;
 pub mod event;
 pub mod exit_code;
-pub mod report;
 #[cfg(test)]
 mod properties;
+pub mod report;

@@ -23,7 +23,8 @@ fn request() -> impl Strategy<Value = Request> {
         prop::option::of(name.clone()).prop_map(|service| Request::Status { service }),
         name.clone().prop_map(|service| Request::Start { service }),
         name.clone().prop_map(|service| Request::Stop { service }),
-        name.clone().prop_map(|service| Request::Restart { service }),
+        name.clone()
+            .prop_map(|service| Request::Restart { service }),
         Just(Request::Down),
         (name, prop::option::of(any::<u64>()))
             .prop_map(|(service, sample_ms)| Request::Diagnose { service, sample_ms }),

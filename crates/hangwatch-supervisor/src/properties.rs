@@ -24,7 +24,10 @@ fn assignment() -> impl Strategy<Value = (NotifyMessage, String)> {
         Just((NotifyMessage::Reloading, "RELOADING=1".to_owned())),
         Just((NotifyMessage::Stopping, "STOPPING=1".to_owned())),
         Just((NotifyMessage::Watchdog, "WATCHDOG=1".to_owned())),
-        Just((NotifyMessage::WatchdogTrigger, "WATCHDOG=trigger".to_owned())),
+        Just((
+            NotifyMessage::WatchdogTrigger,
+            "WATCHDOG=trigger".to_owned()
+        )),
         (1u64..).prop_map(|usec| (
             NotifyMessage::WatchdogUsec(Duration::from_micros(usec)),
             format!("WATCHDOG_USEC={usec}")
@@ -33,7 +36,10 @@ fn assignment() -> impl Strategy<Value = (NotifyMessage, String)> {
             NotifyMessage::ExtendTimeoutUsec(Duration::from_micros(usec)),
             format!("EXTEND_TIMEOUT_USEC={usec}")
         )),
-        "[^\n\0]*".prop_map(|text| (NotifyMessage::Status(text.clone()), format!("STATUS={text}"))),
+        "[^\n\0]*".prop_map(|text| (
+            NotifyMessage::Status(text.clone()),
+            format!("STATUS={text}")
+        )),
         (1..=i32::MAX).prop_map(|pid| (NotifyMessage::MainPid(pid), format!("MAINPID={pid}"))),
         (0..=i32::MAX).prop_map(|errno| (NotifyMessage::Errno(errno), format!("ERRNO={errno}"))),
     ]

@@ -46,7 +46,9 @@ fn sighup_with_a_broken_config_changes_nothing() {
     hw.signal(Signal(hangwatch_process::signal::RawSignal::SIGHUP));
     hw.wait_for(WAIT, |line| line.contains("SIGHUP: reload refused"));
     // Every diagnostic, with its position, follows.
-    hw.wait_for(WAIT, |line| line.contains("hangwatch.toml:4:1: unknown key `restrat`"));
+    hw.wait_for(WAIT, |line| {
+        line.contains("hangwatch.toml:4:1: unknown key `restrat`")
+    });
     assert_eq!(ready_pid(&dir), pid, "the service was not touched");
 
     hw.signal(Signal::TERMINATE);
@@ -95,7 +97,11 @@ fn garbage_in_the_event_log_is_shown_as_it_is() {
     assert_eq!(out.code(), 0, "{}", out.stderr);
     let shown: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(shown.len(), 4, "{}", out.stdout);
-    assert!(shown[0].contains("web") && shown[0].contains("4242"), "{}", out.stdout);
+    assert!(
+        shown[0].contains("web") && shown[0].contains("4242"),
+        "{}",
+        out.stdout
+    );
     assert_eq!(shown[1], "this is not JSON {");
     assert!(shown[2].contains("web teleported"), "{}", out.stdout);
 
