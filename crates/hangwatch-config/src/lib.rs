@@ -47,11 +47,14 @@ pub use model::{
     RestartPolicy, Service,
 };
 
-/// Reads the text of an `env_file` as the config parser does: every variable in order, or the
-/// `(line, column, message)` of every bad line. For the fuzz targets (`fuzz/`) and the property
-/// tests; not an API.
+/// A bad line of an env file: `(line, column, message)`, both 1-based.
 #[doc(hidden)]
-pub fn parse_env_file(text: &str) -> Result<Vec<(String, String)>, Vec<(usize, usize, String)>> {
+pub type EnvFileError = (usize, usize, String);
+
+/// Reads the text of an `env_file` as the config parser does: every variable in order, or the
+/// error of every bad line. For the fuzz targets (`fuzz/`) and the property tests; not an API.
+#[doc(hidden)]
+pub fn parse_env_file(text: &str) -> Result<Vec<(String, String)>, Vec<EnvFileError>> {
     env_file::parse_env_file(text).map_err(|errors| {
         errors
             .into_iter()

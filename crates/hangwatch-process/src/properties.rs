@@ -94,11 +94,7 @@ proptest! {
         let parsed: Vec<_> = parse_rows(&text)
             .map(|row| (row.flags, row.kind, row.state, row.inode, row.path.map(str::to_owned)))
             .collect();
-        let expected: Vec<_> = rows
-            .into_iter()
-            .map(|(flags, kind, state, inode, path)| (flags, kind, state, inode, path))
-            .collect();
-        prop_assert_eq!(parsed, expected);
+        prop_assert_eq!(parsed, rows);
     }
 
     #[test]

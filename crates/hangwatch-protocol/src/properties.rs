@@ -18,15 +18,14 @@ fn config() -> ProptestConfig {
 }
 
 fn request() -> impl Strategy<Value = Request> {
-    let name = any::<String>();
+    let name = any::<String>;
     prop_oneof![
-        prop::option::of(name.clone()).prop_map(|service| Request::Status { service }),
-        name.clone().prop_map(|service| Request::Start { service }),
-        name.clone().prop_map(|service| Request::Stop { service }),
-        name.clone()
-            .prop_map(|service| Request::Restart { service }),
+        prop::option::of(name()).prop_map(|service| Request::Status { service }),
+        name().prop_map(|service| Request::Start { service }),
+        name().prop_map(|service| Request::Stop { service }),
+        name().prop_map(|service| Request::Restart { service }),
         Just(Request::Down),
-        (name, prop::option::of(any::<u64>()))
+        (name(), prop::option::of(any::<u64>()))
             .prop_map(|(service, sample_ms)| Request::Diagnose { service, sample_ms }),
         Just(Request::Reload),
     ]
