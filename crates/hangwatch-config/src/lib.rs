@@ -36,6 +36,8 @@ mod error;
 mod levels;
 pub mod model;
 mod parse;
+#[cfg(test)]
+mod properties;
 pub mod size;
 mod suggest;
 
@@ -44,3 +46,19 @@ pub use model::{
     Alert, AlertOn, Backoff, Check, Command, Config, Http, Liveness, MaxRestarts, OnGiveUp, Probe,
     Readiness, Replica, RestartPolicy, Service,
 };
+
+/// A bad line of an env file: `(line, column, message)`, both 1-based.
+#[doc(hidden)]
+pub type EnvFileError = (usize, usize, String);
+
+/// Reads the text of an `env_file` as the config parser does: every variable in order, or the
+/// error of every bad line. For the fuzz targets (`fuzz/`) and the property tests; not an API.
+#[doc(hidden)]
+pub fn parse_env_file(text: &str) -> Result<Vec<(String, String)>, Vec<EnvFileError>> {
+    env_file::parse_env_file(text).map_err(|errors| {
+        errors
+            .into_iter()
+            .map(|error| (error.line, error.column, error.message))
+            .collect()
+    })
+}

@@ -81,6 +81,9 @@ const MAX_RESTARTS_KEYS: &[&str] = &["count", "within"];
 /// The signal names `stop_signal` accepts (with or without `SIG`, any case).
 const SIGNALS: &[&str] = &["TERM", "INT", "HUP", "QUIT", "KILL", "USR1", "USR2"];
 
+/// Unknown `depends_on` names that get a "did you mean" hint; the rest are reported without.
+const UNKNOWN_SERVICE_HINTS: usize = 32;
+
 /// Default `shutdown_timeout`.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Default `events_max_size`: 8 MiB.
@@ -1165,7 +1168,7 @@ impl Checker<'_> {
         let Some(path) = self.path(place, value) else {
             return Vec::new();
         };
-        let text = match std::fs::read_to_string(dir.join(&path)) {
+        let text = match read_env_file(&dir.join(&path)) {
             Ok(text) => text,
             Err(err) => {
                 self.error(
@@ -1576,6 +1579,9 @@ impl Checker<'_> {
             .collect();
         // Edges that can take part in a cycle: to a known service other than itself.
         let mut edges: Vec<Vec<(usize, &Dependency)>> = vec![Vec::new(); names.len()];
+        // A hint compares the unknown name with every service: only the first few unknown
+        // names get one, so that a file of thousands of them is still checked in milliseconds.
+        let mut hints_left = UNKNOWN_SERVICE_HINTS;
         for (i, (name, deps)) in names.iter().zip(dependencies).enumerate() {
             let place = Place {
                 key: "depends_on",
@@ -1591,8 +1597,12 @@ impl Checker<'_> {
                     }
                     Some(&j) => edges[i].push((j, dep)),
                     None => {
-                        let hint =
-                            did_you_mean(&dep.name, names.iter().copied().filter(|n| n != name));
+                        let hint = if hints_left > 0 {
+                            hints_left -= 1;
+                            did_you_mean(&dep.name, names.iter().copied().filter(|n| n != name))
+                        } else {
+                            String::new()
+                        };
                         self.error(
                             &dep.span,
                             format!("{place}: unknown service `{}`{hint}", dep.name),
@@ -1770,6 +1780,30 @@ fn default_max_restarts() -> MaxRestarts {
         count: 5,
         within: Duration::from_secs(60),
     }
+}
+
+/// The largest `env_file` read (1 MiB): an env file is a few lines, and a larger one is a
+/// mistake (a log, a data file) that must not be read whole into every check and reload.
+const ENV_FILE_MAX: u64 = 1 << 20;
+
+/// Reads an `env_file`, refusing what is not a regular file: a FIFO or `/dev/stdin` would block
+/// `check` and `reload` until someone writes to it, and `/dev/zero` would never end.
+fn read_env_file(path: &Path) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    if !std::fs::metadata(path)?.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)?
+        .take(ENV_FILE_MAX + 1)
+        .read_to_string(&mut text)?;
+    if text.len() as u64 > ENV_FILE_MAX {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!("larger than {ENV_FILE_MAX} bytes"),
+        ));
+    }
+    Ok(text)
 }
 
 #[cfg(test)]

@@ -38,6 +38,8 @@
 
 mod inet;
 mod procfs;
+#[cfg(test)]
+mod properties;
 mod unix;
 
 use std::collections::{HashMap, HashSet};
@@ -1125,6 +1127,53 @@ fn write_queues(send: u32, recv: u32, f: &mut fmt::Formatter<'_>) -> fmt::Result
         write!(f, ", {send} bytes unacknowledged")?;
     }
     Ok(())
+}
+
+/// The `/proc` text parsers of this module behind one door each, for the fuzz targets (`fuzz/`)
+/// and the property tests: not an API. Results are opaque; they can be compared and printed.
+#[doc(hidden)]
+pub mod parsers {
+    use std::fmt::Debug;
+
+    /// `/proc/PID/fdinfo/N`.
+    pub fn fdinfo(text: &str) -> impl Debug + PartialEq + use<> {
+        let info = super::procfs::parse_fdinfo(text);
+        (info.access(), info)
+    }
+
+    /// The target of a `/proc/PID/fd/N` link.
+    pub fn fd_link(link: &str) -> impl Debug + PartialEq + use<> {
+        super::procfs::parse_link(link)
+    }
+
+    /// `/proc/PID/net/{tcp,tcp6}` (`udp` false) or `{udp,udp6}` (`udp` true), whole: every
+    /// socket, its peer and whether it was accepted.
+    pub fn net_inet(text: &str, udp: bool) -> impl Debug + use<> {
+        let proto = if udp {
+            super::inet::Proto::Udp
+        } else {
+            super::inet::Proto::Tcp
+        };
+        let mut tables = super::inet::InetTables::default();
+        tables.add(text, proto);
+        text.lines()
+            .skip(1)
+            .filter_map(|line| super::inet::parse_line(line, proto))
+            .map(|socket| {
+                (
+                    tables.peer_inode(&socket),
+                    tables.accepted(&socket),
+                    super::inet::tcp_state(socket.state),
+                    socket,
+                )
+            })
+            .collect::<Vec<_>>()
+    }
+
+    /// `/proc/PID/net/unix`.
+    pub fn net_unix(text: &str) -> impl Debug + use<> {
+        super::unix::parse_proc_net_unix(text)
+    }
 }
 
 #[cfg(test)]

@@ -596,6 +596,44 @@ fn explain_denial(facts: &AccessFacts) -> String {
     }
 }
 
+/// The `/proc` text parsers of this module behind one door each, for the fuzz targets (`fuzz/`)
+/// and the property tests: not an API.
+#[doc(hidden)]
+pub mod parsers {
+    use std::fmt::Debug;
+
+    /// `/proc/PID/maps`: the address ranges, the `libpython` path and its version.
+    pub fn maps(text: &str) -> impl Debug + use<'_> {
+        let libpython = super::libpython_in_maps(text);
+        (
+            super::parse_maps(text),
+            libpython,
+            libpython.and_then(|path| super::version_in_name(path, "libpython")),
+        )
+    }
+
+    /// `/proc/PID/status`: the effective user ID and the `CapEff:` field.
+    pub fn status(text: &str) -> impl Debug + use<'_> {
+        (
+            super::status_field(text, "Uid:").and_then(super::effective_uid),
+            super::status_field(text, "CapEff:"),
+        )
+    }
+
+    /// The stack pointer in `/proc/PID/task/TID/syscall`.
+    pub fn syscall_stack_pointer(text: &str) -> Option<u64> {
+        super::parse_syscall_stack_pointer(text)
+    }
+
+    /// Whether an executable path names a CPython interpreter, and its version.
+    pub fn python_executable(path: &str) -> (bool, Option<(u32, u32)>) {
+        (
+            super::is_python_executable(path),
+            super::version_in_name(path, "python"),
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

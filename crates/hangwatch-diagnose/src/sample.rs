@@ -88,7 +88,8 @@ fn is_denied(err: &io::Error) -> bool {
     matches!(err.raw_os_error(), Some(libc::EACCES | libc::EPERM))
 }
 
-/// Voluntary plus involuntary context switches from a `status` file.
+/// Voluntary plus involuntary context switches from a `status` file; `None` when a field is
+/// missing or the sum does not fit (only a corrupt file says that much).
 #[must_use]
 pub fn parse_switches(status: &str) -> Option<u64> {
     let field = |name: &str| -> Option<u64> {
@@ -97,7 +98,7 @@ pub fn parse_switches(status: &str) -> Option<u64> {
             .find_map(|line| line.strip_prefix(name))
             .and_then(|rest| rest.trim_start_matches(':').trim().parse().ok())
     };
-    Some(field("voluntary_ctxt_switches")? + field("nonvoluntary_ctxt_switches")?)
+    field("voluntary_ctxt_switches")?.checked_add(field("nonvoluntary_ctxt_switches")?)
 }
 
 /// Resident and peak resident memory of a process in KiB, from `status`.
@@ -129,6 +130,14 @@ mod tests {
         let status = "Name:\tsleep\nvoluntary_ctxt_switches:\t12\nnonvoluntary_ctxt_switches:\t3\n";
         assert_eq!(parse_switches(status), Some(15));
         assert_eq!(parse_switches("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn switches_that_overflow_are_none_not_a_panic() {
+        // Found by the property test: the sum of two huge counters overflowed a `u64`.
+        let status =
+            "voluntary_ctxt_switches:\t18446744073709551615\nnonvoluntary_ctxt_switches:\t1\n";
+        assert_eq!(parse_switches(status), None);
     }
 
     #[test]

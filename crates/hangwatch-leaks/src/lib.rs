@@ -80,6 +80,8 @@ pub mod audit;
 pub mod evidence;
 pub mod part;
 pub mod procfs;
+#[cfg(test)]
+mod properties;
 mod reported;
 pub mod shm;
 mod watch;

@@ -33,6 +33,8 @@ pub mod mappings;
 pub mod net_unix;
 pub mod pid;
 pub mod pidfd;
+#[cfg(test)]
+mod properties;
 pub mod reap;
 pub mod signal;
 pub mod spawn;

@@ -86,7 +86,8 @@ pub fn parse_stat(text: &str) -> Option<Stat> {
         ppid,
         pgrp,
         session,
-        cpu_ticks: utime + stime,
+        // Saturating: the fields are the kernel's, but a corrupt line must not panic.
+        cpu_ticks: utime.saturating_add(stime),
         start_time,
         rss_pages,
     })

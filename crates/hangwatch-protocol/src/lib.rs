@@ -15,4 +15,6 @@
 pub mod control;
 pub mod event;
 pub mod exit_code;
+#[cfg(test)]
+mod properties;
 pub mod report;

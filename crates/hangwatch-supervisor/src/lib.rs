@@ -37,6 +37,8 @@ pub mod http;
 pub mod incident;
 pub mod liveness;
 pub mod probe;
+#[cfg(test)]
+mod properties;
 pub mod run;
 pub mod state;
 mod summary;

@@ -649,6 +649,34 @@ depends_on = [\"e\"]
 }
 
 #[test]
+fn thousands_of_unknown_dependencies_are_all_reported_and_only_the_first_get_hints() {
+    // Each hint compares the name with every service: with a hint for each of 2000 unknown
+    // names, checking this file took seconds (minutes in a debug build), past the fuzzer's bound.
+    let text: String = (0..2000)
+        .map(|i| {
+            format!(
+                "[service.s{i}]\ncommand = \"x\"\ndepends_on = [\"t{}\"]\n",
+                i + 1
+            )
+        })
+        .collect();
+    let found = errors(&text);
+    assert_eq!(found.len(), 2000);
+    assert!(
+        found[0].ends_with("unknown service `t1`; did you mean `s1`?"),
+        "{}",
+        found[0]
+    );
+    let hinted = found.iter().filter(|e| e.contains("did you mean")).count();
+    assert_eq!(hinted, UNKNOWN_SERVICE_HINTS);
+    assert!(
+        found[1999].ends_with("unknown service `t2000`"),
+        "{}",
+        found[1999]
+    );
+}
+
+#[test]
 fn errors_in_broken_services_do_not_hide_dependency_errors() {
     let text = "\
 [service.a]
@@ -742,6 +770,57 @@ fn env_file_errors_name_the_env_file_and_its_line() {
             "{}:3:8: unterminated double quote (a quoted value ends on its line) (env_file of service `a`)",
             env_path.display()
         )
+    );
+}
+
+#[test]
+fn an_env_file_that_is_not_a_regular_file_or_too_large_is_refused_unread() {
+    // `/dev/zero` would be read forever and a FIFO would block the check until written to.
+    let scratch = Scratch::new("envfile-kinds");
+    let big = scratch.write("big.env", &"A=1\n".repeat((1 << 20) / 4 + 1));
+    let fifo = scratch.0.join("fifo.env");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("run mkfifo");
+    assert!(made.success());
+    let text = format!(
+        "[service.a]\ncommand = \"x\"\nenv_file = \"/dev/zero\"\n[service.b]\ncommand = \"x\"\nenv_file = \"{}\"\n[service.c]\ncommand = \"x\"\nenv_file = \"{}\"\n[service.d]\ncommand = \"x\"\nenv_file = \"{}\"\n",
+        scratch.0.display(),
+        big.display(),
+        fifo.display(),
+    );
+    let err = Config::parse(&text, Path::new(FILE)).expect_err("invalid");
+    let shown: Vec<String> = err.diagnostics().iter().map(ToString::to_string).collect();
+    assert_eq!(shown.len(), 4, "{shown:#?}");
+    assert!(
+        shown[3].ends_with("fifo.env`: not a regular file"),
+        "{shown:#?}"
+    );
+    assert!(
+        shown[0].ends_with("cannot read `/dev/zero`: not a regular file"),
+        "{shown:#?}"
+    );
+    assert!(shown[1].ends_with(": not a regular file"), "{shown:#?}");
+    assert!(
+        shown[2].ends_with(": larger than 1048576 bytes"),
+        "{shown:#?}"
+    );
+}
+
+#[test]
+fn a_nul_in_an_argument_or_an_env_value_is_refused_at_its_position() {
+    // `execve` takes C strings: a NUL would cut the argument or the variable short.
+    let found =
+        errors("[service.a]\ncommand = [\"x\", \"a\\u0000b\"]\nenv = { K = \"v\\u0000w\" }\n");
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(
+        found[0].starts_with("2:") && found[0].contains("contains a NUL character"),
+        "{found:#?}"
+    );
+    assert!(
+        found[1].starts_with("3:") && found[1].contains("`K` contains a NUL character"),
+        "{found:#?}"
     );
 }
 

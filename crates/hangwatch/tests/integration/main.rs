@@ -6,6 +6,7 @@
 mod harness;
 
 mod alerts;
+mod bad_input;
 mod check;
 mod container;
 mod control;
