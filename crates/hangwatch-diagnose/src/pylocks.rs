@@ -97,28 +97,35 @@ pub enum LockState {
 
 /// The ranges worth scanning in a `/proc/PID/maps` text: private writable mappings without a
 /// file (the heap, `pymalloc` arenas, `mmap`ed blocks), where Python objects and `malloc`ed
-/// semaphores live.
+/// semaphores live. Thread stacks (8 MiB each, right above their `---p` guard page) hold no
+/// objects and are left out.
 #[must_use]
 pub fn scannable_regions(maps: &str) -> Vec<(u64, u64)> {
-    maps.lines()
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let range = fields.next()?;
-            let perms = fields.next()?;
-            let path = fields.nth(3).unwrap_or("");
-            if !perms.starts_with("rw") || !perms.ends_with('p') {
-                return None;
-            }
-            if !(path.is_empty() || path == "[heap]") {
-                return None;
-            }
-            let (start, end) = range.split_once('-')?;
+    let mut out = Vec::new();
+    // End of the last inaccessible (`---p`) mapping: a guard page right below a stack.
+    let mut guard_end = None;
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        let path = fields.nth(3).unwrap_or("");
+        let Some((start, end)) = range.split_once('-').and_then(|(start, end)| {
             Some((
                 u64::from_str_radix(start, 16).ok()?,
                 u64::from_str_radix(end, 16).ok()?,
             ))
-        })
-        .collect()
+        }) else {
+            continue;
+        };
+        let writable = perms.starts_with("rw") && perms.ends_with('p');
+        let anonymous = path.is_empty() || path == "[heap]";
+        if writable && anonymous && guard_end != Some(start) {
+            out.push((start, end));
+        }
+        guard_end = perms.starts_with("---").then_some(end);
+    }
+    out
 }
 
 /// Addresses (8-byte aligned) in `regions` holding any of `values`, and whether the budget
@@ -129,6 +136,11 @@ fn scan(
     values: &HashSet<u64>,
 ) -> (HashMap<u64, Vec<u64>>, bool) {
     let mut hits: HashMap<u64, Vec<u64>> = HashMap::new();
+    let mut sorted: Vec<u64> = values.iter().copied().filter(|&v| v != 0).collect();
+    sorted.sort_unstable();
+    let (Some(&low), Some(&high)) = (sorted.first(), sorted.last()) else {
+        return (hits, false);
+    };
     let mut budget = SCAN_BUDGET;
     let mut buf = vec![0u8; CHUNK];
     for &(start, end) in regions {
@@ -143,7 +155,8 @@ fn scan(
             if memory.read(at, chunk).is_ok() {
                 for (i, word) in chunk.chunks_exact(8).enumerate() {
                     let value = u64::from_ne_bytes(word.try_into().unwrap_or_default());
-                    if value != 0 && values.contains(&value) {
+                    // Most words are small numbers or other pointers: one range test each.
+                    if (low..=high).contains(&value) && sorted.binary_search(&value).is_ok() {
                         hits.entry(value).or_default().push(at + 8 * i as u64);
                     }
                 }
@@ -411,16 +424,24 @@ fn same_object(expr: &str, a: &PythonFrame, b: &PythonFrame) -> bool {
     local(a) == local(b)
 }
 
-/// The frame of `thread` that acquires the lock: the innermost frame whose line acquires an
-/// expression (the program's `with lock:` under `threading.py`'s `Condition.__enter__`).
+/// The frame of `thread` that acquires the lock it waits on: its innermost frame of the
+/// program's own code, when that line acquires an expression and nothing but a
+/// `Condition.__enter__` of the standard library lies inside it. A thread inside
+/// `Condition.wait`, `Event.wait`, `Thread.join` or a queue waits on a lock of the library's
+/// own (a notification, not a lock someone holds) and has none.
 fn acquiring_frame(thread: &ThreadDiagnosis) -> Option<(&PythonFrame, String)> {
-    thread
-        .python
-        .as_ref()?
-        .frames
+    let frames = &thread.python.as_ref()?.frames;
+    let user = frames
         .iter()
-        .filter(|f| !crate::model::is_stdlib(&f.file))
-        .find_map(|f| Some((f, acquired_expression(f.code.as_deref()?)?)))
+        .position(|f| !crate::model::is_stdlib(&f.file))?;
+    let inside_ok = frames[..user]
+        .iter()
+        .all(|f| f.function.ends_with("__enter__"));
+    if !inside_ok {
+        return None;
+    }
+    let frame = &frames[user];
+    Some((frame, acquired_expression(frame.code.as_deref()?)?))
 }
 
 /// Fills in [`ThreadDiagnosis::python_lock`] and [`ThreadDiagnosis::lock_owner`] of the threads
@@ -460,28 +481,38 @@ pub fn resolve(pid: i32, memory: &Memory, threads: &mut [ThreadDiagnosis], missi
         let Some(&(lock, with)) = locks.get(addr) else {
             continue;
         };
-        let acquiring = acquiring_frame(waiter);
+        let Some(acquiring) = acquiring_frame(waiter) else {
+            continue;
+        };
+        let acquiring = Some(acquiring);
         let name = acquiring.as_ref().map_or_else(
             || format!("a {} at {:#x}", kind_name(lock.state), lock.addr),
             |(_, expr)| expr.clone(),
         );
-        let at = acquiring
-            .as_ref()
-            .map(|(frame, _)| frame.location())
-            .or_else(|| waiter.user_frame().map(PythonFrame::location));
-        // Where a thread holds `expr` in a `with` block, as the source shows it.
+        let at = acquiring.as_ref().map(|(frame, _)| frame.location());
+        // Where a thread holds `expr` in `with` blocks, as the source shows it, outermost
+        // first (an RLock re-entered across a call: `w.py:49 and w.py:44`).
         let held_in_source = |holder: &ThreadDiagnosis| -> Option<String> {
             let (waiting_frame, expr) = acquiring.as_ref()?;
-            holder.python.as_ref()?.frames.iter().find_map(|frame| {
-                frame
-                    .with_blocks
-                    .iter()
-                    .find(|block| {
-                        block.items.iter().any(|item| item == expr)
-                            && same_object(expr, waiting_frame, frame)
-                    })
-                    .map(|block| format!("{}:{}", short_file(&frame.file), block.line))
-            })
+            let places: Vec<String> = holder
+                .python
+                .as_ref()?
+                .frames
+                .iter()
+                .rev()
+                .flat_map(|frame| {
+                    frame
+                        .with_blocks
+                        .iter()
+                        .rev()
+                        .filter(|block| {
+                            block.items.iter().any(|item| item == expr)
+                                && same_object(expr, waiting_frame, frame)
+                        })
+                        .map(|block| format!("{}:{}", short_file(&frame.file), block.line))
+                })
+                .collect();
+            (!places.is_empty()).then(|| places.join(" and "))
         };
         let mut wait = PythonLockWait {
             lock: name.clone(),
@@ -646,11 +677,13 @@ mod tests {
     }
 
     #[test]
-    fn only_private_anonymous_writable_mappings_are_scanned() {
+    fn only_private_anonymous_writable_mappings_but_stacks_are_scanned() {
         let maps = "\
 55d0c0a00000-55d0c0a01000 rw-p 00000000 08:01 1234  /usr/bin/python3.11
 55d0c1000000-55d0c1200000 rw-p 00000000 00:00 0     [heap]
 7f1e2a000000-7f1e2a100000 rw-p 00000000 00:00 0
+7f1e2a100000-7f1e2a101000 ---p 00000000 00:00 0
+7f1e2a101000-7f1e2a901000 rw-p 00000000 00:00 0
 7f1e2b000000-7f1e2b100000 r--p 00000000 00:00 0
 7f1e2c000000-7f1e2c100000 rw-s 00000000 00:05 77    /dev/shm/x
 7ffc1a000000-7ffc1a021000 rw-p 00000000 00:00 0     [stack]
