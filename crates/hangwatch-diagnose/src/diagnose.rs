@@ -93,9 +93,9 @@ pub fn diagnose(root: i32, options: &Options) -> Result<Diagnosis, DiagnoseError
         let tids: HashSet<i32> = process.threads.iter().map(|t| t.tid).collect();
         // Local variables are read only when a thread waits on a futex: they are the evidence
         // that two frames name the same lock.
-        let futex_waits = process.threads.iter().any(|t| {
-            matches!(&t.syscall, Ok(SyscallLine::In { nr, .. }) if *nr == libc::SYS_futex)
-        });
+        let futex_waits = process.threads.iter().any(
+            |t| matches!(&t.syscall, Ok(SyscallLine::In { nr, .. }) if *nr == libc::SYS_futex),
+        );
         let python = if options.python {
             crate::python_threads(process.pid, futex_waits, &mut missing)
         } else {
@@ -250,9 +250,7 @@ fn thread_diagnosis(
         .map(|ms| ms.min(window_ms));
     let switches = then.and_then(|then| Some(now.switches?.saturating_sub(then.switches?)));
     let runnable_wait_ms = then
-        .and_then(|then| {
-            Some(now.run_delay_ns?.saturating_sub(then.run_delay_ns?) as f64 / 1e6)
-        })
+        .and_then(|then| Some(now.run_delay_ns?.saturating_sub(then.run_delay_ns?) as f64 / 1e6))
         .map(|ms| ms.min(window_ms));
     let blocked_whole_window = call.is_some()
         && then.is_some_and(|then| then.syscall == now.syscall)

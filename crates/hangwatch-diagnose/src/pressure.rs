@@ -124,7 +124,9 @@ pub fn read() -> Reading {
         match std::fs::read_to_string(&path) {
             Ok(text) => match parse_pressure(&text) {
                 Some(file) => reading.files.push((resource, file)),
-                None => reading.notes.push(format!("{path}: not in the expected format")),
+                None => reading
+                    .notes
+                    .push(format!("{path}: not in the expected format")),
             },
             Err(err) => reading.notes.push(format!(
                 "{path}: {err} (the kernel reports no pressure stall information: it was built \
@@ -203,8 +205,15 @@ mod tests {
             .expect("old cpu pressure");
         assert_eq!(old.full, None);
         assert_eq!(parse_pressure(""), None);
-        assert_eq!(parse_pressure("some avg10=x avg60=0 avg300=0 total=1\n"), None);
-        assert_eq!(parse_pressure("some avg10=1.0 total=1\n"), None, "fields missing");
+        assert_eq!(
+            parse_pressure("some avg10=x avg60=0 avg300=0 total=1\n"),
+            None
+        );
+        assert_eq!(
+            parse_pressure("some avg10=1.0 total=1\n"),
+            None,
+            "fields missing"
+        );
     }
 
     #[test]

@@ -220,7 +220,10 @@ impl Objects<'_> {
             return None;
         }
         let def = self.memory.read_u64(method + 16).ok()?;
-        let name = self.memory.read_c_string(self.memory.read_u64(def).ok()?, 16).ok()?;
+        let name = self
+            .memory
+            .read_c_string(self.memory.read_u64(def).ok()?, 16)
+            .ok()?;
         match name.as_str() {
             "__enter__" => Some("__enter__"),
             "__exit__" => Some("__exit__"),
@@ -446,7 +449,12 @@ fn acquiring_frame(thread: &ThreadDiagnosis) -> Option<(&PythonFrame, String)> {
 
 /// Fills in [`ThreadDiagnosis::python_lock`] and [`ThreadDiagnosis::lock_owner`] of the threads
 /// of one CPython process that wait on a `threading` lock.
-pub fn resolve(pid: i32, memory: &Memory, threads: &mut [ThreadDiagnosis], missing: &mut Vec<String>) {
+pub fn resolve(
+    pid: i32,
+    memory: &Memory,
+    threads: &mut [ThreadDiagnosis],
+    missing: &mut Vec<String>,
+) {
     let futexes: HashSet<u64> = threads
         .iter()
         .filter(|t| t.python.is_some() && t.state != "running")
@@ -617,7 +625,10 @@ mod tests {
 
     #[test]
     fn the_acquired_expression_is_read_from_with_and_acquire_lines() {
-        assert_eq!(acquired_expression("with payments:").as_deref(), Some("payments"));
+        assert_eq!(
+            acquired_expression("with payments:").as_deref(),
+            Some("payments")
+        );
         assert_eq!(
             acquired_expression("    with self._lock as held:  # note").as_deref(),
             Some("self._lock")
@@ -626,8 +637,15 @@ mod tests {
             acquired_expression("ok = state.lock.acquire(timeout=5)").as_deref(),
             Some("state.lock")
         );
-        assert_eq!(acquired_expression("first_lock.acquire()").as_deref(), Some("first_lock"));
-        assert_eq!(acquired_expression("with a, b:"), None, "two locks: not one name");
+        assert_eq!(
+            acquired_expression("first_lock.acquire()").as_deref(),
+            Some("first_lock")
+        );
+        assert_eq!(
+            acquired_expression("with a, b:"),
+            None,
+            "two locks: not one name"
+        );
         assert_eq!(acquired_expression("time.sleep(1)"), None);
         assert_eq!(
             with_items("with (open(p, 'w') as f, lock):"),
@@ -699,8 +717,18 @@ mod tests {
 
     #[test]
     fn with_counts_subtract_the_threads_still_entering() {
-        let counts = WithCounts { exits: 3, enters: 2 };
+        let counts = WithCounts {
+            exits: 3,
+            enters: 2,
+        };
         assert_eq!(counts.held(), 1);
-        assert_eq!(WithCounts { exits: 0, enters: 1 }.held(), 0);
+        assert_eq!(
+            WithCounts {
+                exits: 0,
+                enters: 1
+            }
+            .held(),
+            0
+        );
     }
 }

@@ -31,17 +31,18 @@ pub fn render(diagnosis: &Diagnosis) -> String {
             .resources
             .iter()
             .map(|r| {
-                let mut text = format!(
-                    "{} {:.0} % (last 10 s)",
-                    r.resource, r.now.some.avg10
-                );
+                let mut text = format!("{} {:.0} % (last 10 s)", r.resource, r.now.some.avg10);
                 if let Some(window) = r.some_window_pct {
                     let _ = write!(text, ", {window:.0} % of the window");
                 }
                 text
             })
             .collect();
-        let _ = writeln!(out, "Host pressure (some task waiting): {}.", parts.join("; "));
+        let _ = writeln!(
+            out,
+            "Host pressure (some task waiting): {}.",
+            parts.join("; ")
+        );
     }
     out.push_str("\nVerdict:\n");
     for finding in &diagnosis.verdict {

@@ -8,8 +8,8 @@
 use std::collections::BTreeMap;
 
 use crate::fds::FdTarget;
-use crate::pressure::HostPressure;
 use crate::model::{Finding, FindingKind, ProcessDiagnosis, ThreadDiagnosis};
+use crate::pressure::HostPressure;
 use crate::syscall::{Call, Timeout, human_ms};
 
 /// A sleep at least this long is worth a finding.
@@ -141,7 +141,9 @@ fn process_findings(
             "{} waits for {}{}",
             thread_label(thread),
             wait.lock,
-            wait.at.as_ref().map_or(String::new(), |at| format!(" ({at})"))
+            wait.at
+                .as_ref()
+                .map_or(String::new(), |at| format!(" ({at})"))
         );
         match wait.holder.and_then(|h| by_tid.get(&h)) {
             Some(holder) if holder.tid == thread.tid => out.push(finding(
@@ -461,7 +463,9 @@ fn doing(holder: &ThreadDiagnosis) -> String {
         return format!(
             "itself waits for {}{}",
             wait.lock,
-            wait.at.as_ref().map_or(String::new(), |at| format!(" ({at})"))
+            wait.at
+                .as_ref()
+                .map_or(String::new(), |at| format!(" ({at})"))
         );
     }
     match &holder.blocked_in {

@@ -154,7 +154,11 @@ fn check_mode(mode: &str, pid: i32) -> String {
             assert_eq!(wait.count, Some(2), "held across a call: {}", render(&d));
             assert_eq!(
                 wait.held_at,
-                Some(format!("{} and {}", at("holds: holder"), at("holds: refresh")))
+                Some(format!(
+                    "{} and {}",
+                    at("holds: holder"),
+                    at("holds: refresh")
+                ))
             );
             d
         }
@@ -164,10 +168,7 @@ fn check_mode(mode: &str, pid: i32) -> String {
             });
             let producer = thread(&d, "producer").tid;
             let wait = thread(&d, "MainThread").python_lock.clone().expect("wait");
-            assert_eq!(
-                (wait.kind.as_str(), wait.lock.as_str()),
-                ("RLock", "cond")
-            );
+            assert_eq!((wait.kind.as_str(), wait.lock.as_str()), ("RLock", "cond"));
             assert_eq!(wait.holder, Some(producer), "{}", render(&d));
             assert_eq!(wait.held_at, Some(at("holds: producer")));
             // Waiting in cond.wait() is waiting for a notify, not for a lock someone holds.
@@ -183,10 +184,7 @@ fn check_mode(mode: &str, pid: i32) -> String {
                 threads(d).any(|t| t.python_lock.is_some())
             });
             let wait = thread(&d, "MainThread").python_lock.clone().expect("wait");
-            assert_eq!(
-                (wait.kind.as_str(), wait.lock.as_str()),
-                ("Lock", "gate")
-            );
+            assert_eq!((wait.kind.as_str(), wait.lock.as_str()), ("Lock", "gate"));
             assert_eq!(wait.holder, None, "no evidence names it: {}", render(&d));
             assert!(wait.evidence.contains("bare acquire()"), "{wait:?}");
             let undecided = finding(&d, FindingKind::Undecided).expect("undecided");
@@ -287,10 +285,7 @@ fn a_program_starved_of_cpu_is_called_starved() {
             .as_ref()
             .and_then(|p| p.get("cpu"))
             .expect("CPU pressure read");
-        assert!(
-            cpu.some_window_pct.is_some_and(|pct| pct > 0.0),
-            "{cpu:?}"
-        );
+        assert!(cpu.some_window_pct.is_some_and(|pct| pct > 0.0), "{cpu:?}");
         assert!(starved.text.contains("CPU pressure"), "{}", starved.text);
     }
     eprintln!(
