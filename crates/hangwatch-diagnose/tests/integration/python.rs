@@ -52,8 +52,11 @@ fn check_deadlock(python: &Path) -> PythonDump {
             .iter()
             .any(|frame| frame.function == "<module>" && frame.line == join)
     };
+    // A thread at its blocking line may still be on its way into the kernel (runnable, even
+    // holding the GIL) on a loaded machine: wait until every one has settled.
     let dumped = dump_until(pid, "every thread blocked where it deadlocks", |dumped| {
-        main_in_join(dumped)
+        dumped.threads.iter().all(|t| !t.active && !t.holds_gil)
+            && main_in_join(dumped)
             && innermost_is(
                 dumped,
                 "first-worker",
