@@ -63,6 +63,10 @@ pub struct PythonLockWait {
     pub holder: Option<i32>,
     /// Where the holder took it (`worker.py:15`), when a `with` statement shows it.
     pub held_at: Option<String>,
+    /// The name the holder's `with` statement gives the lock, when it differs from `lock`
+    /// (a parameter, another variable).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_as: Option<String>,
     /// How many times the holder holds an `RLock`.
     pub count: Option<u64>,
     /// How the holder is known, or why it cannot be told.
@@ -427,6 +431,14 @@ fn same_object(expr: &str, a: &PythonFrame, b: &PythonFrame) -> bool {
     local(a) == local(b)
 }
 
+/// Whether `item` is a local variable of `frame` whose object is at `addr`.
+fn local_is(frame: &PythonFrame, item: &str, addr: u64) -> bool {
+    frame
+        .locals
+        .iter()
+        .any(|(name, object)| name == item && *object == addr)
+}
+
 /// The frame of `thread` that acquires the lock it waits on: its innermost frame of the
 /// program's own code, when that line acquires an expression and nothing but a
 /// `Condition.__enter__` of the standard library lies inside it. A thread inside
@@ -498,10 +510,13 @@ pub fn resolve(
             |(_, expr)| expr.clone(),
         );
         let at = acquiring.as_ref().map(|(frame, _)| frame.location());
-        // Where a thread holds `expr` in `with` blocks, as the source shows it, outermost
-        // first (an RLock re-entered across a call: `w.py:49 and w.py:44`).
-        let held_in_source = |holder: &ThreadDiagnosis| -> Option<String> {
+        // Where a thread holds the lock in `with` blocks, as the source shows it, outermost
+        // first (an RLock re-entered across a call: `w.py:49 and w.py:44`), with the name the
+        // holder's code gives it. A block holds it when its item is the waiter's expression on
+        // the same object, or a local variable whose object is the lock itself.
+        let held_in_source = |holder: &ThreadDiagnosis| -> Option<(String, String)> {
             let (waiting_frame, expr) = acquiring.as_ref()?;
+            let mut held_as = None;
             let places: Vec<String> = holder
                 .python
                 .as_ref()?
@@ -513,14 +528,21 @@ pub fn resolve(
                         .with_blocks
                         .iter()
                         .rev()
-                        .filter(|block| {
-                            block.items.iter().any(|item| item == expr)
-                                && same_object(expr, waiting_frame, frame)
+                        .filter_map(|block| {
+                            let item = block.items.iter().find(|item| {
+                                (*item == expr && same_object(expr, waiting_frame, frame))
+                                    || local_is(frame, item, lock.addr)
+                            })?;
+                            Some((item.clone(), block.line))
                         })
-                        .map(|block| format!("{}:{}", short_file(&frame.file), block.line))
+                        .map(|(item, line)| {
+                            held_as.get_or_insert(item);
+                            format!("{}:{line}", short_file(&frame.file))
+                        })
+                        .collect::<Vec<_>>()
                 })
                 .collect();
-            (!places.is_empty()).then(|| places.join(" and "))
+            Some((places.join(" and "), held_as?))
         };
         let mut wait = PythonLockWait {
             lock: name.clone(),
@@ -529,6 +551,7 @@ pub fn resolve(
             at,
             holder: None,
             held_at: None,
+            held_as: None,
             count: None,
             evidence: String::new(),
         };
@@ -544,7 +567,10 @@ pub fn resolve(
                     let holder = threads.iter().find(|t| t.tid == tid);
                     wait.holder = Some(tid);
                     wait.count = Some(count);
-                    wait.held_at = holder.and_then(held_in_source);
+                    if let Some((place, held_as)) = holder.and_then(held_in_source) {
+                        wait.held_at = Some(place);
+                        wait.held_as = (held_as != name).then_some(held_as);
+                    }
                     wait.evidence = format!(
                         "the RLock records its owner (thread ident {owner:#x}) and count {count}"
                     );
@@ -557,25 +583,27 @@ pub fn resolve(
                 }
             },
             LockState::Lock { locked: true } => {
-                let candidates: Vec<(i32, String)> = threads
+                let candidates: Vec<(i32, (String, String))> = threads
                     .iter()
                     .filter_map(|t| Some((t.tid, held_in_source(t)?)))
                     .collect();
                 match (with.held(), candidates.as_slice()) {
-                    (1, [(tid, place)]) => {
+                    (1, [(tid, (place, held_as))]) => {
                         wait.holder = Some(*tid);
                         wait.held_at = Some(place.clone());
+                        wait.held_as = (*held_as != name).then(|| held_as.clone());
                         wait.evidence = format!(
                             "one with block holds the Lock (its bound __exit__ is alive) and \
                              only the source at {place} encloses the thread's line in `with \
-                             {name}:`"
+                             {held_as}:` on the same object"
                         );
                     }
                     (0, _) => {
                         wait.evidence = format!(
                             "the Lock is held, but by no with block (no bound __exit__ of it is \
-                             alive): it was taken with a bare acquire(), and a Lock records no \
-                             owner, so who holds {name} cannot be told"
+                             alive): it was taken with a bare acquire() (or through a wrapper, \
+                             such as a Condition on a plain Lock), and a Lock records no owner, \
+                             so who holds {name} cannot be told"
                         );
                     }
                     (held, []) => {

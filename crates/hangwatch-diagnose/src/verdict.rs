@@ -413,32 +413,55 @@ fn process_findings(
 /// The steps of a cycle of Python lock waits: `thread "A" holds orders (w.py:28) and waits
 /// for payments (w.py:30)`, each thread holding what the one before it waits for.
 fn python_cycle(cycle: &[i32], by_tid: &BTreeMap<i32, &ThreadDiagnosis>) -> Vec<String> {
+    let waits: Vec<Option<&crate::pylocks::PythonLockWait>> = cycle
+        .iter()
+        .map(|tid| by_tid[tid].python_lock.as_ref())
+        .collect();
+    // One name on different objects (a parameter `x` in each thread) gets the addresses.
+    let names: Vec<(&str, u64)> = waits
+        .iter()
+        .flatten()
+        .flat_map(|w| {
+            [
+                (w.lock.as_str(), w.address),
+                (w.held_as.as_deref().unwrap_or(&w.lock), w.address),
+            ]
+        })
+        .collect();
+    let ambiguous =
+        |name: &str, address: u64| names.iter().any(|&(n, a)| n == name && a != address);
+    let label = |name: &str, address: u64, kind: &str| {
+        if ambiguous(name, address) {
+            format!("{name} (the {kind} at {address:#x})")
+        } else {
+            name.to_owned()
+        }
+    };
+    let place = |at: Option<&String>| at.map_or(String::new(), |at| format!(" ({at})"));
     cycle
         .iter()
         .enumerate()
         .map(|(i, tid)| {
             let thread = by_tid[tid];
-            let wait = thread.python_lock.as_ref();
-            let before = by_tid[&cycle[(i + cycle.len() - 1) % cycle.len()]];
-            let holds = before.python_lock.as_ref().map_or_else(
+            let before = waits[(i + cycle.len() - 1) % cycle.len()];
+            let holds = before.map_or_else(
                 || "a lock".to_owned(),
                 |w| {
+                    let name = w.held_as.as_ref().unwrap_or(&w.lock);
                     format!(
                         "{}{}",
-                        w.lock,
-                        w.held_at
-                            .as_ref()
-                            .map_or(String::new(), |at| format!(" ({at})"))
+                        label(name, w.address, &w.kind),
+                        place(w.held_at.as_ref())
                     )
                 },
             );
-            let waits = wait.map_or_else(
+            let waits = waits[i].map_or_else(
                 || "a lock".to_owned(),
                 |w| {
                     format!(
                         "{}{}",
-                        w.lock,
-                        w.at.as_ref().map_or(String::new(), |at| format!(" ({at})"))
+                        label(&w.lock, w.address, &w.kind),
+                        place(w.at.as_ref())
                     )
                 },
             );

@@ -59,12 +59,13 @@ fn line_of(mode: &str, marker: &str) -> String {
 }
 
 /// The modes of `python_locks.py`, each with the check of its verdict.
-const MODES: [&str; 5] = [
+const MODES: [&str; 6] = [
     "lock-order",
     "rlock-call",
     "condition",
     "bare-acquire",
     "holder-sleeps",
+    "ring",
 ];
 
 /// Runs every mode of `python_locks.py` under `python` at once, diagnoses each (in parallel:
@@ -210,6 +211,23 @@ fn check_mode(mode: &str, pid: i32) -> String {
                 "{}",
                 render(&d)
             );
+            d
+        }
+        "ring" => {
+            let d = diagnose_until(pid, "a cycle of three", |d| {
+                finding(d, FindingKind::Deadlock).is_some()
+            });
+            let cycle = finding(&d, FindingKind::Deadlock).expect("deadlock");
+            assert_eq!(cycle.tids.len(), 3, "{}", render(&d));
+            // Each holds, as its parameter `mine`, the Lock the one before it waits for as
+            // `theirs`: the same name on different objects, told apart by the locals.
+            for (name, next) in [("ab", "bc"), ("bc", "ca"), ("ca", "ab")] {
+                let wait = thread(&d, name).python_lock.clone().expect("wait");
+                assert_eq!(wait.holder, Some(thread(&d, next).tid), "{}", render(&d));
+                assert_eq!(wait.lock, "theirs");
+                assert_eq!(wait.held_as.as_deref(), Some("mine"));
+                assert_eq!(wait.held_at, Some(at("holds: take")));
+            }
             d
         }
         other => panic!("no check for {other}"),

@@ -6,6 +6,8 @@
                                    enter, "consumer" waits in cond.wait()
     python_locks.py bare-acquire   "holder" took a Lock with acquire() and sleeps
     python_locks.py holder-sleeps  "holder" sleeps inside `with lock:`
+    python_locks.py ring           "ab", "bc" and "ca" each hold one Lock (a parameter `mine`)
+                                   and wait for the next (`theirs`): a cycle of three
 
 Prints `ready` once every thread is about to block, then never exits by itself. The lines
 that hold or wait carry `# MODE holds:` and `# MODE waits:` markers the tests look for.
@@ -107,6 +109,24 @@ elif mode == "holder-sleeps":
     print("ready", flush=True)
     with lock:  # holder-sleeps waits: MainThread
         pass
+
+elif mode == "ring":
+    locks = [threading.Lock() for _ in range(3)]
+    all_hold = threading.Barrier(4)
+
+    def take(mine, theirs):
+        with mine:  # ring holds: take
+            all_hold.wait()
+            with theirs:  # ring waits: take
+                pass
+
+    for i, name in enumerate(["ab", "bc", "ca"]):
+        threading.Thread(
+            target=take, args=(locks[i], locks[(i + 1) % 3]), name=name, daemon=True
+        ).start()
+    all_hold.wait()
+    print("ready", flush=True)
+    threading.Event().wait()
 
 else:
     sys.exit(f"unknown mode {mode}")
