@@ -184,14 +184,27 @@ fn process_findings(
     let spinning: Vec<&ThreadDiagnosis> = threads
         .iter()
         .copied()
-        .filter(|t| t.cpu_ms.is_some_and(|ms| ms >= window_ms * SPIN_SHARE))
+        .filter(|t| {
+            let cpu = t.cpu_ms.unwrap_or(0.0);
+            // A thread starved of a CPU spins all the same when it ran or waited to run for
+            // the whole window and never slept.
+            let wanted = cpu + t.runnable_wait_ms.unwrap_or(0.0);
+            cpu >= window_ms * SPIN_SHARE
+                || cpu >= window_ms * 0.1 && wanted >= window_ms * 0.9 && t.state == "running"
+        })
         .collect();
     for thread in &spinning {
         let share = thread.cpu_ms.unwrap_or(0.0) / window_ms * 100.0;
+        let starved = thread
+            .runnable_wait_ms
+            .filter(|ms| *ms >= window_ms * 0.25)
+            .map_or(String::new(), |ms| {
+                format!(" and waited {} for one", human_ms(ms as u64))
+            });
         out.push(finding(
             FindingKind::Spinning,
             format!(
-                "{} is spinning: {share:.0} % of a CPU over the {} window{}",
+                "{} is spinning: {share:.0} % of a CPU over the {} window{starved}{}",
                 thread_label(thread),
                 human_ms(window_ms as u64),
                 at(thread)

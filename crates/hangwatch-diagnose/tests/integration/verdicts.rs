@@ -292,11 +292,10 @@ fn a_program_starved_of_cpu_is_called_starved() {
         "{}",
         starved.text
     );
-    assert!(
-        finding(&diagnosis, FindingKind::Spinning).is_none(),
-        "a third of a CPU is not spinning: {}",
-        render(&diagnosis)
-    );
+    // The loop spins all the same, on a third of a CPU, waiting for it the rest.
+    if let Some(spinning) = finding(&diagnosis, FindingKind::Spinning) {
+        assert!(spinning.text.contains("waited"), "{}", spinning.text);
+    }
     // A kernel without PSI has no file; one booted with psi=0 has it but refuses the read.
     if std::fs::read_to_string("/proc/pressure/cpu").is_ok() {
         let cpu = diagnosis
