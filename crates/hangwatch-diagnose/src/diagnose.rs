@@ -62,6 +62,7 @@ pub fn diagnose(root: i32, options: &Options) -> Result<Diagnosis, DiagnoseError
     let taken_at = SystemTime::now();
     let mut missing: Vec<String> = Vec::new();
 
+    let pressure_before = crate::pressure::read();
     let first = read_tree(root, options.skip_root)?;
     if first.is_empty() {
         return Err(DiagnoseError::NoSuchProcess(root));
@@ -69,6 +70,9 @@ pub fn diagnose(root: i32, options: &Options) -> Result<Diagnosis, DiagnoseError
     std::thread::sleep(options.sample);
     let window_ms = began.elapsed().as_secs_f64() * 1e3;
     let second = read_tree(root, options.skip_root)?;
+    let pressure_after = crate::pressure::read();
+    missing.extend(pressure_after.notes.iter().cloned());
+    let pressure = crate::pressure::over_window(&pressure_before, &pressure_after, window_ms);
     let before: HashMap<i32, HashMap<i32, ThreadReading>> = first
         .into_iter()
         .map(|p| (p.pid, p.threads.into_iter().map(|t| (t.tid, t)).collect()))
@@ -87,8 +91,13 @@ pub fn diagnose(root: i32, options: &Options) -> Result<Diagnosis, DiagnoseError
     for process in second {
         let memory = Memory::of(process.pid);
         let tids: HashSet<i32> = process.threads.iter().map(|t| t.tid).collect();
+        // Local variables are read only when a thread waits on a futex: they are the evidence
+        // that two frames name the same lock.
+        let futex_waits = process.threads.iter().any(
+            |t| matches!(&t.syscall, Ok(SyscallLine::In { nr, .. }) if *nr == libc::SYS_futex),
+        );
         let python = if options.python {
-            crate::python_threads(process.pid, &mut missing)
+            crate::python_threads(process.pid, futex_waits, &mut missing)
         } else {
             None
         };
@@ -116,6 +125,10 @@ pub fn diagnose(root: i32, options: &Options) -> Result<Diagnosis, DiagnoseError
                 )
             })
             .collect::<Vec<_>>();
+        let mut threads = threads;
+        if !python_version.is_empty() {
+            crate::pylocks::resolve(process.pid, &memory, &mut threads, &mut missing);
+        }
         let threads = name_lock_owners(threads);
         let (rss_kib, peak_rss_kib) = sample::read_memory_kib(process.pid);
         processes.push(ProcessDiagnosis {
@@ -141,7 +154,8 @@ pub fn diagnose(root: i32, options: &Options) -> Result<Diagnosis, DiagnoseError
         // Stable: the rest keep their parents-first order.
         processes.sort_by_key(|p| p.pid != primary);
     }
-    let mut verdict = verdict::verdict(&processes, window_ms);
+    let pressure = (!pressure.resources.is_empty()).then_some(pressure);
+    let mut verdict = verdict::verdict(&processes, window_ms, pressure.as_ref());
     if processes.is_empty() {
         // Exited during the window: not an error, and nothing left to show.
         verdict = vec![crate::model::Finding {
@@ -163,6 +177,7 @@ pub fn diagnose(root: i32, options: &Options) -> Result<Diagnosis, DiagnoseError
         verdict,
         processes,
         missing,
+        pressure,
     })
 }
 
@@ -234,6 +249,9 @@ fn thread_diagnosis(
         .and_then(|then| Some(now.cpu_ns?.saturating_sub(then.cpu_ns?) as f64 / 1e6))
         .map(|ms| ms.min(window_ms));
     let switches = then.and_then(|then| Some(now.switches?.saturating_sub(then.switches?)));
+    let runnable_wait_ms = then
+        .and_then(|then| Some(now.run_delay_ns?.saturating_sub(then.run_delay_ns?) as f64 / 1e6))
+        .map(|ms| ms.min(window_ms));
     let blocked_whole_window = call.is_some()
         && then.is_some_and(|then| then.syscall == now.syscall)
         && switches == Some(0);
@@ -254,6 +272,8 @@ fn thread_diagnosis(
         call,
         blocked_in,
         lock_owner,
+        python_lock: None,
+        runnable_wait_ms,
         cpu_ms,
         switches,
         blocked_whole_window,
@@ -268,7 +288,20 @@ fn name_lock_owners(mut threads: Vec<ThreadDiagnosis>) -> Vec<ThreadDiagnosis> {
         .map(|t| (t.tid, t.display_name().to_owned()))
         .collect();
     for thread in &mut threads {
-        if let (Some(owner), Some(text)) = (thread.lock_owner, thread.blocked_in.as_mut()) {
+        let Some(text) = thread.blocked_in.as_mut() else {
+            continue;
+        };
+        if let Some(wait) = &thread.python_lock {
+            text.push_str(&format!(", the {} {}", wait.kind, wait.lock));
+            match wait.holder {
+                Some(holder) if holder == thread.tid => text.push_str(", which it holds itself"),
+                Some(holder) => {
+                    let name = names.get(&holder).map_or("?", String::as_str);
+                    text.push_str(&format!(", held by thread {holder} ({name})"));
+                }
+                None => text.push_str(": holder unknown"),
+            }
+        } else if let Some(owner) = thread.lock_owner {
             let name = names.get(&owner).map_or("?", String::as_str);
             text.push_str(&format!(", a mutex held by thread {owner} ({name})"));
         }

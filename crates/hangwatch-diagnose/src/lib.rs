@@ -16,6 +16,8 @@ pub mod incident;
 pub mod locks;
 pub mod memory;
 pub mod model;
+pub mod pressure;
+pub mod pylocks;
 pub mod python;
 pub mod render;
 pub mod sample;
@@ -36,15 +38,24 @@ use model::PythonThread;
 
 /// Python stacks of `pid` keyed by OS thread ID, with the interpreter version; `None` for a
 /// process that is not CPython (or whose stacks could not be read: then `missing` says why).
+///
+/// With `locals`, each frame also lists its local variables' object addresses (the evidence
+/// that two frames name the same lock).
 fn python_threads(
     pid: i32,
+    locals: bool,
     missing: &mut Vec<String>,
 ) -> Option<(String, HashMap<i32, PythonThread>)> {
     use python::PythonError;
     if !python::is_python(pid) {
         return None;
     }
-    let dump = match python::dump(pid) {
+    let read = if locals {
+        python::dump_with_locals
+    } else {
+        python::dump
+    };
+    let dump = match read(pid) {
         Ok(dump) => dump,
         Err(PythonError::NotPython | PythonError::Gone) => return None,
         Err(err) => {
@@ -75,15 +86,18 @@ fn python_threads(
             .into_iter()
             .map(|frame| model::PythonFrame {
                 code: sources.line(&frame.file, frame.line),
+                with_blocks: sources.enclosing_withs(&frame.file, frame.line),
                 function: frame.function,
                 file: frame.file,
                 line: frame.line,
+                locals: frame.locals,
             })
             .collect();
         threads.insert(
             tid,
             PythonThread {
                 name: thread.name,
+                ident: Some(thread.thread_id),
                 holds_gil: thread.holds_gil,
                 active: thread.active,
                 frames,
@@ -111,20 +125,35 @@ impl SourceLines {
         }
     }
 
-    fn line(&mut self, file: &str, line: i32) -> Option<String> {
+    /// The lines of `file`, as written (indentation kept).
+    fn lines(&mut self, file: &str) -> Option<&[String]> {
         let cwd = &self.cwd;
-        let lines = self.files.entry(file.to_owned()).or_insert_with(|| {
-            let path = cwd.join(file);
-            let size = std::fs::metadata(&path).ok()?.len();
-            if size > Self::MAX_BYTES {
-                return None;
-            }
-            let text = std::fs::read_to_string(&path).ok()?;
-            Some(text.lines().map(|l| l.trim().to_owned()).collect())
-        });
-        let text = lines
-            .as_ref()?
-            .get(usize::try_from(line).ok()?.checked_sub(1)?)?;
-        (!text.is_empty()).then(|| text.clone())
+        self.files
+            .entry(file.to_owned())
+            .or_insert_with(|| {
+                let path = cwd.join(file);
+                let size = std::fs::metadata(&path).ok()?.len();
+                if size > Self::MAX_BYTES {
+                    return None;
+                }
+                let text = std::fs::read_to_string(&path).ok()?;
+                Some(text.lines().map(str::to_owned).collect())
+            })
+            .as_deref()
+    }
+
+    fn line(&mut self, file: &str, line: i32) -> Option<String> {
+        let text = self
+            .lines(file)?
+            .get(usize::try_from(line).ok()?.checked_sub(1)?)?
+            .trim();
+        (!text.is_empty()).then(|| text.to_owned())
+    }
+
+    /// The `with` statements enclosing `line` of `file`; see [`pylocks::enclosing_withs`].
+    fn enclosing_withs(&mut self, file: &str, line: i32) -> Vec<pylocks::WithBlock> {
+        self.lines(file)
+            .map(|lines| pylocks::enclosing_withs(lines, line))
+            .unwrap_or_default()
     }
 }

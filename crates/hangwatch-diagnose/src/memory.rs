@@ -52,6 +52,13 @@ impl Memory {
         Ok(i32::from_ne_bytes(buf))
     }
 
+    /// A native-endian `u64` at `addr` (a pointer or a `Py_ssize_t` of the target).
+    pub fn read_u64(&self, addr: u64) -> io::Result<u64> {
+        let mut buf = [0u8; 8];
+        self.read(addr, &mut buf)?;
+        Ok(u64::from_ne_bytes(buf))
+    }
+
     /// A native-endian `u32` at `addr`.
     pub fn read_u32(&self, addr: u64) -> io::Result<u32> {
         let mut buf = [0u8; 4];

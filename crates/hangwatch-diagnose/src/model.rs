@@ -30,6 +30,9 @@ pub struct Diagnosis {
     pub processes: Vec<ProcessDiagnosis>,
     /// What could not be read, and why.
     pub missing: Vec<String>,
+    /// The host's pressure stall information over the window, where the kernel has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pressure: Option<crate::pressure::HostPressure>,
 }
 
 /// One conclusion, with the threads it is about.
@@ -51,8 +54,14 @@ pub struct Finding {
 pub enum FindingKind {
     /// Threads wait for locks in a cycle (owners known).
     Deadlock,
+    /// The program's threads were runnable but not running: the host starved it of CPU (or
+    /// of memory), which looks like a hang but is not one.
+    Starved,
     /// An asyncio event loop's thread is blocked on a lock inside a callback.
     BlockedEventLoop,
+    /// A thread waits for a lock that another thread holds while doing something else (a
+    /// sleep, a wait elsewhere): the holder is named.
+    LockHeld,
     /// Every thread waits on a lock or condition with no timeout; owners unknown.
     LockWait,
     /// A thread uses a CPU without pause.
@@ -109,8 +118,17 @@ pub struct ThreadDiagnosis {
     pub call: Option<Call>,
     /// The call as a sentence with its file descriptor and lock owner resolved.
     pub blocked_in: Option<String>,
-    /// For a wait on a glibc mutex: the thread that holds it.
+    /// For a wait on a glibc mutex, or a Python lock whose holder the evidence names: the
+    /// thread that holds it.
     pub lock_owner: Option<i32>,
+    /// For a wait on a Python `threading.Lock` or `RLock`: which lock, who holds it, and how
+    /// that is known (or why it is not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python_lock: Option<crate::pylocks::PythonLockWait>,
+    /// Time the thread was runnable but not running during the window (waiting for a CPU),
+    /// in milliseconds, from `schedstat`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runnable_wait_ms: Option<f64>,
     /// CPU used during the sampling window, in milliseconds.
     pub cpu_ms: Option<f64>,
     /// Context switches during the sampling window.
@@ -126,6 +144,9 @@ pub struct ThreadDiagnosis {
 pub struct PythonThread {
     /// `threading` name (`MainThread`, …).
     pub name: Option<String>,
+    /// Python's thread ident (`threading.get_ident()`), what an `RLock` records as its owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ident: Option<u64>,
     /// Whether it holds the GIL.
     pub holds_gil: bool,
     /// Whether it is doing Python work (not idle in a wait).
@@ -145,6 +166,12 @@ pub struct PythonFrame {
     pub line: i32,
     /// The source line, when the file could be read.
     pub code: Option<String>,
+    /// The `with` statements whose body holds this line, innermost first, from the source.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub with_blocks: Vec<crate::pylocks::WithBlock>,
+    /// Local variables and their objects' addresses (evidence only, not serialised).
+    #[serde(skip)]
+    pub locals: Vec<(String, u64)>,
 }
 
 impl PythonFrame {

@@ -26,6 +26,24 @@ pub fn render(diagnosis: &Diagnosis) -> String {
         diagnosis.sample_ms,
         diagnosis.took_ms,
     );
+    if let Some(pressure) = &diagnosis.pressure {
+        let parts: Vec<String> = pressure
+            .resources
+            .iter()
+            .map(|r| {
+                let mut text = format!("{} {:.0} % (last 10 s)", r.resource, r.now.some.avg10);
+                if let Some(window) = r.some_window_pct {
+                    let _ = write!(text, ", {window:.0} % of the window");
+                }
+                text
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "Host pressure (some task waiting): {}.",
+            parts.join("; ")
+        );
+    }
     out.push_str("\nVerdict:\n");
     for finding in &diagnosis.verdict {
         let _ = writeln!(out, "  - {}", finding.text);
@@ -97,9 +115,17 @@ fn render_thread(out: &mut String, thread: &ThreadDiagnosis) {
         out.push('\n');
     }
     if let (Some(cpu), Some(switches)) = (thread.cpu_ms, thread.switches) {
+        let _ = write!(out, "    {cpu:.1} ms CPU");
+        if let Some(wait) = thread.runnable_wait_ms.filter(|ms| *ms >= 0.05) {
+            let _ = write!(out, ", {wait:.1} ms runnable but waiting for a CPU");
+        }
+        let _ = writeln!(out, " and {switches} context switch(es) in the window");
+    }
+    if let Some(wait) = &thread.python_lock {
         let _ = writeln!(
             out,
-            "    {cpu:.1} ms CPU and {switches} context switch(es) in the window"
+            "    waits for the {} {} at {:#x}: {}",
+            wait.kind, wait.lock, wait.address, wait.evidence
         );
     }
     if let Some(python) = &thread.python {

@@ -22,6 +22,8 @@ pub struct ThreadReading {
     pub wchan: Option<String>,
     /// Time on a CPU so far, in nanoseconds (`schedstat`), when readable.
     pub cpu_ns: Option<u64>,
+    /// Time runnable but waiting for a CPU so far, in nanoseconds (`schedstat`).
+    pub run_delay_ns: Option<u64>,
     /// Voluntary plus involuntary context switches so far.
     pub switches: Option<u64>,
     /// The system call, or why it could not be read.
@@ -67,9 +69,9 @@ pub fn read_thread(pid: i32, tid: i32) -> Option<ThreadReading> {
     let wchan = std::fs::read_to_string(format!("{dir}/wchan"))
         .ok()
         .and_then(|text| crate::threads::parse_wchan(&text));
-    let cpu_ns = std::fs::read_to_string(format!("{dir}/schedstat"))
+    let schedstat = std::fs::read_to_string(format!("{dir}/schedstat"))
         .ok()
-        .and_then(|text| text.split_ascii_whitespace().next()?.parse().ok());
+        .and_then(|text| crate::pressure::parse_schedstat(&text));
     let switches = std::fs::read_to_string(format!("{dir}/status"))
         .ok()
         .and_then(|text| parse_switches(&text));
@@ -78,7 +80,8 @@ pub fn read_thread(pid: i32, tid: i32) -> Option<ThreadReading> {
         name: stat.comm,
         state: stat.state,
         wchan: if stat.state == 'R' { None } else { wchan },
-        cpu_ns,
+        cpu_ns: schedstat.map(|s| s.cpu_ns),
+        run_delay_ns: schedstat.map(|s| s.run_delay_ns),
         switches,
         syscall,
     })

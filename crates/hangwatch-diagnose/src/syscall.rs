@@ -320,6 +320,13 @@ pub fn decode(nr: i64, args: [u64; 6], memory: &Memory) -> Call {
             timeout: relative_timespec(memory, args[2]),
         },
         #[cfg(target_arch = "x86_64")]
+        libc::SYS_select if args[0] == 0 && args[4] != 0 => Call::Sleep {
+            name: name("select"),
+            timeout: memory
+                .read_timeval_ns(args[4])
+                .map_or(Timeout::Unknown, |ns| Timeout::Requested(ns_to_ms(ns))),
+        },
+        #[cfg(target_arch = "x86_64")]
         libc::SYS_select => Call::Poll {
             name: name("select"),
             fds: Vec::new(),
@@ -330,6 +337,12 @@ pub fn decode(nr: i64, args: [u64; 6], memory: &Memory) -> Call {
                     .read_timeval_ns(args[4])
                     .map_or(Timeout::Unknown, |ns| Timeout::Requested(ns_to_ms(ns)))
             },
+        },
+        // With no descriptors, `pselect6` is a sleep: CPython before 3.11 sleeps this way in
+        // `time.sleep`, and so do C programs that want a portable sub-second sleep.
+        libc::SYS_pselect6 if args[0] == 0 => Call::Sleep {
+            name: name("pselect6"),
+            timeout: relative_timespec(memory, args[4]),
         },
         libc::SYS_pselect6 => Call::Poll {
             name: name("pselect6"),
@@ -644,6 +657,24 @@ mod tests {
             })
         );
         assert_eq!(parse_line("garbage"), None);
+    }
+
+    #[test]
+    fn a_select_without_descriptors_is_a_sleep() {
+        let memory = Memory::of(std::process::id() as i32);
+        let ts = libc::timespec {
+            tv_sec: 3599,
+            tv_nsec: 0,
+        };
+        let sleep = decode(
+            libc::SYS_pselect6,
+            [0, 0, 0, 0, &raw const ts as u64, 0],
+            &memory,
+        );
+        assert!(matches!(sleep, Call::Sleep { .. }), "{sleep:?}");
+        assert!(!sleep.waits_forever());
+        let poll = decode(libc::SYS_pselect6, [4, 0x1000, 0, 0, 0, 0], &memory);
+        assert!(matches!(poll, Call::Poll { .. }), "{poll:?}");
     }
 
     #[test]

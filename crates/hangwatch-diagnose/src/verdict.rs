@@ -9,19 +9,32 @@ use std::collections::BTreeMap;
 
 use crate::fds::FdTarget;
 use crate::model::{Finding, FindingKind, ProcessDiagnosis, ThreadDiagnosis};
+use crate::pressure::HostPressure;
 use crate::syscall::{Call, Timeout, human_ms};
 
 /// A sleep at least this long is worth a finding.
 const LONG_SLEEP_MS: u64 = 10_000;
 /// A thread using more than this share of the window is spinning.
 const SPIN_SHARE: f64 = 0.5;
+/// A thread runnable but not running for more than this share of the window was starved.
+const STARVED_SHARE: f64 = 0.5;
+/// Memory pressure (`some`, last 10 s) worth naming beside a starved thread, percent.
+const MEMORY_PRESSURE_PCT: f64 = 10.0;
 
-/// Findings for every process, strongest first.
+/// Findings for every process, strongest first. `pressure` is the host's, when read.
 #[must_use]
-pub fn verdict(processes: &[ProcessDiagnosis], window_ms: f64) -> Vec<Finding> {
+pub fn verdict(
+    processes: &[ProcessDiagnosis],
+    window_ms: f64,
+    pressure: Option<&HostPressure>,
+) -> Vec<Finding> {
     let mut findings: Vec<Finding> = processes
         .iter()
-        .flat_map(|p| process_findings(p, processes, window_ms))
+        .flat_map(|p| {
+            let mut out = process_findings(p, processes, window_ms);
+            out.extend(starvation(p, window_ms, pressure));
+            out
+        })
         .collect();
     findings.sort_by_key(|f| f.kind);
     if findings.is_empty() {
@@ -84,6 +97,18 @@ fn process_findings(
     let cycles = crate::locks::cycles(&waits_for);
     let by_tid: BTreeMap<i32, &ThreadDiagnosis> = threads.iter().map(|t| (t.tid, *t)).collect();
     for cycle in &cycles {
+        let python = cycle.iter().all(|tid| by_tid[tid].python_lock.is_some());
+        if python {
+            out.push(finding(
+                FindingKind::Deadlock,
+                format!(
+                    "deadlock in process {pid}: {}",
+                    python_cycle(cycle, &by_tid).join("; ")
+                ),
+                cycle.clone(),
+            ));
+            continue;
+        }
         let steps: Vec<String> = cycle
             .iter()
             .map(|tid| {
@@ -106,18 +131,80 @@ fn process_findings(
     }
     let in_cycle = |tid: i32| cycles.iter().any(|c| c.contains(&tid));
 
+    // Python locks whose holder is named but not in a cycle, and those the evidence leaves
+    // open.
+    for thread in threads.iter().copied().filter(|t| !in_cycle(t.tid)) {
+        let Some(wait) = &thread.python_lock else {
+            continue;
+        };
+        let waits = format!(
+            "{} waits for {}{}",
+            thread_label(thread),
+            wait.lock,
+            wait.at
+                .as_ref()
+                .map_or(String::new(), |at| format!(" ({at})"))
+        );
+        match wait.holder.and_then(|h| by_tid.get(&h)) {
+            Some(holder) if holder.tid == thread.tid => out.push(finding(
+                FindingKind::Deadlock,
+                format!(
+                    "deadlock in process {pid}: {waits}, which it holds itself{}: a {} cannot \
+                     be taken twice",
+                    held_at(wait),
+                    wait.kind
+                ),
+                vec![thread.tid],
+            )),
+            Some(holder) => {
+                let count = match wait.count {
+                    Some(n) if n > 1 => format!(", {n} times"),
+                    _ => String::new(),
+                };
+                out.push(finding(
+                    FindingKind::LockHeld,
+                    format!(
+                        "{waits}, held by {}{}{count}, which {}",
+                        thread_label(holder),
+                        held_at(wait),
+                        doing(holder)
+                    ),
+                    vec![thread.tid, holder.tid],
+                ));
+            }
+            None => out.push(finding(
+                FindingKind::Undecided,
+                format!("undecided: {waits}: {}", wait.evidence),
+                vec![thread.tid],
+            )),
+        }
+    }
+
     // Spinning threads.
     let spinning: Vec<&ThreadDiagnosis> = threads
         .iter()
         .copied()
-        .filter(|t| t.cpu_ms.is_some_and(|ms| ms >= window_ms * SPIN_SHARE))
+        .filter(|t| {
+            let cpu = t.cpu_ms.unwrap_or(0.0);
+            // A thread starved of a CPU spins all the same when it ran or waited to run for
+            // the whole window and never slept.
+            let wanted = cpu + t.runnable_wait_ms.unwrap_or(0.0);
+            cpu >= window_ms * SPIN_SHARE
+                || cpu >= window_ms * 0.1 && wanted >= window_ms * 0.9 && t.state == "running"
+        })
         .collect();
     for thread in &spinning {
         let share = thread.cpu_ms.unwrap_or(0.0) / window_ms * 100.0;
+        let starved = thread
+            .runnable_wait_ms
+            .filter(|ms| *ms >= window_ms * 0.25)
+            .map_or(String::new(), |ms| {
+                format!(" and waited {} for one", human_ms(ms as u64))
+            });
         out.push(finding(
             FindingKind::Spinning,
             format!(
-                "{} is spinning: {share:.0} % of a CPU over the {} window{}",
+                "{} is spinning: {share:.0} % of a CPU over the {} window{starved}{}",
                 thread_label(thread),
                 human_ms(window_ms as u64),
                 at(thread)
@@ -191,8 +278,9 @@ fn process_findings(
                      and none can run: a deadlock, unless another process is to wake them. {} \
                      Waiting: {}",
                     if python {
-                        "Python's Lock, Condition, Event and Queue record no owner, so who holds \
-                         each lock cannot be shown."
+                        "Python's Lock, Condition, Event and Queue record no owner, and no \
+                         `with` block or RLock named a holder here, so who holds each lock \
+                         cannot be shown."
                     } else {
                         "These locks record no owner (not glibc mutexes), so the cycle cannot be \
                          shown."
@@ -333,6 +421,157 @@ fn process_findings(
         }
     }
     out
+}
+
+/// The steps of a cycle of Python lock waits: `thread "A" holds orders (w.py:28) and waits
+/// for payments (w.py:30)`, each thread holding what the one before it waits for.
+fn python_cycle(cycle: &[i32], by_tid: &BTreeMap<i32, &ThreadDiagnosis>) -> Vec<String> {
+    let waits: Vec<Option<&crate::pylocks::PythonLockWait>> = cycle
+        .iter()
+        .map(|tid| by_tid[tid].python_lock.as_ref())
+        .collect();
+    // One name on different objects (a parameter `x` in each thread) gets the addresses.
+    let names: Vec<(&str, u64)> = waits
+        .iter()
+        .flatten()
+        .flat_map(|w| {
+            [
+                (w.lock.as_str(), w.address),
+                (w.held_as.as_deref().unwrap_or(&w.lock), w.address),
+            ]
+        })
+        .collect();
+    let ambiguous =
+        |name: &str, address: u64| names.iter().any(|&(n, a)| n == name && a != address);
+    let label = |name: &str, address: u64, kind: &str| {
+        if ambiguous(name, address) {
+            format!("{name} (the {kind} at {address:#x})")
+        } else {
+            name.to_owned()
+        }
+    };
+    let place = |at: Option<&String>| at.map_or(String::new(), |at| format!(" ({at})"));
+    cycle
+        .iter()
+        .enumerate()
+        .map(|(i, tid)| {
+            let thread = by_tid[tid];
+            let before = waits[(i + cycle.len() - 1) % cycle.len()];
+            let holds = before.map_or_else(
+                || "a lock".to_owned(),
+                |w| {
+                    let name = w.held_as.as_ref().unwrap_or(&w.lock);
+                    format!(
+                        "{}{}",
+                        label(name, w.address, &w.kind),
+                        place(w.held_at.as_ref())
+                    )
+                },
+            );
+            let waits = waits[i].map_or_else(
+                || "a lock".to_owned(),
+                |w| {
+                    format!(
+                        "{}{}",
+                        label(&w.lock, w.address, &w.kind),
+                        place(w.at.as_ref())
+                    )
+                },
+            );
+            format!(
+                "thread \"{}\" holds {holds} and waits for {waits}",
+                thread.display_name()
+            )
+        })
+        .collect()
+}
+
+/// ` (taken at worker.py:15)`, or nothing.
+fn held_at(wait: &crate::pylocks::PythonLockWait) -> String {
+    wait.held_at
+        .as_ref()
+        .map_or(String::new(), |at| format!(" (taken at {at})"))
+}
+
+/// What a lock's holder is doing: `is blocked in nanosleep 1 h at w.py:16 in hold`.
+fn doing(holder: &ThreadDiagnosis) -> String {
+    if let Some(wait) = &holder.python_lock {
+        return format!(
+            "itself waits for {}{}",
+            wait.lock,
+            wait.at
+                .as_ref()
+                .map_or(String::new(), |at| format!(" ({at})"))
+        );
+    }
+    match &holder.blocked_in {
+        Some(blocked) => format!("is blocked in {blocked}{}", at(holder)),
+        None => format!("is {}{}", holder.state, at(holder)),
+    }
+}
+
+/// A finding when a thread of `process` was runnable but not running for most of the window.
+fn starvation(
+    process: &ProcessDiagnosis,
+    window_ms: f64,
+    pressure: Option<&HostPressure>,
+) -> Option<Finding> {
+    let starved: Vec<&ThreadDiagnosis> = process
+        .threads
+        .iter()
+        .filter(|t| {
+            t.runnable_wait_ms
+                .is_some_and(|ms| ms >= window_ms * STARVED_SHARE)
+        })
+        .collect();
+    let worst = starved.iter().copied().max_by(|a, b| {
+        a.runnable_wait_ms
+            .unwrap_or(0.0)
+            .total_cmp(&b.runnable_wait_ms.unwrap_or(0.0))
+    })?;
+    let mut causes = Vec::new();
+    if let Some(cpu) = pressure.and_then(|p| p.get("cpu")) {
+        causes.push(format!(
+            "CPU pressure {:.0} % over the last 10 s{}",
+            cpu.now.some.avg10,
+            cpu.some_window_pct
+                .map_or(String::new(), |w| format!(" ({w:.0} % of the window)"))
+        ));
+    }
+    if let Some(memory) = pressure
+        .and_then(|p| p.get("memory"))
+        .filter(|m| m.now.some.avg10 >= MEMORY_PRESSURE_PCT)
+    {
+        causes.push(format!(
+            "memory pressure {:.0} % over the last 10 s",
+            memory.now.some.avg10
+        ));
+    }
+    let others = if starved.len() > 1 {
+        format!(" ({} threads of the process were)", starved.len())
+    } else {
+        String::new()
+    };
+    let cause = if causes.is_empty() {
+        String::new()
+    } else {
+        format!("{}; ", causes.join(", "))
+    };
+    Some(Finding {
+        kind: FindingKind::Starved,
+        text: format!(
+            "{cause}{} was runnable but not running for {} of the {} window{others}, and ran \
+             {}: this looks like starvation, not a hang",
+            thread_label(worst),
+            human_ms(worst.runnable_wait_ms.unwrap_or(0.0) as u64),
+            human_ms(window_ms as u64),
+            worst
+                .cpu_ms
+                .map_or("an unknown time".to_owned(), |ms| human_ms(ms as u64)),
+        ),
+        pid: process.pid,
+        tids: starved.iter().map(|t| t.tid).collect(),
+    })
 }
 
 /// Whether the call's descriptor is a pipe or socket: something another process answers.

@@ -141,18 +141,18 @@ fn native_mutex_cycle_is_named_as_a_deadlock_with_both_owners() {
 }
 
 #[test]
-fn python_lock_order_deadlock_is_every_thread_waiting_on_a_lock() {
+fn python_lock_order_deadlock_names_who_holds_each_lock() {
     let target = Target::python("lock_deadlock.py", &[]);
-    let diagnosis = diagnose_until(target.pid(), "every thread in a lock wait", |d| {
-        has(d, FindingKind::LockWait)
+    let diagnosis = diagnose_until(target.pid(), "a deadlock", |d| {
+        has(d, FindingKind::Deadlock)
     });
     let finding = diagnosis
         .verdict
         .iter()
-        .find(|f| f.kind == FindingKind::LockWait)
-        .expect("lock wait");
-    // The main thread (in join) and both workers.
-    assert_eq!(finding.tids.len(), 3, "{finding:?}");
+        .find(|f| f.kind == FindingKind::Deadlock)
+        .expect("deadlock");
+    // Both workers, each holding (in a `with` block) the lock the other waits for.
+    assert_eq!(finding.tids.len(), 2, "{finding:?}");
     assert!(
         diagnosis.processes[0].python.is_some(),
         "CPython recognised"
@@ -180,7 +180,14 @@ fn python_lock_order_deadlock_is_every_thread_waiting_on_a_lock() {
         .find(|t| t.tid == target.pid())
         .expect("main thread");
     assert_eq!(main.display_name(), "MainThread");
-    assert!(finding.text.contains("record no owner"), "{}", finding.text);
+    for step in [
+        "thread \"forward\" holds first (lock_deadlock.py:13) and waits for second \
+         (lock_deadlock.py:15)",
+        "thread \"backward\" holds second (lock_deadlock.py:20) and waits for first \
+         (lock_deadlock.py:22)",
+    ] {
+        assert!(finding.text.contains(step), "{}", finding.text);
+    }
     for thread in threads(&diagnosis) {
         assert!(
             matches!(
