@@ -253,10 +253,17 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
     // Handlers first: a SIGCHLD before registration would be lost.
     let mut sigchld = signal(SignalKind::child()).map_err(io("install the SIGCHLD handler"))?;
     let mut incoming = Incoming::register()?;
+    // Before becoming a subreaper, so that the guardian is not re-parented to hangwatch.
+    let mut notes = Vec::new();
+    let run_token = crate::guard::run_token();
+    let mut guardian = crate::guard::arm(crate::guard::RUN_ENV, &run_token, &mut notes);
+    command
+        .env
+        .push(crate::guard::env_entry(crate::guard::RUN_ENV, &run_token));
     become_subreaper().map_err(io("become a child subreaper"))?;
     let own_pid = std::process::id() as i32;
 
-    let notify = open_notify_socket(spec.notify, own_pid)?;
+    let notify = open_notify_socket(spec.notify, own_pid, &mut notes)?;
     let mut notify_summary = notify.as_ref().map(|socket| NotifySummary {
         socket: socket.env_value().to_string_lossy().into_owned(),
         watchdog_ms: spec.liveness.watchdog.map(millis),
@@ -305,6 +312,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
         notify: None,
         incident: None,
         leaks: None,
+        notes: Vec::new(),
     };
 
     let leaks = LeakWatch::start(own_pid, nix::unistd::geteuid().as_raw());
@@ -327,6 +335,10 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                 error: Some(err.to_string()),
             };
             finish_times(&mut report, started, started_wall);
+            report.notes = notes;
+            if let Some(guardian) = guardian.take() {
+                guardian.disarm();
+            }
             return Ok(RunOutcome { report });
         }
     };
@@ -597,6 +609,11 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
     let audit = leaks.finish(spec.leaks, report.leftovers.len());
     report.outcome.exit_code = hangwatch_leaks::exit_code(&audit, report.outcome.exit_code);
     report.leaks = Some(audit);
+    report.notes = notes;
+    // Everything the program started is gone: the guardian has nothing to do.
+    if let Some(guardian) = guardian.take() {
+        guardian.disarm();
+    }
     Ok(RunOutcome { report })
 }
 
@@ -650,25 +667,30 @@ impl Stopper<'_> {
     }
 }
 
-/// Creates the notify socket for a program of this hangwatch (`pid`).
-fn open_notify_socket(mode: NotifyMode, pid: i32) -> Result<Option<NotifySocket>, RunError> {
+/// Creates the notify socket for a program of this hangwatch (`pid`). A path that cannot be had
+/// falls back to an abstract socket, with a note.
+fn open_notify_socket(
+    mode: NotifyMode,
+    pid: i32,
+    notes: &mut Vec<hangwatch_protocol::report::Degraded>,
+) -> Result<Option<NotifySocket>, RunError> {
+    let nonce = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
     match mode {
         NotifyMode::Off => Ok(None),
-        NotifyMode::Abstract => {
-            let nonce = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos())
-                .unwrap_or_default();
-            Ok(Some(NotifySocket::bind_abstract(&format!(
-                "hangwatch/run/{pid}/{nonce:x}"
-            ))?))
-        }
+        NotifyMode::Abstract => Ok(Some(NotifySocket::bind_abstract(&format!(
+            "hangwatch/run/{pid}/{nonce:x}"
+        ))?)),
         NotifyMode::Path => {
-            let dir = crate::liveness::socket_dir::private()
-                .map_err(io("create a private runtime directory"))?;
-            Ok(Some(NotifySocket::bind(
-                &dir.join(format!("run-{pid}.notify")),
-            )?))
+            let (socket, note) = NotifySocket::bind_in_runtime_dir_or_abstract(
+                &format!("run-{pid}.notify"),
+                &format!("run/{pid}/{nonce:x}"),
+                false,
+            )?;
+            notes.extend(note);
+            Ok(Some(socket))
         }
     }
 }

@@ -38,6 +38,7 @@ use std::time::Duration;
 use nix::sys::socket::{
     self, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType, UnixAddr, sockopt,
 };
+use hangwatch_protocol::report::Degraded;
 use tokio::io::Interest;
 use tokio::net::UnixDatagram;
 
@@ -205,6 +206,40 @@ impl NotifySocket {
             })?;
         }
         Ok(socket)
+    }
+
+    /// [`NotifySocket::bind_in_runtime_dir`], or, when that fails (the directory cannot be made,
+    /// or the path is longer than a socket address holds under a deep `XDG_RUNTIME_DIR` or
+    /// `TMPDIR`), an abstract socket `@hangwatch/{fallback}` with a note saying so. The socket is
+    /// an optional part: it must never be the reason a program does not run.
+    ///
+    /// An abstract socket has no file permissions, so any process of the network namespace may
+    /// send to it; that changes nothing here, since a datagram counts only when its sender (by
+    /// `SCM_CREDENTIALS`) is in the tree of a program it is for.
+    pub fn bind_in_runtime_dir_or_abstract(
+        name: &str,
+        fallback: &str,
+        all_users: bool,
+    ) -> Result<(NotifySocket, Option<Degraded>), NotifyError> {
+        match NotifySocket::bind_in_runtime_dir(name, all_users) {
+            Ok(socket) => Ok((socket, None)),
+            Err(err) => {
+                let why = match std::error::Error::source(&err) {
+                    Some(source) => format!("{err}: {source}"),
+                    None => err.to_string(),
+                };
+                let socket = NotifySocket::bind_abstract(&format!("hangwatch/{fallback}"))?;
+                let note = Degraded::new(
+                    "notify-socket",
+                    format!(
+                        "cannot {why}; NOTIFY_SOCKET is the abstract socket {} instead",
+                        socket.env_value().to_string_lossy()
+                    ),
+                );
+                tracing::warn!(%note, "notify socket degraded");
+                Ok((socket, Some(note)))
+            }
+        }
     }
 
     /// The value to put in the program's `NOTIFY_SOCKET`: the absolute path, or `@name`.
