@@ -265,6 +265,13 @@ impl Hangwatch {
         }
     }
 
+    /// The `XDG_STATE_HOME=…` entry in hangwatch's environment: unique to this run, and
+    /// inherited by everything hangwatch forks or starts (its guardian, its programs and their
+    /// descendants), so [`tagged_alive`] with it finds all of them.
+    pub fn env_tag(&self) -> String {
+        format!("XDG_STATE_HOME={}", self._state.path.display())
+    }
+
     /// hangwatch's own identity.
     pub fn id(&self) -> ProcessId {
         self.id
@@ -450,5 +457,42 @@ impl Up {
                 .unwrap_or_else(|| 128 + finished.status.signal().unwrap_or(0))
         };
         (code, events, guard)
+    }
+}
+
+/// Every live (not zombie) process whose starting environment holds the entry `entry`
+/// (`NAME=value`), with its command name.
+pub fn tagged_alive(entry: &str) -> Vec<(i32, String)> {
+    let mut found = Vec::new();
+    for dirent in std::fs::read_dir("/proc").expect("list /proc").flatten() {
+        let Some(pid) = dirent.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+            continue;
+        };
+        if pid == std::process::id() as i32 {
+            continue;
+        }
+        if hangwatch_process::environ::environ_contains(pid, entry.as_bytes()).unwrap_or(false)
+            && hangwatch_process::stat::read_stat(pid)
+                .ok()
+                .flatten()
+                .is_some_and(|stat| !stat.is_zombie())
+        {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            found.push((pid, comm.trim().to_owned()));
+        }
+    }
+    found
+}
+
+/// Waits (at most `within`) until no live process carries `entry`; returns what is still
+/// alive at the deadline (empty on success).
+pub fn wait_untagged(entry: &str, within: Duration) -> Vec<(i32, String)> {
+    let deadline = Instant::now() + within;
+    loop {
+        let alive = tagged_alive(entry);
+        if alive.is_empty() || Instant::now() >= deadline {
+            return alive;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }

@@ -10,6 +10,7 @@ mod control;
 mod diagnose;
 mod exit_codes;
 mod files;
+mod guardian;
 mod leaks;
 mod leftovers;
 mod signals;
