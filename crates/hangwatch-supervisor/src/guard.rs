@@ -15,8 +15,16 @@ use hangwatch_protocol::report::Degraded;
 /// included (`up` uses [`crate::state::instance::INSTANCE_ENV`]).
 pub const RUN_ENV: &str = "HANGWATCH_RUN";
 
+/// Set to `0` to run without a guardian: for measuring what it costs, or where something else
+/// already kills what hangwatch leaves (a PID namespace, a cgroup that is killed as a whole).
+pub const GUARDIAN_ENV: &str = "HANGWATCH_GUARDIAN";
+
 /// A guardian for this process, or a note saying why there is none.
 pub(crate) fn arm(name: &str, value: &str, notes: &mut Vec<Degraded>) -> Option<Guardian> {
+    if std::env::var_os(GUARDIAN_ENV).is_some_and(|v| v == "0") {
+        tracing::debug!("{GUARDIAN_ENV}=0: no guardian");
+        return None;
+    }
     match Guardian::start(format!("{name}={value}").as_bytes()) {
         Ok(guardian) => guardian,
         Err(err) => {
