@@ -628,7 +628,10 @@ mod tests {
         assert!(json.contains(r#""kind":"signalled""#), "{json}");
         assert!(json.contains(r#""kind":"posix-shared-memory""#), "{json}");
         assert!(json.contains(r#""attribution":"attributable""#), "{json}");
-        assert!(json.contains(r#""notes":[{"part":"notify-socket""#), "{json}");
+        assert!(
+            json.contains(r#""notes":[{"part":"notify-socket""#),
+            "{json}"
+        );
         let back: RunReport = serde_json::from_str(&json).expect("deserialize");
         assert_eq!(back, report);
     }

@@ -564,7 +564,14 @@ fn guardian_main(setup: &GuardianSetup) -> ! {
                     | libc::SIGUSR1
                     | libc::SIGUSR2
             );
-            libc::signal(sig, if ignored { libc::SIG_IGN } else { libc::SIG_DFL });
+            libc::signal(
+                sig,
+                if ignored {
+                    libc::SIG_IGN
+                } else {
+                    libc::SIG_DFL
+                },
+            );
         }
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);

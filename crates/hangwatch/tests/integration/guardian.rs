@@ -33,7 +33,11 @@ fn wait_pids(path: &std::path::Path, n: usize) -> Vec<ProcessId> {
         if pids.len() >= n {
             return pids;
         }
-        assert!(Instant::now() < deadline, "{} never had {n} lines", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "{} never had {n} lines",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -42,7 +46,10 @@ fn wait_pids(path: &std::path::Path, n: usize) -> Vec<ProcessId> {
 fn wait_dead(hw: &Hangwatch) -> Instant {
     let deadline = Instant::now() + Duration::from_secs(10);
     while crate::harness::alive(&hw.id()) {
-        assert!(Instant::now() < deadline, "hangwatch did not die of SIGKILL");
+        assert!(
+            Instant::now() < deadline,
+            "hangwatch did not die of SIGKILL"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
     Instant::now()
@@ -93,13 +100,19 @@ fn issue_15_a_sigkilled_run_leaves_no_survivor() {
     .expect("kill hangwatch's group");
     let died = wait_dead(&hw);
     let survivors = wait_untagged(&token, WITHIN.saturating_sub(died.elapsed()));
-    assert!(survivors.is_empty(), "alive 1 s after hangwatch's death: {survivors:?}");
+    assert!(
+        survivors.is_empty(),
+        "alive 1 s after hangwatch's death: {survivors:?}"
+    );
     // The guardian too (it carries hangwatch's environment, not the run's token).
     let left = wait_untagged(&tag, WITHIN.saturating_sub(died.elapsed()));
     assert!(left.is_empty(), "still alive: {left:?}");
     guard.assert_none_alive();
     let finished = hw.finish();
-    assert!(finished.status.code().is_none(), "hangwatch died of SIGKILL");
+    assert!(
+        finished.status.code().is_none(),
+        "hangwatch died of SIGKILL"
+    );
 }
 
 #[test]
@@ -145,7 +158,10 @@ command = ["sh", "-c", "{fx} ignore-term 300 & echo $! > {stubborn}; exec {fx} i
         {
             break id;
         }
-        assert!(Instant::now() < deadline, "the stubborn child never started");
+        assert!(
+            Instant::now() < deadline,
+            "the stubborn child never started"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     up.guard.track([stubborn_child]);
@@ -155,13 +171,19 @@ command = ["sh", "-c", "{fx} ignore-term 300 & echo $! > {stubborn}; exec {fx} i
     up.hw.signal(Signal::KILL);
     let died = wait_dead(&up.hw);
     let survivors = wait_untagged(&token, WITHIN.saturating_sub(died.elapsed()));
-    assert!(survivors.is_empty(), "alive 1 s after hangwatch's death: {survivors:?}");
+    assert!(
+        survivors.is_empty(),
+        "alive 1 s after hangwatch's death: {survivors:?}"
+    );
     let left = wait_untagged(&tag, WITHIN.saturating_sub(died.elapsed()));
     assert!(left.is_empty(), "still alive: {left:?}");
     up.guard.assert_none_alive();
     let Up { hw, guard, .. } = up;
     let finished = hw.finish();
-    assert!(finished.status.code().is_none(), "hangwatch died of SIGKILL");
+    assert!(
+        finished.status.code().is_none(),
+        "hangwatch died of SIGKILL"
+    );
     guard.assert_none_alive();
 }
 

@@ -173,11 +173,24 @@ impl Hangwatch {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
+        Hangwatch::start_with_env(args, std::iter::empty::<(&str, &str)>())
+    }
+
+    /// [`Hangwatch::start`] with variables added to (or replacing in) its environment.
+    pub fn start_with_env<I, S, E, K, V>(args: I, env: E) -> Hangwatch
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+        E: IntoIterator<Item = (K, V)>,
+        K: AsRef<std::ffi::OsStr>,
+        V: AsRef<std::ffi::OsStr>,
+    {
         use std::os::unix::process::CommandExt;
         let state = Scratch::new("state");
         let mut child = Command::new(hangwatch())
             .args(args)
             .env("XDG_STATE_HOME", &state.path)
+            .envs(env)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -383,12 +396,24 @@ impl Up {
 
     /// Starts another `hangwatch up` on the config already in `dir`.
     pub fn resume(dir: &Scratch) -> Up {
-        let hw = Hangwatch::start([
-            "up".as_ref(),
-            "--json".as_ref(),
-            "-f".as_ref(),
-            dir.file("hangwatch.toml").as_os_str(),
-        ]);
+        Up::resume_with_env(dir, std::iter::empty::<(&str, &str)>())
+    }
+
+    /// [`Up::resume`] with variables added to hangwatch's environment.
+    pub fn resume_with_env<K, V>(dir: &Scratch, env: impl IntoIterator<Item = (K, V)>) -> Up
+    where
+        K: AsRef<std::ffi::OsStr>,
+        V: AsRef<std::ffi::OsStr>,
+    {
+        let hw = Hangwatch::start_with_env(
+            [
+                "up".as_ref(),
+                "--json".as_ref(),
+                "-f".as_ref(),
+                dir.file("hangwatch.toml").as_os_str(),
+            ],
+            env,
+        );
         let mut guard = Guard::default();
         guard.track([hw.id()]);
         Up {
@@ -465,7 +490,11 @@ impl Up {
 pub fn tagged_alive(entry: &str) -> Vec<(i32, String)> {
     let mut found = Vec::new();
     for dirent in std::fs::read_dir("/proc").expect("list /proc").flatten() {
-        let Some(pid) = dirent.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+        let Some(pid) = dirent
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
             continue;
         };
         if pid == std::process::id() as i32 {

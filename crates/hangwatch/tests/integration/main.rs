@@ -13,6 +13,7 @@ mod files;
 mod guardian;
 mod leaks;
 mod leftovers;
+mod optional;
 mod signals;
 mod socket;
 mod stall;

@@ -370,7 +370,9 @@ command = ["{fx}", "double-fork", "{pids}", "300", "--stay", "300"]
         .map(|(pid, _)| pid)
         .collect();
     assert_eq!(guardians.len(), 1, "one guardian per hangwatch");
-    let guardian = ProcessId::of(guardians[0]).expect("proc").expect("guardian alive");
+    let guardian = ProcessId::of(guardians[0])
+        .expect("proc")
+        .expect("guardian alive");
     hangwatch_process::pidfd::PidFd::open(guardian)
         .expect("pidfd")
         .expect("guardian alive")

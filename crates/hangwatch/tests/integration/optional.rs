@@ -1,0 +1,104 @@
+//! Issue 15: optional parts never refuse a run. Each test makes one part fail for real and
+//! checks that the program still runs under its bounds, with a note saying what degraded.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hangwatch_process::Signal;
+use hangwatch_protocol::event::Event;
+use hangwatch_protocol::exit_code;
+
+use crate::harness::{Hangwatch, Scratch, Up, fixture, read_report};
+
+/// A real directory whose path is `len` bytes long or more: far past the 107 bytes a socket
+/// address holds.
+fn deep_dir(scratch: &Scratch, len: usize) -> PathBuf {
+    let mut dir = scratch.path.clone();
+    while dir.as_os_str().len() < len {
+        dir.push("a-directory-level-of-a-deep-runtime-dir");
+    }
+    std::fs::create_dir_all(&dir).expect("create the deep directory");
+    dir
+}
+
+#[test]
+fn issue_15_run_with_a_deep_runtime_dir_falls_back_to_a_short_notify_socket_and_says_so() {
+    let scratch = Scratch::new("deep-run");
+    let runtime = deep_dir(&scratch, 200);
+    let report = scratch.file("report.json");
+    let fx = fixture();
+    // READY=1 and two WATCHDOG=1 50 ms apart, then silence: the watchdog (300 ms) must see the
+    // beats and then the stall, through whatever socket hangwatch fell back to.
+    let hw = Hangwatch::start_with_env(
+        [
+            "run".as_ref(),
+            "--stall".as_ref(),
+            "300ms".as_ref(),
+            "--no-diagnose".as_ref(),
+            "--report".as_ref(),
+            report.as_os_str(),
+            "--".as_ref(),
+            fx.as_os_str(),
+            "notify".as_ref(),
+            "2".as_ref(),
+            "0.05".as_ref(),
+        ],
+        [("XDG_RUNTIME_DIR", &runtime)],
+    );
+    let finished = hw.finish();
+    assert_eq!(finished.code(), exit_code::STALLED, "{}", finished.stderr);
+    let report = read_report(&report);
+    let note = report
+        .notes
+        .iter()
+        .find(|n| n.part == "notify-socket")
+        .unwrap_or_else(|| panic!("no notify-socket note: {:?}", report.notes));
+    let uid = nix::unistd::getuid().as_raw();
+    let short = format!("/tmp/hangwatch-{uid}/");
+    assert!(note.note.contains(&short), "{note}");
+    let notify = report
+        .notify
+        .expect("the program's datagrams were received");
+    assert!(notify.socket.starts_with(&short), "{}", notify.socket);
+    assert!(notify.datagrams >= 3, "READY and two beats: {notify:?}");
+}
+
+#[test]
+fn issue_15_up_with_a_deep_runtime_dir_falls_back_to_a_short_notify_socket_and_logs_it() {
+    let dir = Scratch::new("deep-up");
+    let runtime = deep_dir(&dir, 200);
+    let fx = fixture();
+    std::fs::write(
+        dir.file("hangwatch.toml"),
+        format!(
+            r#"state_dir = "state"
+
+[service.beating]
+command = ["{fx}", "notify", "1000", "0.05"]
+ready = "notify"
+watchdog = "2s"
+"#,
+            fx = fx.display()
+        ),
+    )
+    .expect("write config");
+    let mut up = Up::resume_with_env(&dir, [("XDG_RUNTIME_DIR", &runtime)]);
+    let degraded = up.wait(Duration::from_secs(10), |e| {
+        matches!(e.event, Event::Degraded { .. })
+    });
+    let Event::Degraded { part, note } = &degraded.event else {
+        unreachable!()
+    };
+    assert_eq!(part, "notify-socket");
+    assert!(note.contains("instead"), "{note}");
+    let ready = up.wait(Duration::from_secs(10), |e| {
+        e.service.as_deref() == Some("beating") && matches!(e.event, Event::Ready { .. })
+    });
+    assert!(
+        matches!(&ready.event, Event::Ready { by, .. } if by == "notify"),
+        "{ready:?}"
+    );
+    let (code, _, guard) = up.stop(Signal::TERMINATE);
+    assert_eq!(code, 0);
+    guard.assert_none_alive();
+}
