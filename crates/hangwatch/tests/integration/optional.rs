@@ -102,3 +102,41 @@ watchdog = "2s"
     assert_eq!(code, 0);
     guard.assert_none_alive();
 }
+
+#[test]
+fn issue_15_an_unwritable_incident_directory_still_stops_the_stalled_program() {
+    let scratch = Scratch::new("no-incident-dir");
+    // A regular file where the state directory should be: the incident directory under it
+    // cannot be created, for root too (a read-only mode would not stop root).
+    let state = scratch.file("not-a-directory");
+    std::fs::write(&state, "").expect("write the file");
+    let report = scratch.file("report.json");
+    let fx = fixture();
+    let hw = Hangwatch::start_with_env(
+        [
+            "run".as_ref(),
+            "--stall".as_ref(),
+            "300ms".as_ref(),
+            "--report".as_ref(),
+            report.as_os_str(),
+            "--".as_ref(),
+            fx.as_os_str(),
+            "notify".as_ref(),
+            "1".as_ref(),
+            "0.05".as_ref(),
+        ],
+        [("XDG_STATE_HOME", &state)],
+    );
+    let finished = hw.finish();
+    assert_eq!(finished.code(), exit_code::STALLED, "{}", finished.stderr);
+    let report = read_report(&report);
+    let incident = report.incident.expect("an incident record");
+    assert!(incident.text_path.is_none(), "{incident:?}");
+    assert!(!incident.verdict.is_empty(), "the verdict is kept: {incident:?}");
+    let note = report
+        .notes
+        .iter()
+        .find(|n| n.part == "incident")
+        .unwrap_or_else(|| panic!("no incident note: {:?}", report.notes));
+    assert!(note.note.contains("not-a-directory"), "{note}");
+}
