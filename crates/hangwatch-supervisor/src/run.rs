@@ -612,7 +612,10 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
     // A diagnosis that could not be written (or taken) keeps its verdict in the report; the
     // stop did not wait for it beyond its limit.
     if let Some(error) = report.incident.as_ref().and_then(|i| i.error.as_ref()) {
-        notes.push(hangwatch_protocol::report::Degraded::new("incident", error.clone()));
+        notes.push(hangwatch_protocol::report::Degraded::new(
+            "incident",
+            error.clone(),
+        ));
     }
     report.notes = notes;
     // Everything the program started is gone: the guardian has nothing to do.

@@ -235,6 +235,8 @@ struct Supervisor {
     /// Kills this instance's processes if hangwatch is killed (see [`crate::guard`]); disarmed
     /// at the end of a shutdown.
     guardian: Option<hangwatch_process::Guardian>,
+    /// The last append to the event log failed (a full disk): said once, until one works.
+    events_failing: std::cell::Cell<bool>,
     /// Optional parts that degraded before the event log could say so; emitted after `up`.
     notes: Vec<hangwatch_protocol::report::Degraded>,
     token: String,
@@ -346,6 +348,7 @@ impl Supervisor {
         Ok(Supervisor {
             own_pid,
             guardian: None,
+            events_failing: std::cell::Cell::new(false),
             notes: notify_note.into_iter().collect(),
             token,
             events,

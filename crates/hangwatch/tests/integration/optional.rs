@@ -132,11 +132,48 @@ fn issue_15_an_unwritable_incident_directory_still_stops_the_stalled_program() {
     let report = read_report(&report);
     let incident = report.incident.expect("an incident record");
     assert!(incident.text_path.is_none(), "{incident:?}");
-    assert!(!incident.verdict.is_empty(), "the verdict is kept: {incident:?}");
+    assert!(
+        !incident.verdict.is_empty(),
+        "the verdict is kept: {incident:?}"
+    );
     let note = report
         .notes
         .iter()
         .find(|n| n.part == "incident")
         .unwrap_or_else(|| panic!("no incident note: {:?}", report.notes));
     assert!(note.note.contains("not-a-directory"), "{note}");
+}
+
+#[test]
+fn issue_15_a_full_event_log_disk_is_said_once_and_the_services_run_on() {
+    let dir = Scratch::new("full-events");
+    std::fs::create_dir_all(dir.file("state")).expect("state dir");
+    // Every write to /dev/full fails with ENOSPC, as on a full disk.
+    std::os::unix::fs::symlink("/dev/full", dir.file("state/events.jsonl")).expect("symlink");
+    let mut up = Up::start(
+        &dir,
+        r#"
+[service.plain]
+command = ["sleep", "300"]
+"#,
+    );
+    let degraded = up.wait(
+        Duration::from_secs(10),
+        |e| matches!(&e.event, Event::Degraded { part, .. } if part == "event-log"),
+    );
+    let Event::Degraded { note, .. } = &degraded.event else {
+        unreachable!()
+    };
+    assert!(note.contains("No space left"), "{note}");
+    up.wait(Duration::from_secs(10), |e| {
+        e.service.as_deref() == Some("plain") && matches!(e.event, Event::Started { .. })
+    });
+    let (code, events, guard) = up.stop(Signal::TERMINATE);
+    assert_eq!(code, 0);
+    guard.assert_none_alive();
+    let said = events
+        .iter()
+        .filter(|e| matches!(&e.event, Event::Degraded { part, .. } if part == "event-log"))
+        .count();
+    assert_eq!(said, 1, "said once: {events:?}");
 }
