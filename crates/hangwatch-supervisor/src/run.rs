@@ -281,8 +281,23 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
             command.pid_env = Some("WATCHDOG_PID".into());
         }
     }
-    let (child_output, mut pump) =
-        capture(spec.output).map_err(io("capture the program's output"))?;
+    let (child_output, mut pump) = match capture(spec.output) {
+        Ok(capture) => capture,
+        // No pseudo-terminal to be had (none left, or no /dev/ptmx): the program writes to
+        // hangwatch's own output as it is; it may buffer more, and the output-silence bound
+        // then has no output to watch.
+        Err(err) if spec.output == OutputMode::Pty => {
+            notes.push(hangwatch_protocol::report::Degraded::new(
+                "terminal",
+                format!(
+                    "cannot open a pseudo-terminal ({err}); the program writes to hangwatch's \
+                     own output directly"
+                ),
+            ));
+            capture(OutputMode::Inherit).map_err(io("capture the program's output"))?
+        }
+        Err(err) => return Err(io("capture the program's output")(err)),
+    };
     if let Some(output) = child_output {
         command.stdout = Some(output.stdout);
         command.stderr = Some(output.stderr);

@@ -177,3 +177,56 @@ command = ["sleep", "300"]
         .count();
     assert_eq!(said, 1, "said once: {events:?}");
 }
+
+/// Whether this test process may make a mount namespace (root, `unshare` installed).
+fn can_unshare_mounts() -> bool {
+    std::process::Command::new("unshare")
+        .args(["--mount", "true"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+#[test]
+fn issue_15_no_pseudo_terminal_to_be_had_still_runs_the_program() {
+    if !can_unshare_mounts() || which("script").is_none() {
+        eprintln!("skipped: needs root, `unshare` and `script` to take /dev/ptmx away");
+        return;
+    }
+    let scratch = Scratch::new("no-pty");
+    let report = scratch.file("report.json");
+    // `script` gives hangwatch a terminal (so it asks for a pseudo-terminal for the program);
+    // in a mount namespace of its own, /dev/ptmx is /dev/null, so opening one fails for real.
+    let inner = format!(
+        "mount --bind /dev/null /dev/ptmx && exec {hw} run --stall-on-silence 10s --report {report} \
+         -- sh -c 'echo program-ran'",
+        hw = crate::harness::hangwatch().display(),
+        report = report.display()
+    );
+    let outer = format!("timeout 20 unshare --mount sh -c \"{inner}\"");
+    let output = std::process::Command::new("script")
+        .args(["-qec", &outer, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run script");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(stdout.contains("program-ran"), "{stdout}");
+    let report = read_report(&report);
+    assert_eq!(report.outcome.exit_code, 0);
+    let note = report
+        .notes
+        .iter()
+        .find(|n| n.part == "terminal")
+        .unwrap_or_else(|| panic!("no terminal note: {:?}", report.notes));
+    assert!(note.note.contains("pseudo-terminal"), "{note}");
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+    })
+}
