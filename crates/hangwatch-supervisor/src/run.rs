@@ -622,6 +622,14 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
     }
     finish_times(&mut report, started, started_wall);
     let audit = leaks.finish(spec.leaks, report.leftovers.len());
+    // What the leak audit could not do (no inotify watch, an unreadable directory) is in its
+    // own record too; the notes gather every part that degraded in one place.
+    notes.extend(
+        audit
+            .errors
+            .iter()
+            .map(|error| hangwatch_protocol::report::Degraded::new("leak-audit", error.clone())),
+    );
     report.outcome.exit_code = hangwatch_leaks::exit_code(&audit, report.outcome.exit_code);
     report.leaks = Some(audit);
     // A diagnosis that could not be written (or taken) keeps its verdict in the report; the

@@ -230,3 +230,54 @@ fn which(program: &str) -> Option<PathBuf> {
             .find(|candidate| candidate.is_file())
     })
 }
+
+#[test]
+fn issue_15_inotify_instances_exhausted_still_runs_the_program_with_a_leak_audit_note() {
+    // A user namespace of its own may lower its inotify limit for itself alone: no global
+    // sysctl is touched, so nothing else on the machine is affected.
+    let probe = std::process::Command::new("unshare")
+        .args([
+            "--user",
+            "--map-root-user",
+            "sh",
+            "-c",
+            "echo 0 > /proc/sys/user/max_inotify_instances",
+        ])
+        .status();
+    if !probe.is_ok_and(|status| status.success()) {
+        eprintln!("skipped: needs `unshare --user` (unprivileged user namespaces)");
+        return;
+    }
+    let scratch = Scratch::new("no-inotify");
+    let report = scratch.file("report.json");
+    let inner = format!(
+        "echo 0 > /proc/sys/user/max_inotify_instances && exec {hw} run --report {report} \
+         -- sh -c 'echo program-ran'",
+        hw = crate::harness::hangwatch().display(),
+        report = report.display()
+    );
+    let output = std::process::Command::new("timeout")
+        .args([
+            "20",
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "sh",
+            "-c",
+            &inner,
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run unshare");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(stdout.contains("program-ran"), "{stdout}");
+    let report = read_report(&report);
+    assert_eq!(report.outcome.exit_code, 0);
+    let note = report
+        .notes
+        .iter()
+        .find(|n| n.part == "leak-audit")
+        .unwrap_or_else(|| panic!("no leak-audit note: {:?}", report.notes));
+    assert!(note.note.contains("/dev/shm"), "{note}");
+}
