@@ -232,7 +232,14 @@ fn which(program: &str) -> Option<PathBuf> {
 }
 
 #[test]
-fn issue_15_inotify_instances_exhausted_still_runs_the_program_with_a_leak_audit_note() {
+fn issue_15_inotify_limits_reached_still_run_the_program_with_a_leak_audit_note() {
+    for limit in ["max_inotify_instances", "max_inotify_watches"] {
+        inotify_limit_reached(limit);
+    }
+}
+
+/// One run with the user namespace's `limit` set to 0.
+fn inotify_limit_reached(limit: &str) {
     // A user namespace of its own may lower its inotify limit for itself alone: no global
     // sysctl is touched, so nothing else on the machine is affected.
     let probe = std::process::Command::new("unshare")
@@ -241,17 +248,17 @@ fn issue_15_inotify_instances_exhausted_still_runs_the_program_with_a_leak_audit
             "--map-root-user",
             "sh",
             "-c",
-            "echo 0 > /proc/sys/user/max_inotify_instances",
+            &format!("echo 0 > /proc/sys/user/{limit}"),
         ])
         .status();
     if !probe.is_ok_and(|status| status.success()) {
         eprintln!("skipped: needs `unshare --user` (unprivileged user namespaces)");
         return;
     }
-    let scratch = Scratch::new("no-inotify");
+    let scratch = Scratch::new(limit);
     let report = scratch.file("report.json");
     let inner = format!(
-        "echo 0 > /proc/sys/user/max_inotify_instances && exec {hw} run --report {report} \
+        "echo 0 > /proc/sys/user/{limit} && exec {hw} run --report {report} \
          -- sh -c 'echo program-ran'",
         hw = crate::harness::hangwatch().display(),
         report = report.display()
@@ -278,6 +285,6 @@ fn issue_15_inotify_instances_exhausted_still_runs_the_program_with_a_leak_audit
         .notes
         .iter()
         .find(|n| n.part == "leak-audit")
-        .unwrap_or_else(|| panic!("no leak-audit note: {:?}", report.notes));
+        .unwrap_or_else(|| panic!("{limit}: no leak-audit note: {:?}", report.notes));
     assert!(note.note.contains("/dev/shm"), "{note}");
 }
