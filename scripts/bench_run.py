@@ -5,7 +5,8 @@
 
 1. Overhead: wall time of `true`, `timeout 10 true` (GNU coreutils) and
    `hangwatch run -- true`, interleaved in one loop so all three see the same machine state;
-   medians and 90th percentiles are printed.
+   medians and 90th percentiles are printed; also `hangwatch run -- true` with
+   HANGWATCH_GUARDIAN=0, to show what the guardian (issue 15) costs a normal run.
 2. Timeout precision: `hangwatch run --timeout 200ms --report R -- sleep 5`, 50 times; from each
    report, how long after the deadline the stop signal was sent (the timer's lateness plus the
    tree scan before the signal). Median and worst.
@@ -23,10 +24,10 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def spawn_and_wait(argv):
+def spawn_and_wait(argv, env=None):
     """Wall time of one run, with as little Python in the way as possible."""
     start = time.perf_counter_ns()
-    pid = os.posix_spawnp(argv[0], argv, os.environ)
+    pid = os.posix_spawnp(argv[0], argv, env if env is not None else os.environ)
     _, status = os.waitpid(pid, 0)
     elapsed = time.perf_counter_ns() - start
     if os.waitstatus_to_exitcode(status) != 0:
@@ -44,13 +45,16 @@ def overhead(hangwatch, runs):
         "true": ["true"],
         "timeout 10 true": ["timeout", "10", "true"],
         "hangwatch run -- true": [hangwatch, "run", "--", "true"],
+        "  without its guardian": [hangwatch, "run", "--", "true"],
     }
+    # The guardian (issue 15) turned off, to show what it costs a normal run.
+    envs = {"  without its guardian": {**os.environ, "HANGWATCH_GUARDIAN": "0"}}
     times = {name: [] for name in cases}
-    for argv in cases.values():  # warm the page cache
-        spawn_and_wait(argv)
+    for name, argv in cases.items():  # warm the page cache
+        spawn_and_wait(argv, envs.get(name))
     for _ in range(runs):
         for name, argv in cases.items():
-            times[name].append(spawn_and_wait(argv))
+            times[name].append(spawn_and_wait(argv, envs.get(name)))
     print(f"overhead ({runs} runs each, interleaved; wall ms)")
     print(f"  {'command':<24} {'median':>8} {'p90':>8}")
     for name, values in times.items():
@@ -59,6 +63,10 @@ def overhead(hangwatch, runs):
         times["timeout 10 true"]
     )
     print(f"  hangwatch minus GNU timeout (medians): {diff:+.3f} ms (goal: within 1 ms)")
+    guardian = statistics.median(times["hangwatch run -- true"]) - statistics.median(
+        times["  without its guardian"]
+    )
+    print(f"  the guardian's cost (medians): {guardian:+.3f} ms")
 
 
 def precision(hangwatch, runs):

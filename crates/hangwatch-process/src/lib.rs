@@ -3,7 +3,8 @@
 //! This crate owns everything that *changes* processes: starting a program in a process group
 //! of its own ([`mod@spawn`]), as another user if asked ([`user`]), becoming a subreaper and reaping ([`reap`]), naming processes in a way
 //! that a reused PID cannot fool ([`pid`], [`pidfd`]), stopping a whole tree with an escalation
-//! ladder ([`stop`]), and removing a SysV segment a program left ([`ipc`]). Read-only inspection
+//! ladder ([`stop`]), killing what is left when hangwatch itself is killed ([`guardian`]), and
+//! removing a SysV segment a program left ([`ipc`]). Read-only inspection
 //! (thread states, stacks, the leak audit) lives elsewhere.
 //!
 //! All `unsafe` code and every raw system call is in `sys/`, one file per platform exporting the
@@ -28,6 +29,7 @@ mod sys;
 pub mod async_fd;
 pub mod environ;
 pub mod exit_watch;
+pub mod guardian;
 pub mod ipc;
 pub mod mappings;
 pub mod net_unix;
@@ -44,6 +46,7 @@ pub mod timer;
 pub mod tree;
 pub mod user;
 
+pub use guardian::Guardian;
 pub use pid::ProcessId;
 pub use reap::ExitStatus;
 pub use signal::Signal;

@@ -40,6 +40,14 @@ pub enum Event {
         /// How many services it declares.
         services: usize,
     },
+    /// An optional part could not work as usual and degraded (see
+    /// [`crate::report::Degraded`]); the services still run under every bound.
+    Degraded {
+        /// Which part.
+        part: String,
+        /// What failed and what hangwatch did instead.
+        note: String,
+    },
     /// Processes left by an earlier hangwatch of this state directory were found and killed.
     Orphans {
         /// What was killed.

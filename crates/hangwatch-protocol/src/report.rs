@@ -53,6 +53,38 @@ pub struct RunReport {
     /// Absent when the program never started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub leaks: Option<LeakReport>,
+    /// Optional parts that could not work as usual during the run, and what hangwatch did
+    /// instead. None of them stops the program from running under its bounds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<Degraded>,
+}
+
+/// An optional part of hangwatch that could not work as usual, and how it degraded: the
+/// program still ran (or the service still runs) under every bound.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Degraded {
+    /// Which part: `notify-socket`, `guardian`, `incident`, `leak-audit`, `heartbeat-file`,
+    /// `terminal`, `pressure`, `python-stacks`, `event-log`.
+    pub part: String,
+    /// What failed and what hangwatch did instead, in words.
+    pub note: String,
+}
+
+impl Degraded {
+    /// A note about `part`.
+    #[must_use]
+    pub fn new(part: &str, note: impl Into<String>) -> Degraded {
+        Degraded {
+            part: part.to_owned(),
+            note: note.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Degraded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.part, self.note)
+    }
 }
 
 /// A diagnosis kept as an incident file before hangwatch stopped the program.
@@ -633,12 +665,20 @@ mod tests {
                 }],
                 ..LeakReport::default()
             }),
+            notes: vec![Degraded::new(
+                "notify-socket",
+                "the path is too long; an abstract socket is used",
+            )],
         };
         let json = serde_json::to_string(&report).expect("serialize");
         assert!(json.contains(r#""reason":"timed-out""#), "{json}");
         assert!(json.contains(r#""kind":"signalled""#), "{json}");
         assert!(json.contains(r#""kind":"posix-shared-memory""#), "{json}");
         assert!(json.contains(r#""attribution":"attributable""#), "{json}");
+        assert!(
+            json.contains(r#""notes":[{"part":"notify-socket""#),
+            "{json}"
+        );
         let back: RunReport = serde_json::from_str(&json).expect("deserialize");
         assert_eq!(back, report);
     }

@@ -9,6 +9,7 @@
 //! - [`liveness`]: what tells a working program from a stuck one (notify datagrams, status
 //!   files, output), shared by both.
 //! - [`incident`]: the bounded diagnosis before a stop, shared by both.
+//! - [`guard`]: the guardian that kills what a SIGKILLed hangwatch leaves, for both.
 //! - [`probe`]: TCP and HTTP checks.
 //! - [`state`]: the supervisor's state directory (event log, logs, instance record, console).
 //!
@@ -33,6 +34,7 @@
 
 mod alert;
 pub mod duration;
+pub mod guard;
 pub mod http;
 pub mod incident;
 pub mod liveness;

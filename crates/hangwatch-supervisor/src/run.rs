@@ -253,10 +253,17 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
     // Handlers first: a SIGCHLD before registration would be lost.
     let mut sigchld = signal(SignalKind::child()).map_err(io("install the SIGCHLD handler"))?;
     let mut incoming = Incoming::register()?;
+    // Before becoming a subreaper, so that the guardian is not re-parented to hangwatch.
+    let mut notes = Vec::new();
+    let run_token = crate::guard::run_token();
+    let mut guardian = crate::guard::arm(crate::guard::RUN_ENV, &run_token, &mut notes);
+    command
+        .env
+        .push(crate::guard::env_entry(crate::guard::RUN_ENV, &run_token));
     become_subreaper().map_err(io("become a child subreaper"))?;
     let own_pid = std::process::id() as i32;
 
-    let notify = open_notify_socket(spec.notify, own_pid)?;
+    let notify = open_notify_socket(spec.notify, own_pid, &mut notes)?;
     let mut notify_summary = notify.as_ref().map(|socket| NotifySummary {
         socket: socket.env_value().to_string_lossy().into_owned(),
         watchdog_ms: spec.liveness.watchdog.map(millis),
@@ -274,8 +281,23 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
             command.pid_env = Some("WATCHDOG_PID".into());
         }
     }
-    let (child_output, mut pump) =
-        capture(spec.output).map_err(io("capture the program's output"))?;
+    let (child_output, mut pump) = match capture(spec.output) {
+        Ok(capture) => capture,
+        // No pseudo-terminal to be had (none left, or no /dev/ptmx): the program writes to
+        // hangwatch's own output as it is; it may buffer more, and the output-silence bound
+        // then has no output to watch.
+        Err(err) if spec.output == OutputMode::Pty => {
+            notes.push(hangwatch_protocol::report::Degraded::new(
+                "terminal",
+                format!(
+                    "cannot open a pseudo-terminal ({err}); the program writes to hangwatch's \
+                     own output directly"
+                ),
+            ));
+            capture(OutputMode::Inherit).map_err(io("capture the program's output"))?
+        }
+        Err(err) => return Err(io("capture the program's output")(err)),
+    };
     if let Some(output) = child_output {
         command.stdout = Some(output.stdout);
         command.stderr = Some(output.stderr);
@@ -305,6 +327,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
         notify: None,
         incident: None,
         leaks: None,
+        notes: Vec::new(),
     };
 
     let leaks = LeakWatch::start(own_pid, nix::unistd::geteuid().as_raw());
@@ -327,6 +350,10 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                 error: Some(err.to_string()),
             };
             finish_times(&mut report, started, started_wall);
+            report.notes = notes;
+            if let Some(guardian) = guardian.take() {
+                guardian.disarm();
+            }
             return Ok(RunOutcome { report });
         }
     };
@@ -595,8 +622,29 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
     }
     finish_times(&mut report, started, started_wall);
     let audit = leaks.finish(spec.leaks, report.leftovers.len());
+    // What the leak audit could not do (no inotify watch, an unreadable directory) is in its
+    // own record too; the notes gather every part that degraded in one place.
+    notes.extend(
+        audit
+            .errors
+            .iter()
+            .map(|error| hangwatch_protocol::report::Degraded::new("leak-audit", error.clone())),
+    );
     report.outcome.exit_code = hangwatch_leaks::exit_code(&audit, report.outcome.exit_code);
     report.leaks = Some(audit);
+    // A diagnosis that could not be written (or taken) keeps its verdict in the report; the
+    // stop did not wait for it beyond its limit.
+    if let Some(error) = report.incident.as_ref().and_then(|i| i.error.as_ref()) {
+        notes.push(hangwatch_protocol::report::Degraded::new(
+            "incident",
+            error.clone(),
+        ));
+    }
+    report.notes = notes;
+    // Everything the program started is gone: the guardian has nothing to do.
+    if let Some(guardian) = guardian.take() {
+        guardian.disarm();
+    }
     Ok(RunOutcome { report })
 }
 
@@ -650,25 +698,30 @@ impl Stopper<'_> {
     }
 }
 
-/// Creates the notify socket for a program of this hangwatch (`pid`).
-fn open_notify_socket(mode: NotifyMode, pid: i32) -> Result<Option<NotifySocket>, RunError> {
+/// Creates the notify socket for a program of this hangwatch (`pid`). A path that cannot be had
+/// falls back to an abstract socket, with a note.
+fn open_notify_socket(
+    mode: NotifyMode,
+    pid: i32,
+    notes: &mut Vec<hangwatch_protocol::report::Degraded>,
+) -> Result<Option<NotifySocket>, RunError> {
+    let nonce = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
     match mode {
         NotifyMode::Off => Ok(None),
-        NotifyMode::Abstract => {
-            let nonce = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.subsec_nanos())
-                .unwrap_or_default();
-            Ok(Some(NotifySocket::bind_abstract(&format!(
-                "hangwatch/run/{pid}/{nonce:x}"
-            ))?))
-        }
+        NotifyMode::Abstract => Ok(Some(NotifySocket::bind_abstract(&format!(
+            "hangwatch/run/{pid}/{nonce:x}"
+        ))?)),
         NotifyMode::Path => {
-            let dir = crate::liveness::socket_dir::private()
-                .map_err(io("create a private runtime directory"))?;
-            Ok(Some(NotifySocket::bind(
-                &dir.join(format!("run-{pid}.notify")),
-            )?))
+            let (socket, note) = NotifySocket::bind_in_runtime_dir_or_abstract(
+                &format!("run-{pid}.notify"),
+                &format!("run/{pid}/{nonce:x}"),
+                false,
+            )?;
+            notes.extend(note);
+            Ok(Some(socket))
         }
     }
 }

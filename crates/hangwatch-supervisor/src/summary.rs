@@ -320,6 +320,7 @@ mod tests {
                 objects,
                 ..LeakReport::default()
             }),
+            notes: vec![],
         }
     }
 

@@ -444,3 +444,377 @@ pub(crate) fn procmap_query(
             .min(name.len()),
     }))
 }
+
+/// The longest token entry (`NAME=value`) a guardian looks for; it lives on the guardian's
+/// stack, which may not allocate.
+pub(crate) const GUARDIAN_NEEDLE_MAX: usize = 256;
+
+/// What a guardian needs, all prepared before `fork`: after it, nothing may allocate.
+pub(crate) struct GuardianSetup {
+    /// A pidfd of the process to watch (hangwatch), readable once it has exited.
+    pub watched: OwnedFd,
+    /// The guardian's end of a `SOCK_SEQPACKET` pair: one byte `D` means "ending normally",
+    /// end of file means the other end was closed (hangwatch may still be alive).
+    pub channel: OwnedFd,
+    /// `/dev/null`, opened for reading and writing, for the guardian's standard descriptors.
+    pub null: OwnedFd,
+    /// The environment entry that marks every process to kill.
+    pub needle: [u8; GUARDIAN_NEEDLE_MAX],
+    /// How much of `needle` is used.
+    pub needle_len: usize,
+    /// hangwatch's own process group, never killed as a whole.
+    pub spared_group: i32,
+}
+
+/// The byte hangwatch sends its guardian on a normal exit.
+pub(crate) const GUARDIAN_DISARM: u8 = b'D';
+
+/// Forks the guardian (through an intermediate child that exits at once, so the guardian is
+/// not this process's child) and returns the intermediate's PID, already reaped.
+pub(crate) fn spawn_guardian(setup: GuardianSetup) -> io::Result<i32> {
+    // SAFETY: the child runs only async-signal-safe system calls (setsid, fork, _exit and the
+    // guardian's own, see `guardian_main`) and allocates nothing; the parent is unaffected.
+    let intermediate = unsafe { libc::fork() };
+    if intermediate < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if intermediate == 0 {
+        // SAFETY: setsid takes no argument; in a fresh child it cannot fail (the child is not a
+        // group leader), and if it did the guardian would merely share hangwatch's group.
+        unsafe { libc::setsid() };
+        // SAFETY: as above: the grandchild only runs `guardian_main`, which never returns.
+        let guardian = unsafe { libc::fork() };
+        if guardian == 0 {
+            guardian_main(&setup);
+        }
+        // SAFETY: _exit never returns and is async-signal-safe.
+        unsafe { libc::_exit(i32::from(guardian < 0)) };
+    }
+    drop(setup);
+    let mut status = 0;
+    loop {
+        // SAFETY: `status` is a live int the kernel writes; the PID is our own fresh child.
+        let rc = unsafe { libc::waitpid(intermediate, &mut status, libc::__WALL) };
+        if rc == intermediate {
+            break;
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+    if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
+        Ok(intermediate)
+    } else {
+        Err(io::Error::other("the guardian could not be forked"))
+    }
+}
+
+/// Sends the disarm byte. `MSG_NOSIGNAL`: a guardian that is gone must not raise `SIGPIPE`.
+pub(crate) fn guardian_disarm(channel: BorrowedFd<'_>) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let byte = [GUARDIAN_DISARM];
+    // SAFETY: one byte from a live stack array to a live socket.
+    let rc = unsafe {
+        libc::send(
+            channel.as_raw_fd(),
+            byte.as_ptr().cast(),
+            1,
+            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+        )
+    };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// The guardian: waits for hangwatch to exit, and unless it was told the exit is normal,
+/// kills every process that carries the token, with its process group. Never returns.
+///
+/// Runs in a forked child of a possibly multi-threaded process: only raw system calls, no
+/// allocation, no lock, no panic path (every index is checked).
+fn guardian_main(setup: &GuardianSetup) -> ! {
+    use std::os::fd::AsRawFd;
+    const WATCHED: i32 = 3;
+    const CHANNEL: i32 = 4;
+    // SAFETY: every call below takes integers or pointers to live stack values; the
+    // descriptors were inherited from the parent and are owned by this process alone now.
+    unsafe {
+        libc::prctl(libc::PR_SET_NAME, c"hw-guardian".as_ptr(), 0, 0, 0);
+        // Signals: a stray INT, TERM, HUP or QUIT (a terminal closing, a group signal) must not
+        // end the guardian before it has done its job; KILL still does. The others go back to
+        // their defaults: the handlers inherited from the runtime would write into descriptors
+        // that are closed below.
+        for sig in 1..libc::SIGRTMIN() {
+            if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+                continue;
+            }
+            let ignored = matches!(
+                sig,
+                libc::SIGINT
+                    | libc::SIGTERM
+                    | libc::SIGHUP
+                    | libc::SIGQUIT
+                    | libc::SIGPIPE
+                    | libc::SIGTSTP
+                    | libc::SIGTTIN
+                    | libc::SIGTTOU
+                    | libc::SIGUSR1
+                    | libc::SIGUSR2
+            );
+            libc::signal(
+                sig,
+                if ignored {
+                    libc::SIG_IGN
+                } else {
+                    libc::SIG_DFL
+                },
+            );
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+        // Standard descriptors on /dev/null (hangwatch's stdout may be a pipe someone reads to
+        // its end), the two it needs at fixed numbers, everything else closed: a copy of the
+        // state directory's lock or of a program's pipe must not live on in the guardian.
+        let null = setup.null.as_raw_fd();
+        for fd in 0..3 {
+            libc::dup2(null, fd);
+        }
+        let watched = libc::fcntl(setup.watched.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10);
+        let channel = libc::fcntl(setup.channel.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10);
+        if watched < 0 || channel < 0 {
+            libc::_exit(1);
+        }
+        libc::dup2(watched, WATCHED);
+        libc::dup2(channel, CHANNEL);
+        libc::syscall(libc::SYS_close_range, CHANNEL + 1, u32::MAX, 0);
+    }
+    let mut fds = [
+        libc::pollfd {
+            fd: WATCHED,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: CHANNEL,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    loop {
+        // SAFETY: `fds` is a live array of two pollfds.
+        let rc = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if rc < 0 {
+            if io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            // SAFETY: _exit never returns.
+            unsafe { libc::_exit(1) };
+        }
+        // The channel first: a disarm sent just before the exit is read before the exit is seen.
+        if fds[1].revents != 0 {
+            let mut byte = [0u8; 16];
+            // SAFETY: reads into a live stack buffer of the length given.
+            let n = unsafe {
+                libc::recv(
+                    CHANNEL,
+                    byte.as_mut_ptr().cast(),
+                    byte.len(),
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n > 0 && byte[..n as usize].contains(&GUARDIAN_DISARM) {
+                // SAFETY: _exit never returns.
+                unsafe { libc::_exit(0) };
+            }
+            if n == 0 || (n < 0 && fds[1].revents & (libc::POLLHUP | libc::POLLERR) != 0) {
+                // Closed without a word: only the exit of hangwatch itself decides now.
+                fds[1].fd = -1;
+            }
+        }
+        if fds[0].revents != 0 {
+            break;
+        }
+    }
+    let needle = setup
+        .needle
+        .get(..setup.needle_len)
+        .unwrap_or(&setup.needle[..0]);
+    sweep(needle, setup.spared_group);
+    // SAFETY: _exit never returns.
+    unsafe { libc::_exit(0) }
+}
+
+/// How many passes over `/proc` a sweep makes at most: each pass kills what it finds, and a
+/// process that forked between the read and the kill leaves a child for the next pass.
+const SWEEP_PASSES: usize = 32;
+
+/// Kills every process whose starting environment holds `needle`, and the process group of
+/// each (but never `spared_group` or the guardian's own), until a pass finds none.
+fn sweep(needle: &[u8], spared_group: i32) {
+    // SAFETY: getpid and getpgrp have no preconditions.
+    let (own_pid, own_group) = unsafe { (libc::getpid(), libc::getpgrp()) };
+    for _ in 0..SWEEP_PASSES {
+        let mut found = 0usize;
+        for_each_pid(|pid| {
+            if pid == own_pid || pid <= 1 {
+                return;
+            }
+            // A pidfd first: the kill then reaches the process whose environment was read, or
+            // nothing, never a process that took its PID in between.
+            // SAFETY: pidfd_open takes integers and returns a new fd or -1.
+            let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) } as i32;
+            if fd < 0 {
+                return;
+            }
+            if environ_holds(pid, needle) {
+                // SAFETY: getpgid takes an integer; pidfd_send_signal with a null siginfo is
+                // allowed; `fd` is the pidfd opened above.
+                unsafe {
+                    let group = libc::getpgid(pid);
+                    let sent = libc::syscall(
+                        libc::SYS_pidfd_send_signal,
+                        fd,
+                        libc::SIGKILL,
+                        std::ptr::null::<libc::siginfo_t>(),
+                        0,
+                    );
+                    if sent == 0 {
+                        found += 1;
+                        // The group of a process that still lives is that process's: its
+                        // members that cleared the token go too.
+                        if group > 1 && group != spared_group && group != own_group {
+                            libc::kill(-group, libc::SIGKILL);
+                        }
+                    }
+                }
+            }
+            // SAFETY: closes the fd opened above, once.
+            unsafe { libc::close(fd) };
+        });
+        if found == 0 {
+            return;
+        }
+    }
+}
+
+/// Calls `visit` with every PID in `/proc`, read with `getdents64` into a stack buffer.
+fn for_each_pid(mut visit: impl FnMut(i32)) {
+    // SAFETY: a NUL-terminated literal path; the fd is closed below.
+    let dir = unsafe {
+        libc::open(
+            c"/proc".as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if dir < 0 {
+        return;
+    }
+    let mut buf = [0u8; 8192];
+    loop {
+        // SAFETY: the kernel writes at most `buf.len()` bytes of dirent64 records into `buf`.
+        let n = unsafe { libc::syscall(libc::SYS_getdents64, dir, buf.as_mut_ptr(), buf.len()) };
+        if n <= 0 {
+            break;
+        }
+        let mut at = 0usize;
+        let end = n as usize;
+        // struct linux_dirent64 { u64 d_ino; i64 d_off; u16 d_reclen; u8 d_type; char d_name[]; }
+        while at + 19 < end {
+            let reclen = match buf.get(at + 16..at + 18) {
+                Some(&[lo, hi]) => usize::from(u16::from_ne_bytes([lo, hi])),
+                _ => break,
+            };
+            if reclen == 0 {
+                break;
+            }
+            let name = buf.get(at + 19..(at + reclen).min(end)).unwrap_or(&[]);
+            let mut pid: i32 = 0;
+            let mut digits = 0;
+            for &byte in name {
+                if byte == 0 {
+                    break;
+                }
+                if !byte.is_ascii_digit() || digits >= 9 {
+                    digits = 0;
+                    break;
+                }
+                pid = pid * 10 + i32::from(byte - b'0');
+                digits += 1;
+            }
+            if digits > 0 {
+                visit(pid);
+            }
+            at += reclen;
+        }
+    }
+    // SAFETY: closes the fd opened above, once.
+    unsafe { libc::close(dir) };
+}
+
+/// Whether `/proc/PID/environ` has an entry equal to `needle`, read in stack-sized pieces.
+fn environ_holds(pid: i32, needle: &[u8]) -> bool {
+    if needle.is_empty() {
+        return false;
+    }
+    let mut path = [0u8; 32];
+    let mut len = 0;
+    for &byte in b"/proc/" {
+        path[len] = byte;
+        len += 1;
+    }
+    let mut digits = [0u8; 10];
+    let mut n = 0;
+    let mut rest = pid.unsigned_abs();
+    loop {
+        digits[n] = b'0' + (rest % 10) as u8;
+        n += 1;
+        rest /= 10;
+        if rest == 0 || n == digits.len() {
+            break;
+        }
+    }
+    for i in (0..n).rev() {
+        path[len] = digits[i];
+        len += 1;
+    }
+    for &byte in b"/environ\0" {
+        path[len] = byte;
+        len += 1;
+    }
+    // SAFETY: `path` is NUL-terminated (written just above, 6 + 10 + 9 bytes < 32).
+    let fd = unsafe { libc::open(path.as_ptr().cast(), libc::O_RDONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return false;
+    }
+    let mut buf = [0u8; 4096];
+    // Bytes of the current entry that matched so far; `usize::MAX` once it differs.
+    let mut matched = 0usize;
+    let mut found = false;
+    'read: loop {
+        // SAFETY: reads at most `buf.len()` bytes into the live stack buffer.
+        let got = unsafe { libc::read(fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if got <= 0 {
+            break;
+        }
+        for &byte in buf.get(..got as usize).unwrap_or(&[]) {
+            if byte == 0 {
+                if matched == needle.len() {
+                    found = true;
+                    break 'read;
+                }
+                matched = 0;
+            } else if matched != usize::MAX && needle.get(matched) == Some(&byte) {
+                matched += 1;
+            } else {
+                matched = usize::MAX;
+            }
+        }
+    }
+    // SAFETY: closes the fd opened above, once.
+    unsafe { libc::close(fd) };
+    found
+}

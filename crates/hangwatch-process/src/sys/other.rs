@@ -108,3 +108,22 @@ pub(crate) fn procmap_query(
 ) -> io::Result<Option<QueriedMapping>> {
     Err(unsupported())
 }
+
+pub(crate) const GUARDIAN_NEEDLE_MAX: usize = 256;
+
+pub(crate) struct GuardianSetup {
+    pub watched: OwnedFd,
+    pub channel: OwnedFd,
+    pub null: OwnedFd,
+    pub needle: [u8; GUARDIAN_NEEDLE_MAX],
+    pub needle_len: usize,
+    pub spared_group: i32,
+}
+
+pub(crate) fn spawn_guardian(_setup: GuardianSetup) -> io::Result<i32> {
+    Err(unsupported())
+}
+
+pub(crate) fn guardian_disarm(_channel: BorrowedFd<'_>) -> io::Result<()> {
+    Err(unsupported())
+}

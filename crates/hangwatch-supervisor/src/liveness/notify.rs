@@ -35,6 +35,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use hangwatch_protocol::report::Degraded;
 use nix::sys::socket::{
     self, AddressFamily, ControlMessageOwned, MsgFlags, SockFlag, SockType, UnixAddr, sockopt,
 };
@@ -194,7 +195,16 @@ impl NotifySocket {
             source,
         })?;
         let socket = NotifySocket::bind(&dir.join(name))?;
-        if all_users && let Address::Path { path, .. } = &socket.address {
+        if all_users {
+            return socket.open_to_all_users();
+        }
+        Ok(socket)
+    }
+
+    /// Lets every user send to this socket (mode 0666 on its file; an abstract socket is open
+    /// to all already).
+    fn open_to_all_users(self) -> Result<NotifySocket, NotifyError> {
+        if let Address::Path { path, .. } = &self.address {
             use std::os::unix::fs::PermissionsExt;
             fs::set_permissions(path, fs::Permissions::from_mode(0o666)).map_err(|source| {
                 NotifyError::Io {
@@ -204,7 +214,66 @@ impl NotifySocket {
                 }
             })?;
         }
-        Ok(socket)
+        Ok(self)
+    }
+
+    /// [`NotifySocket::bind_in_runtime_dir`], or, when that fails (the directory cannot be made,
+    /// or the path is longer than a socket address holds under a deep `XDG_RUNTIME_DIR` or
+    /// `TMPDIR`), the same name in `/tmp/hangwatch-UID` ([`super::socket_dir::short_private`]),
+    /// and when that fails too an abstract socket `@hangwatch/{fallback}`; each fallback with a
+    /// note saying so. The socket is an optional part: it must never be the reason a program
+    /// does not run.
+    ///
+    /// The short directory comes first because not every client speaks the abstract form (the
+    /// `sd-notify` crate does not). An abstract socket has no file permissions, so any process
+    /// of the network namespace may send to it; that changes nothing here, since a datagram
+    /// counts only when its sender (by `SCM_CREDENTIALS`) is in the tree of a program.
+    pub fn bind_in_runtime_dir_or_abstract(
+        name: &str,
+        fallback: &str,
+        all_users: bool,
+    ) -> Result<(NotifySocket, Option<Degraded>), NotifyError> {
+        let first = match NotifySocket::bind_in_runtime_dir(name, all_users) {
+            Ok(socket) => return Ok((socket, None)),
+            Err(err) => with_source(&err),
+        };
+        let short = if all_users {
+            super::socket_dir::short_shared()
+        } else {
+            super::socket_dir::short_private()
+        };
+        let second = match short {
+            Ok(dir) => match NotifySocket::bind(&dir.join(name)) {
+                Ok(socket) => {
+                    let socket = if all_users {
+                        socket.open_to_all_users()?
+                    } else {
+                        socket
+                    };
+                    let note = Degraded::new(
+                        "notify-socket",
+                        format!(
+                            "cannot {first}; NOTIFY_SOCKET is {} instead",
+                            socket.env_value().to_string_lossy()
+                        ),
+                    );
+                    tracing::warn!(%note, "notify socket degraded");
+                    return Ok((socket, Some(note)));
+                }
+                Err(err) => with_source(&err),
+            },
+            Err(err) => format!("create /tmp/hangwatch-UID: {err}"),
+        };
+        let socket = NotifySocket::bind_abstract(&format!("hangwatch/{fallback}"))?;
+        let note = Degraded::new(
+            "notify-socket",
+            format!(
+                "cannot {first}, nor {second}; NOTIFY_SOCKET is the abstract socket {} instead",
+                socket.env_value().to_string_lossy()
+            ),
+        );
+        tracing::warn!(%note, "notify socket degraded");
+        Ok((socket, Some(note)))
     }
 
     /// The value to put in the program's `NOTIFY_SOCKET`: the absolute path, or `@name`.
@@ -489,6 +558,14 @@ pub enum NotifyError {
         /// The path, or `@name` for an abstract socket.
         path: PathBuf,
     },
+}
+
+/// `err` with its cause, for a note.
+fn with_source(err: &NotifyError) -> String {
+    match std::error::Error::source(err) {
+        Some(source) => format!("{err}: {source}"),
+        None => err.to_string(),
+    }
 }
 
 fn at(path: Option<&Path>) -> String {

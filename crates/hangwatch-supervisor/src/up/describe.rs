@@ -15,6 +15,7 @@ pub fn describe(record: &EventRecord) -> Option<String> {
         } => {
             format!("supervising {services} services of {config}")
         }
+        Event::Degraded { part, note } => format!("{name}: {part} degraded: {note}"),
         Event::Orphans { killed } => format!(
             "killed {} processes left by an earlier hangwatch of this state directory",
             killed.len()

@@ -46,9 +46,10 @@
 //! in its environment. hangwatch is a subreaper, so a descendant that escaped with `setsid` and a
 //! double fork is adopted by hangwatch: it has left the group but kept the environment, and a
 //! stop ([`Scope::Service`]) finds it by that entry. Every service's program also dies with
-//! hangwatch (`PR_SET_PDEATHSIG`, set from this thread, which lives as long as hangwatch), and
-//! a later `hangwatch up` on the same state directory kills any survivor of this instance (see
-//! [`crate::state::instance`]).
+//! hangwatch (`PR_SET_PDEATHSIG`, set from this thread, which lives as long as hangwatch); if
+//! hangwatch is killed, its guardian ([`crate::guard`]) kills every process that carries this
+//! instance's `HANGWATCH_INSTANCE` token, and a later `hangwatch up` on the same state directory
+//! kills any survivor still (see [`crate::state::instance`]), the last line of defence.
 
 mod control;
 mod deadlines;
@@ -243,6 +244,13 @@ struct Supervisor {
     config: Config,
     view: View,
     own_pid: i32,
+    /// Kills this instance's processes if hangwatch is killed (see [`crate::guard`]); disarmed
+    /// at the end of a shutdown.
+    guardian: Option<hangwatch_process::Guardian>,
+    /// The last append to the event log failed (a full disk): said once, until one works.
+    events_failing: std::cell::Cell<bool>,
+    /// Optional parts that degraded before the event log could say so; emitted after `up`.
+    notes: Vec<hangwatch_protocol::report::Degraded>,
     token: String,
     state: StateDir,
     events: EventLog,
@@ -333,7 +341,11 @@ impl Supervisor {
         // still counts only for the service its sender belongs to (see `bind_in_runtime_dir`).
         let all_users =
             nix::unistd::geteuid().is_root() && config.services.iter().any(|s| s.user.is_some());
-        let notify = NotifySocket::bind_in_runtime_dir(&format!("up-{own_pid}.notify"), all_users)?;
+        let (notify, notify_note) = NotifySocket::bind_in_runtime_dir_or_abstract(
+            &format!("up-{own_pid}.notify"),
+            &format!("up/{own_pid}/{}", &token[..token.len().min(8)]),
+            all_users,
+        )?;
         let (tx, rx) = mpsc::channel(256);
         let alerts = (!config.alerts.is_empty()).then(|| {
             std::cell::RefCell::new(crate::alert::Alerts::new(
@@ -360,6 +372,9 @@ impl Supervisor {
         };
         Ok(Supervisor {
             own_pid,
+            guardian: None,
+            events_failing: std::cell::Cell::new(false),
+            notes: notify_note.into_iter().collect(),
             token,
             events,
             console,
@@ -407,6 +422,12 @@ impl Supervisor {
         let mut sigint = signal(SignalKind::interrupt()).map_err(io_err("handle SIGINT"))?;
         let mut sigterm = signal(SignalKind::terminate()).map_err(io_err("handle SIGTERM"))?;
         let mut sighup = signal(SignalKind::hangup()).map_err(io_err("handle SIGHUP"))?;
+        // Before becoming a subreaper, so that the guardian is not re-parented to hangwatch.
+        self.guardian = crate::guard::arm(
+            crate::state::instance::INSTANCE_ENV,
+            &self.token,
+            &mut self.notes,
+        );
         become_subreaper().map_err(io_err("become a child subreaper"))?;
 
         self.emit(
@@ -418,6 +439,15 @@ impl Supervisor {
                 services: self.services.len(),
             },
         );
+        for note in std::mem::take(&mut self.notes) {
+            self.emit(
+                None,
+                Event::Degraded {
+                    part: note.part,
+                    note: note.note,
+                },
+            );
+        }
         self.kill_previous_instance().await;
         // On disk before any process carries the token.
         self.instance_file = Some(
@@ -491,7 +521,15 @@ impl Supervisor {
             self.refresh_stops(now)?;
             self.on_deadlines(now)?;
         }
-        self.finish().await
+        let outcome = self.finish().await;
+        // After a complete shutdown nothing of this instance is left: the guardian may go.
+        // After an error it stays armed, and acts when hangwatch exits.
+        if outcome.is_ok()
+            && let Some(guardian) = self.guardian.take()
+        {
+            guardian.disarm();
+        }
+        outcome
     }
 
     /// Performs the effects of a transition of service `i`, in order.

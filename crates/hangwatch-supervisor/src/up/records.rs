@@ -29,24 +29,51 @@ impl Supervisor {
 
     pub(super) fn emit(&self, service: Option<usize>, event: Event) {
         let name = service.map(|i| self.services[i].cfg.name.as_str());
-        let record = record(name, event);
+        let line = record(name, event);
         if let Some(telemetry) = &self.telemetry {
-            telemetry.observe(&record);
+            telemetry.observe(&line);
         }
         if let Some(alerts) = &self.alerts {
-            alerts.borrow_mut().offer(&record);
+            alerts.borrow_mut().offer(&line);
         }
-        if let Err(err) = self.events.append(&record) {
-            tracing::warn!(%err, "cannot append to the event log");
+        match self.events.append(&line) {
+            Ok(()) => {
+                if self.events_failing.replace(false) {
+                    tracing::info!("the event log takes events again");
+                }
+            }
+            // Said once, on the console (the log itself cannot take it), until a write works
+            // again: a full disk must neither stop the services nor flood the console.
+            Err(err) if !self.events_failing.replace(true) => {
+                tracing::warn!(%err, "cannot append to the event log");
+                let note = record(
+                    None,
+                    Event::Degraded {
+                        part: "event-log".into(),
+                        note: format!(
+                            "cannot append to {}: {err}; events go to the console only, until it \
+                             takes them again",
+                            self.state.events_path().display()
+                        ),
+                    },
+                );
+                self.show(&note);
+            }
+            Err(_) => {}
         }
+        self.show(&line);
+    }
+
+    /// Shows `record` on the console, as the view asks.
+    fn show(&self, record: &hangwatch_protocol::event::EventRecord) {
         match self.view {
             View::Json { .. } => {
-                if let (Some(console), Ok(line)) = (&self.console, serde_json::to_string(&record)) {
+                if let (Some(console), Ok(line)) = (&self.console, serde_json::to_string(record)) {
                     console.raw(&line);
                 }
             }
             View::Lines { .. } => {
-                if let (Some(console), Some(text)) = (&self.console, describe(&record)) {
+                if let (Some(console), Some(text)) = (&self.console, describe(record)) {
                     console.event(&text);
                 }
             }

@@ -173,8 +173,20 @@ impl Hangwatch {
         I: IntoIterator<Item = S>,
         S: AsRef<std::ffi::OsStr>,
     {
+        Hangwatch::start_with_env(args, std::iter::empty::<(&str, &str)>())
+    }
+
+    /// [`Hangwatch::start`] with variables added to (or replacing in) its environment.
+    pub fn start_with_env<I, S, E, K, V>(args: I, env: E) -> Hangwatch
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<std::ffi::OsStr>,
+        E: IntoIterator<Item = (K, V)>,
+        K: AsRef<std::ffi::OsStr>,
+        V: AsRef<std::ffi::OsStr>,
+    {
         let mut command = Command::new(hangwatch());
-        command.args(args);
+        command.args(args).envs(env);
         Hangwatch::spawn(command)
     }
 
@@ -285,6 +297,13 @@ impl Hangwatch {
                 }
             }
         }
+    }
+
+    /// The `XDG_STATE_HOME=…` entry in hangwatch's environment: unique to this run, and
+    /// inherited by everything hangwatch forks or starts (its guardian, its programs and their
+    /// descendants), so [`tagged_alive`] with it finds all of them.
+    pub fn env_tag(&self) -> String {
+        format!("XDG_STATE_HOME={}", self._state.path.display())
     }
 
     /// hangwatch's own identity.
@@ -398,12 +417,24 @@ impl Up {
 
     /// Starts another `hangwatch up` on the config already in `dir`.
     pub fn resume(dir: &Scratch) -> Up {
-        let hw = Hangwatch::start([
-            "up".as_ref(),
-            "--json".as_ref(),
-            "-f".as_ref(),
-            dir.file("hangwatch.toml").as_os_str(),
-        ]);
+        Up::resume_with_env(dir, std::iter::empty::<(&str, &str)>())
+    }
+
+    /// [`Up::resume`] with variables added to hangwatch's environment.
+    pub fn resume_with_env<K, V>(dir: &Scratch, env: impl IntoIterator<Item = (K, V)>) -> Up
+    where
+        K: AsRef<std::ffi::OsStr>,
+        V: AsRef<std::ffi::OsStr>,
+    {
+        let hw = Hangwatch::start_with_env(
+            [
+                "up".as_ref(),
+                "--json".as_ref(),
+                "-f".as_ref(),
+                dir.file("hangwatch.toml").as_os_str(),
+            ],
+            env,
+        );
         let mut guard = Guard::default();
         guard.track([hw.id()]);
         Up {
@@ -472,5 +503,46 @@ impl Up {
                 .unwrap_or_else(|| 128 + finished.status.signal().unwrap_or(0))
         };
         (code, events, guard)
+    }
+}
+
+/// Every live (not zombie) process whose starting environment holds the entry `entry`
+/// (`NAME=value`), with its command name.
+pub fn tagged_alive(entry: &str) -> Vec<(i32, String)> {
+    let mut found = Vec::new();
+    for dirent in std::fs::read_dir("/proc").expect("list /proc").flatten() {
+        let Some(pid) = dirent
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() as i32 {
+            continue;
+        }
+        if hangwatch_process::environ::environ_contains(pid, entry.as_bytes()).unwrap_or(false)
+            && hangwatch_process::stat::read_stat(pid)
+                .ok()
+                .flatten()
+                .is_some_and(|stat| !stat.is_zombie())
+        {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            found.push((pid, comm.trim().to_owned()));
+        }
+    }
+    found
+}
+
+/// Waits (at most `within`) until no live process carries `entry`; returns what is still
+/// alive at the deadline (empty on success).
+pub fn wait_untagged(entry: &str, within: Duration) -> Vec<(i32, String)> {
+    let deadline = Instant::now() + within;
+    loop {
+        let alive = tagged_alive(entry);
+        if alive.is_empty() || Instant::now() >= deadline {
+            return alive;
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
 }

@@ -361,10 +361,28 @@ command = ["{fx}", "double-fork", "{pids}", "300", "--stay", "300"]
     {
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The guardian would kill the escapee within a second of hangwatch's death (see
+    // `guardian.rs`); killed first, as an OOM killer or an operator might, it leaves the next
+    // hangwatch as the last line of defence, which is what this test is about.
+    let guardians: Vec<i32> = crate::harness::tagged_alive(&up.hw.env_tag())
+        .into_iter()
+        .filter(|(_, comm)| comm == "hw-guardian")
+        .map(|(pid, _)| pid)
+        .collect();
+    assert_eq!(guardians.len(), 1, "one guardian per hangwatch");
+    let guardian = ProcessId::of(guardians[0])
+        .expect("proc")
+        .expect("guardian alive");
+    hangwatch_process::pidfd::PidFd::open(guardian)
+        .expect("pidfd")
+        .expect("guardian alive")
+        .send(Signal::KILL)
+        .expect("kill the guardian");
     let (_, _, first_guard) = up.stop(Signal::KILL);
 
     // The programs die with hangwatch; the escaped grandchild does not (no death signal
-    // reaches it), until the next hangwatch of this state directory finds it.
+    // reaches it, and its guardian is gone), until the next hangwatch of this state directory
+    // finds it.
     let deadline = std::time::Instant::now() + WAIT;
     while crate::harness::exists(&plain_id) && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));

@@ -1,0 +1,290 @@
+//! Issue 15: optional parts never refuse a run. Each test makes one part fail for real and
+//! checks that the program still runs under its bounds, with a note saying what degraded.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use hangwatch_process::Signal;
+use hangwatch_protocol::event::Event;
+use hangwatch_protocol::exit_code;
+
+use crate::harness::{Hangwatch, Scratch, Up, fixture, read_report};
+
+/// A real directory whose path is `len` bytes long or more: far past the 107 bytes a socket
+/// address holds.
+fn deep_dir(scratch: &Scratch, len: usize) -> PathBuf {
+    let mut dir = scratch.path.clone();
+    while dir.as_os_str().len() < len {
+        dir.push("a-directory-level-of-a-deep-runtime-dir");
+    }
+    std::fs::create_dir_all(&dir).expect("create the deep directory");
+    dir
+}
+
+#[test]
+fn issue_15_run_with_a_deep_runtime_dir_falls_back_to_a_short_notify_socket_and_says_so() {
+    let scratch = Scratch::new("deep-run");
+    let runtime = deep_dir(&scratch, 200);
+    let report = scratch.file("report.json");
+    let fx = fixture();
+    // READY=1 and two WATCHDOG=1 50 ms apart, then silence: the watchdog (300 ms) must see the
+    // beats and then the stall, through whatever socket hangwatch fell back to.
+    let hw = Hangwatch::start_with_env(
+        [
+            "run".as_ref(),
+            "--stall".as_ref(),
+            "300ms".as_ref(),
+            "--no-diagnose".as_ref(),
+            "--report".as_ref(),
+            report.as_os_str(),
+            "--".as_ref(),
+            fx.as_os_str(),
+            "notify".as_ref(),
+            "2".as_ref(),
+            "0.05".as_ref(),
+        ],
+        [("XDG_RUNTIME_DIR", &runtime)],
+    );
+    let finished = hw.finish();
+    assert_eq!(finished.code(), exit_code::STALLED, "{}", finished.stderr);
+    let report = read_report(&report);
+    let note = report
+        .notes
+        .iter()
+        .find(|n| n.part == "notify-socket")
+        .unwrap_or_else(|| panic!("no notify-socket note: {:?}", report.notes));
+    let uid = nix::unistd::getuid().as_raw();
+    let short = format!("/tmp/hangwatch-{uid}/");
+    assert!(note.note.contains(&short), "{note}");
+    let notify = report
+        .notify
+        .expect("the program's datagrams were received");
+    assert!(notify.socket.starts_with(&short), "{}", notify.socket);
+    assert!(notify.datagrams >= 3, "READY and two beats: {notify:?}");
+}
+
+#[test]
+fn issue_15_up_with_a_deep_runtime_dir_falls_back_to_a_short_notify_socket_and_logs_it() {
+    let dir = Scratch::new("deep-up");
+    let runtime = deep_dir(&dir, 200);
+    let fx = fixture();
+    std::fs::write(
+        dir.file("hangwatch.toml"),
+        format!(
+            r#"state_dir = "state"
+
+[service.beating]
+command = ["{fx}", "notify", "1000", "0.05"]
+ready = "notify"
+watchdog = "2s"
+"#,
+            fx = fx.display()
+        ),
+    )
+    .expect("write config");
+    let mut up = Up::resume_with_env(&dir, [("XDG_RUNTIME_DIR", &runtime)]);
+    let degraded = up.wait(Duration::from_secs(10), |e| {
+        matches!(e.event, Event::Degraded { .. })
+    });
+    let Event::Degraded { part, note } = &degraded.event else {
+        unreachable!()
+    };
+    assert_eq!(part, "notify-socket");
+    assert!(note.contains("instead"), "{note}");
+    let ready = up.wait(Duration::from_secs(10), |e| {
+        e.service.as_deref() == Some("beating") && matches!(e.event, Event::Ready { .. })
+    });
+    assert!(
+        matches!(&ready.event, Event::Ready { by, .. } if by == "notify"),
+        "{ready:?}"
+    );
+    let (code, _, guard) = up.stop(Signal::TERMINATE);
+    assert_eq!(code, 0);
+    guard.assert_none_alive();
+}
+
+#[test]
+fn issue_15_an_unwritable_incident_directory_still_stops_the_stalled_program() {
+    let scratch = Scratch::new("no-incident-dir");
+    // A regular file where the state directory should be: the incident directory under it
+    // cannot be created, for root too (a read-only mode would not stop root).
+    let state = scratch.file("not-a-directory");
+    std::fs::write(&state, "").expect("write the file");
+    let report = scratch.file("report.json");
+    let fx = fixture();
+    let hw = Hangwatch::start_with_env(
+        [
+            "run".as_ref(),
+            "--stall".as_ref(),
+            "300ms".as_ref(),
+            "--report".as_ref(),
+            report.as_os_str(),
+            "--".as_ref(),
+            fx.as_os_str(),
+            "notify".as_ref(),
+            "1".as_ref(),
+            "0.05".as_ref(),
+        ],
+        [("XDG_STATE_HOME", &state)],
+    );
+    let finished = hw.finish();
+    assert_eq!(finished.code(), exit_code::STALLED, "{}", finished.stderr);
+    let report = read_report(&report);
+    let incident = report.incident.expect("an incident record");
+    assert!(incident.text_path.is_none(), "{incident:?}");
+    assert!(
+        !incident.verdict.is_empty(),
+        "the verdict is kept: {incident:?}"
+    );
+    let note = report
+        .notes
+        .iter()
+        .find(|n| n.part == "incident")
+        .unwrap_or_else(|| panic!("no incident note: {:?}", report.notes));
+    assert!(note.note.contains("not-a-directory"), "{note}");
+}
+
+#[test]
+fn issue_15_a_full_event_log_disk_is_said_once_and_the_services_run_on() {
+    let dir = Scratch::new("full-events");
+    std::fs::create_dir_all(dir.file("state")).expect("state dir");
+    // Every write to /dev/full fails with ENOSPC, as on a full disk.
+    std::os::unix::fs::symlink("/dev/full", dir.file("state/events.jsonl")).expect("symlink");
+    let mut up = Up::start(
+        &dir,
+        r#"
+[service.plain]
+command = ["sleep", "300"]
+"#,
+    );
+    let degraded = up.wait(
+        Duration::from_secs(10),
+        |e| matches!(&e.event, Event::Degraded { part, .. } if part == "event-log"),
+    );
+    let Event::Degraded { note, .. } = &degraded.event else {
+        unreachable!()
+    };
+    assert!(note.contains("No space left"), "{note}");
+    up.wait(Duration::from_secs(10), |e| {
+        e.service.as_deref() == Some("plain") && matches!(e.event, Event::Started { .. })
+    });
+    let (code, events, guard) = up.stop(Signal::TERMINATE);
+    assert_eq!(code, 0);
+    guard.assert_none_alive();
+    let said = events
+        .iter()
+        .filter(|e| matches!(&e.event, Event::Degraded { part, .. } if part == "event-log"))
+        .count();
+    assert_eq!(said, 1, "said once: {events:?}");
+}
+
+/// Whether this test process may make a mount namespace (root, `unshare` installed).
+fn can_unshare_mounts() -> bool {
+    std::process::Command::new("unshare")
+        .args(["--mount", "true"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+#[test]
+fn issue_15_no_pseudo_terminal_to_be_had_still_runs_the_program() {
+    if !can_unshare_mounts() || which("script").is_none() {
+        eprintln!("skipped: needs root, `unshare` and `script` to take /dev/ptmx away");
+        return;
+    }
+    let scratch = Scratch::new("no-pty");
+    let report = scratch.file("report.json");
+    // `script` gives hangwatch a terminal (so it asks for a pseudo-terminal for the program);
+    // in a mount namespace of its own, /dev/ptmx is /dev/null, so opening one fails for real.
+    let inner = format!(
+        "mount --bind /dev/null /dev/ptmx && exec {hw} run --stall-on-silence 10s --report {report} \
+         -- sh -c 'echo program-ran'",
+        hw = crate::harness::hangwatch().display(),
+        report = report.display()
+    );
+    let outer = format!("timeout 20 unshare --mount sh -c \"{inner}\"");
+    let output = std::process::Command::new("script")
+        .args(["-qec", &outer, "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run script");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(stdout.contains("program-ran"), "{stdout}");
+    let report = read_report(&report);
+    assert_eq!(report.outcome.exit_code, 0);
+    let note = report
+        .notes
+        .iter()
+        .find(|n| n.part == "terminal")
+        .unwrap_or_else(|| panic!("no terminal note: {:?}", report.notes));
+    assert!(note.note.contains("pseudo-terminal"), "{note}");
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(program))
+            .find(|candidate| candidate.is_file())
+    })
+}
+
+#[test]
+fn issue_15_inotify_limits_reached_still_run_the_program_with_a_leak_audit_note() {
+    for limit in ["max_inotify_instances", "max_inotify_watches"] {
+        inotify_limit_reached(limit);
+    }
+}
+
+/// One run with the user namespace's `limit` set to 0.
+fn inotify_limit_reached(limit: &str) {
+    // A user namespace of its own may lower its inotify limit for itself alone: no global
+    // sysctl is touched, so nothing else on the machine is affected.
+    let probe = std::process::Command::new("unshare")
+        .args([
+            "--user",
+            "--map-root-user",
+            "sh",
+            "-c",
+            &format!("echo 0 > /proc/sys/user/{limit}"),
+        ])
+        .status();
+    if !probe.is_ok_and(|status| status.success()) {
+        eprintln!("skipped: needs `unshare --user` (unprivileged user namespaces)");
+        return;
+    }
+    let scratch = Scratch::new(limit);
+    let report = scratch.file("report.json");
+    let inner = format!(
+        "echo 0 > /proc/sys/user/{limit} && exec {hw} run --report {report} \
+         -- sh -c 'echo program-ran'",
+        hw = crate::harness::hangwatch().display(),
+        report = report.display()
+    );
+    let output = std::process::Command::new("timeout")
+        .args([
+            "20",
+            "unshare",
+            "--user",
+            "--map-root-user",
+            "sh",
+            "-c",
+            &inner,
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run unshare");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(stdout.contains("program-ran"), "{stdout}");
+    let report = read_report(&report);
+    assert_eq!(report.outcome.exit_code, 0);
+    let note = report
+        .notes
+        .iter()
+        .find(|n| n.part == "leak-audit")
+        .unwrap_or_else(|| panic!("{limit}: no leak-audit note: {:?}", report.notes));
+    assert!(note.note.contains("/dev/shm"), "{note}");
+}
