@@ -210,8 +210,11 @@ impl Hangwatch {
     fn spawn(mut command: Command) -> Hangwatch {
         use std::os::unix::process::CommandExt;
         let state = Scratch::new("state");
+        // A state directory of the test's own (from `start_with_env`) wins over the scratch one.
+        if !command.get_envs().any(|(key, _)| key == "XDG_STATE_HOME") {
+            command.env("XDG_STATE_HOME", &state.path);
+        }
         let mut child = command
-            .env("XDG_STATE_HOME", &state.path)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
