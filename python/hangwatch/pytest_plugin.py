@@ -92,6 +92,18 @@ _REPORTER_NAME = "hangwatch-reporter"
 _active = False
 
 
+def _hello():
+    """A first heartbeat as soon as pytest loads the plugin, before its configuration and the
+    test modules' imports, which can take seconds on a busy machine."""
+    notifier = Notifier.from_environment()
+    if notifier is not None:
+        notifier.send("pytest: starting")
+        notifier.close()
+
+
+_hello()
+
+
 def pytest_configure(config):
     global _active
     if _active:
