@@ -6,12 +6,14 @@
 mod harness;
 
 mod check;
+mod completions;
 mod control;
 mod diagnose;
 mod exit_codes;
 mod files;
 mod leaks;
 mod leftovers;
+mod pytest_plugin;
 mod signals;
 mod socket;
 mod stall;
