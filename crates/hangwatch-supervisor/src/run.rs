@@ -273,6 +273,12 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
         command
             .env
             .push(("NOTIFY_SOCKET".into(), socket.env_value()));
+        // Says whose socket NOTIFY_SOCKET is, so that a client such as the pytest plugin
+        // speaks only to hangwatch (`hangwatch up` says it with HANGWATCH_SERVICE), never to
+        // systemd, whose watchdog it must not pet.
+        command
+            .env
+            .push(("HANGWATCH_PID".into(), own_pid.to_string().into()));
         if let Some(watchdog) = spec.liveness.watchdog {
             command.env.push((
                 "WATCHDOG_USEC".into(),

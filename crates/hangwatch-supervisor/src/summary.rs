@@ -44,10 +44,17 @@ pub(crate) fn summarize(report: &RunReport) -> Option<String> {
 /// What the stop did: why it began, who ended on the stop signal, who needed `KILL`.
 fn stop_parts(report: &RunReport, stop: &StopRecord) -> Vec<String> {
     let head = match stop.cause {
-        StopCause::Timeout => format!(
-            "timed out after {}",
-            seconds(report.timeout_ms.unwrap_or_default())
-        ),
+        StopCause::Timeout => {
+            let mut text = format!(
+                "timed out after {}",
+                seconds(report.timeout_ms.unwrap_or_default())
+            );
+            // What the program last said it was doing (the test a suite was in), as for a stall.
+            if let Some(status) = report.notify.as_ref().and_then(|n| n.status.as_ref()) {
+                text.push_str(&format!(" (last STATUS: {status})"));
+            }
+            text
+        }
         StopCause::Request => "stopped on request".to_owned(),
         StopCause::Leftovers => format!(
             "the program exited ({}) but left {} behind",
@@ -366,6 +373,35 @@ mod tests {
             "hangwatch: the program exited (status 0); left 1 object behind, removed: \
              /dev/shm/psm_a (1 MiB, by 43 python3 job.py); 1 object may be its leak, left in \
              place: /dev/shm/x (1 MiB, by 43 python3 job.py) (exit 0)"
+        );
+    }
+
+    #[test]
+    fn a_timeout_names_what_the_program_last_said_it_was_doing() {
+        let mut report = exited_with(vec![]);
+        report.leaks = None;
+        report.timeout_ms = Some(2000);
+        report.outcome.reason = EndReason::TimedOut;
+        report.outcome.exit_code = 124;
+        report.stop = Some(StopRecord {
+            cause: StopCause::Timeout,
+            began_at_ms: 2000.0,
+            late_ms: Some(0.1),
+            signal: "TERM".into(),
+            grace_ms: 10_000,
+            escalated_to_kill: false,
+            took_ms: 5.0,
+        });
+        report.notify = Some(hangwatch_protocol::report::NotifySummary {
+            status: Some("tests/test_db.py::test_migrate".into()),
+            ..Default::default()
+        });
+        let line = summarize(&report).expect("a line");
+        assert!(
+            line.starts_with(
+                "hangwatch: timed out after 2s (last STATUS: tests/test_db.py::test_migrate)"
+            ),
+            "{line}"
         );
     }
 

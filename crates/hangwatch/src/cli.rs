@@ -95,6 +95,34 @@ pub enum Command {
     /// List the incidents of the state directory (diagnoses taken before a stalled service was
     /// stopped), oldest first; `incidents show ID` prints one.
     Incidents(IncidentsArgs),
+
+    /// Print a shell completion script: `source <(hangwatch completions bash)`, or save it
+    /// where the shell loads completions from.
+    ///
+    /// bash: ~/.local/share/bash-completion/completions/hangwatch; zsh: a file `_hangwatch` in
+    /// a directory of $fpath; fish: ~/.config/fish/completions/hangwatch.fish.
+    Completions(CompletionsArgs),
+
+    /// Print a man page, in roff: `hangwatch man | man -l -`, or save it as hangwatch.1 in a
+    /// man1/ directory of $MANPATH.
+    ///
+    /// Without COMMAND, the page of hangwatch (every subcommand, with a line each); with one,
+    /// the page of that subcommand (every option), hangwatch-COMMAND(1).
+    Man(ManArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ManArgs {
+    /// The subcommand whose page to print (run, up, status, ...) [default: hangwatch's own].
+    #[arg(value_name = "COMMAND")]
+    pub command: Option<String>,
 }
 
 /// Which supervisor a client verb is about: its config file, or its state directory directly.

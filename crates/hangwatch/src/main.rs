@@ -43,6 +43,8 @@ fn main() -> ExitCode {
         cli::Command::Logs(args) => commands::logs::main(&args),
         cli::Command::Events(args) => commands::events::main(&args),
         cli::Command::Incidents(args) => commands::incidents::main(&args),
+        cli::Command::Completions(args) => commands::completions::main(&args),
+        cli::Command::Man(args) => commands::man::main(&args),
     };
     ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))
 }
