@@ -143,6 +143,40 @@ impl Shared {
         if let Err(err) = self.evidence.look(moment) {
             self.error(format!("look at the program's tree: {err}"));
         }
+        self.prune_if_due();
+    }
+
+    /// Prunes the evidence when enough records accumulated ([`Evidence::prune`] says what is
+    /// forgotten and why): one listing of the shared memory directory and one read of SysV
+    /// IPC per prune, amortised over at least as many records as the prune keeps.
+    fn prune_if_due(&mut self) {
+        if !self.evidence.wants_prune() {
+            return;
+        }
+        let mut errors = Vec::new();
+        let sysv = audit::read_sysv(&mut errors);
+        let present: Option<std::collections::HashSet<u64>> = self
+            .evidence
+            .shm_dir()
+            .list()
+            .ok()
+            .map(|entries| entries.into_iter().map(|e| e.inode).collect());
+        if !errors.is_empty() {
+            return;
+        }
+        self.evidence.prune(&sysv, present.as_ref());
+        // What parts' audits reported is left out of the final audit only while it exists.
+        if let Some(present) = &present {
+            self.reported
+                .shm
+                .retain(|(_, inode)| present.contains(inode));
+        }
+        self.reported
+            .sysv
+            .retain(|key| sysv.iter().any(|o| (o.kind, o.id) == *key));
+        self.reported
+            .files
+            .retain(|path| std::fs::symlink_metadata(path).is_ok());
     }
 
     fn error(&mut self, text: String) {
@@ -243,7 +277,9 @@ impl LeakWatch {
     /// Notes that `pid`, a process of the tree, was reaped: it joins the tree's PIDs (SysV
     /// segments name their creator by PID), with the time after which the PID may be reused.
     pub fn note_reaped(&self, pid: i32) {
-        lock(&self.shared).evidence.reaped(pid);
+        let mut shared = lock(&self.shared);
+        shared.evidence.reaped(pid);
+        shared.prune_if_due();
     }
 
     /// Begins the audit of one part of the tree, now gone while the rest may run on (a
