@@ -25,6 +25,7 @@ use hangwatch_protocol::report::ProcessInfo;
 
 use crate::procfs::{self, Device};
 use crate::shm::ShmDir;
+use crate::temp::TempEvidence;
 
 /// When a look at the tree was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +51,8 @@ pub enum Hold {
     Serving,
     /// A file it held a lock on.
     Locked,
+    /// A directory it worked in (or one above its working directory).
+    WorkingDirectory,
 }
 
 impl Hold {
@@ -62,6 +65,7 @@ impl Hold {
             Hold::Attached => "attached",
             Hold::Serving => "listened on",
             Hold::Locked => "locked",
+            Hold::WorkingDirectory => "worked in",
         }
     }
 }
@@ -120,6 +124,8 @@ pub struct Evidence {
     pub sysv_attached: HashMap<i32, Sighting>,
     /// Sockets the tree served and files it locked, at stops.
     pub files: Vec<HeldFile>,
+    /// New entries of the temporary directories and who used them.
+    pub temp: TempEvidence,
     /// Names created since the last look.
     pending: Vec<OsString>,
     /// Why creations could not all be observed, if they could not.
@@ -156,6 +162,7 @@ impl Evidence {
             shm_seen: HashMap::new(),
             sysv_attached: HashMap::new(),
             files: Vec::new(),
+            temp: TempEvidence::default(),
             pending: Vec::new(),
             creations_unobserved: None,
             looks: 0,
@@ -168,7 +175,11 @@ impl Evidence {
     /// How many records the evidence holds: processes, objects, files.
     #[must_use]
     pub fn records(&self) -> usize {
-        self.tree.len() + self.shm_seen.len() + self.sysv_attached.len() + self.files.len()
+        self.tree.len()
+            + self.shm_seen.len()
+            + self.sysv_attached.len()
+            + self.files.len()
+            + self.temp.seen.len()
     }
 
     /// Whether enough records accumulated since the last prune to make one worth its cost:
@@ -211,6 +222,7 @@ impl Evidence {
         self.sysv_attached.retain(|id, _| segments.contains(id));
         self.files
             .retain(|held| std::fs::symlink_metadata(&held.path).is_ok());
+        self.temp.forget_gone();
         let named: HashSet<i32> = sysv
             .iter()
             .flat_map(|o| {
@@ -383,6 +395,11 @@ impl Evidence {
         if stop {
             self.look_at_sockets(&sockets, &mut info)?;
             self.look_at_locks(locked, &mut info);
+        }
+        if !self.temp.seen.is_empty() {
+            let pids: Vec<i32> = tree.iter().map(|stat| stat.pid).collect();
+            let uses = crate::temp::uses_of(&pids)?;
+            self.temp.saw(&uses, moment, &mut info);
         }
         for (pid, process) in infos {
             self.tree.entry(pid).or_default().info = Some(process);
@@ -566,7 +583,7 @@ fn holds_lock(pid: i32, fd: &std::ffi::OsStr) -> bool {
 }
 
 /// `path` as `pid` named it, made absolute with its working directory.
-fn absolute(pid: i32, path: &Path) -> PathBuf {
+pub(crate) fn absolute(pid: i32, path: &Path) -> PathBuf {
     if path.is_absolute() {
         return path.to_owned();
     }

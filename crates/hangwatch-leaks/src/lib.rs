@@ -81,9 +81,11 @@ pub mod evidence;
 pub mod part;
 pub mod procfs;
 pub mod shm;
+pub mod temp;
 mod watch;
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -94,6 +96,7 @@ pub use hangwatch_protocol::report::{LeakPolicy, LeakReport};
 pub use part::{Part, PartAudit, PartFound};
 
 use crate::shm::{SHM_DIR, ShmDir};
+use crate::temp::{TempBaseline, TempEntry};
 use crate::watch::{Drained, ShmWatch};
 
 /// How many looks may run back to back: after each, the watcher waits this many times the
@@ -114,6 +117,10 @@ pub struct LeakWatch {
 #[derive(Debug)]
 struct Shared {
     baseline: Arc<Baseline>,
+    /// The temporary directories before the run.
+    temp_baseline: Arc<TempBaseline>,
+    /// The temporary directory of each inotify watch.
+    temp_watches: HashMap<i32, PathBuf>,
     evidence: Evidence,
     /// What audits of parts of the tree reported: the final audit leaves it out.
     reported: part::Reported,
@@ -123,10 +130,28 @@ struct Shared {
 
 impl Shared {
     /// Takes in what the watch read: creations of the program's user await the next look.
-    fn take_in(&mut self, drained: Drained) {
+    /// Returns whether a new temporary entry wants one too.
+    fn take_in(&mut self, drained: Drained) -> bool {
         if drained.overflowed {
             self.evidence
                 .lost_creations("the kernel's event queue overflowed".to_owned());
+            self.evidence
+                .temp
+                .unobserved
+                .get_or_insert_with(|| "the kernel's event queue overflowed".to_owned());
+        }
+        let mut temp_created = false;
+        for (wd, name) in drained.others {
+            let Some(dir) = self.temp_watches.get(&wd) else {
+                continue;
+            };
+            if let Ok(Some(entry)) = TempEntry::at(dir.join(name))
+                && entry.uid == self.baseline.uid
+                && !self.temp_baseline.had(&entry)
+            {
+                self.evidence.temp.created(&entry);
+                temp_created = true;
+            }
         }
         let uid = self.baseline.uid;
         let dir = self.evidence.shm_dir().clone();
@@ -137,6 +162,7 @@ impl Shared {
                 .is_some_and(|entry| entry.uid == uid)
         });
         self.evidence.created(names.collect::<Vec<_>>());
+        temp_created
     }
 
     fn look(&mut self, moment: Moment) {
@@ -177,6 +203,10 @@ impl Shared {
         self.reported
             .files
             .retain(|path| std::fs::symlink_metadata(path).is_ok());
+        self.reported.temp.retain(|(path, inode)| {
+            std::fs::symlink_metadata(path)
+                .is_ok_and(|meta| std::os::unix::fs::MetadataExt::ino(&meta) == *inode)
+        });
     }
 
     fn error(&mut self, text: String) {
@@ -196,17 +226,25 @@ fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
 
 impl LeakWatch {
     /// Starts following the tree below `root` (not `root` itself) for objects of user `uid`:
-    /// watch `/dev/shm`, take the baseline. Call it before the program starts, inside a tokio
-    /// runtime. Never fails: what cannot be watched or read is listed in the report's errors.
+    /// watch `/dev/shm` and the temporary directories ([`temp::temp_dirs`]), take the
+    /// baseline. Call it before the program starts, inside a tokio runtime. Never fails: what
+    /// cannot be watched or read is listed in the report's errors.
     #[must_use]
     pub fn start(root: i32, uid: u32) -> LeakWatch {
-        LeakWatch::start_in(Path::new(SHM_DIR), root, uid)
+        LeakWatch::start_with(Path::new(SHM_DIR), temp::temp_dirs(), root, uid)
     }
 
-    /// [`LeakWatch::start`] with another directory in place of `/dev/shm` (tests use a
-    /// directory of their own on the same tmpfs).
+    /// [`LeakWatch::start`] with another directory in place of `/dev/shm` and no temporary
+    /// directory (tests use a directory of their own on the same tmpfs).
     #[must_use]
     pub fn start_in(shm_dir: &Path, root: i32, uid: u32) -> LeakWatch {
+        LeakWatch::start_with(shm_dir, Vec::new(), root, uid)
+    }
+
+    /// [`LeakWatch::start`] with `shm_dir` in place of `/dev/shm` and `temp_dirs` in place of
+    /// the temporary directories of hangwatch's environment.
+    #[must_use]
+    pub fn start_with(shm_dir: &Path, temp_dirs: Vec<PathBuf>, root: i32, uid: u32) -> LeakWatch {
         let mut errors = Vec::new();
         let dir = ShmDir::open(shm_dir).unwrap_or_else(|err| {
             errors.push(format!("look at {}: {err}", shm_dir.display()));
@@ -228,9 +266,35 @@ impl LeakWatch {
         } else {
             None
         };
+        let temp_dirs = temp::distinct_dirs(temp_dirs);
+        let mut temp_watches = HashMap::new();
+        for temp_dir in &temp_dirs {
+            let added = match &watch {
+                Some(watch) => watch.add(temp_dir),
+                None => Err(std::io::Error::other(format!(
+                    "no watch on {}",
+                    dir.path.display()
+                ))),
+            };
+            match added {
+                Ok(wd) => {
+                    temp_watches.insert(wd, temp_dir.clone());
+                }
+                Err(err) => {
+                    evidence
+                        .temp
+                        .unobserved
+                        .get_or_insert_with(|| format!("{}: {err}", temp_dir.display()));
+                }
+            }
+        }
+        evidence.temp.dirs.clone_from(&temp_dirs);
         let baseline = Baseline::take(&dir, uid);
+        let temp_baseline = TempBaseline::take(temp_dirs, uid);
         let shared = Arc::new(Mutex::new(Shared {
             baseline: Arc::new(baseline),
+            temp_baseline: Arc::new(temp_baseline),
+            temp_watches,
             evidence,
             reported: part::Reported::default(),
             watch: watch.clone(),
@@ -246,7 +310,9 @@ impl LeakWatch {
         let mut shared = lock(&self.shared);
         let drained = shared.watch.as_ref().map(|watch| watch.drain_now());
         match drained {
-            Some(Ok(drained)) => shared.take_in(drained),
+            Some(Ok(drained)) => {
+                shared.take_in(drained);
+            }
             Some(Err(err)) => shared.evidence.lost_creations(err.to_string()),
             None => {}
         }
@@ -290,7 +356,19 @@ impl LeakWatch {
     #[must_use]
     pub fn audit_part(&self, part: &Part) -> Option<PartAudit> {
         let shared = lock(&self.shared);
-        part::pick(&shared.baseline, &shared.evidence, &shared.reported, part)
+        let temp = temp::pick(
+            &shared.temp_baseline,
+            &shared.evidence.temp,
+            &shared.reported.temp,
+            part,
+        );
+        part::pick(
+            &shared.baseline,
+            &shared.evidence,
+            &shared.reported,
+            part,
+            temp,
+        )
     }
 
     /// Takes in what a part's audit found: the objects are noted as reported, so that neither
@@ -329,6 +407,12 @@ impl LeakWatch {
             leftovers,
             &shared.reported,
         );
+        temp::audit_into(
+            &shared.temp_baseline,
+            &shared.evidence.temp,
+            &shared.reported.temp,
+            &mut report,
+        );
         report.errors.extend(shared.errors.iter().cloned());
         report
     }
@@ -354,8 +438,8 @@ async fn follow(shared: Arc<Mutex<Shared>>, watch: Arc<ShmWatch>) {
         };
         let cost = {
             let mut shared = lock(&shared);
-            shared.take_in(drained);
-            if !shared.evidence.has_pending() {
+            let temp_created = shared.take_in(drained);
+            if !shared.evidence.has_pending() && !temp_created {
                 continue;
             }
             let before = shared.evidence.look_time;
