@@ -58,9 +58,10 @@ pub const CONTENTS_MAX: usize = 10_000;
 /// comparison at every look, and a busy `/tmp` makes many that are not the program's.
 const UNHELD_KEPT: usize = 4096;
 
-/// The kernel stamps birth times from a clock that can lag the one the baseline reads by a
-/// tick; a file born this much before the baseline's time still counts as born after it.
-const CLOCK_SLACK: Duration = Duration::from_millis(50);
+/// The kernel stamps birth times from its coarse clock, which lags the one the baseline reads
+/// by up to a tick (10 ms at the lowest common `HZ`, 100); a file born this much before the
+/// baseline's time still counts as born after it.
+const CLOCK_SLACK: Duration = Duration::from_millis(20);
 
 /// The temporary directories of a program started with hangwatch's environment, as Python's
 /// `tempfile.gettempdir()` and most programs choose them: `TMPDIR`, `TEMP`, `TMP`, then
