@@ -380,11 +380,12 @@ async fn a_part_audit_reports_its_pymp_directory_once() {
     }
     // The part's audit reported the pool's semaphores too (the program was killed with its
     // resource tracker): this test removes them.
-    for shm in report
-        .objects
-        .iter()
-        .filter(|o| matches!(o.kind, LeakKind::PosixSemaphore | LeakKind::PosixSharedMemory))
-    {
+    for shm in report.objects.iter().filter(|o| {
+        matches!(
+            o.kind,
+            LeakKind::PosixSemaphore | LeakKind::PosixSharedMemory
+        )
+    }) {
         let _ = std::fs::remove_file(&shm.name);
     }
     // The final audit does not list them again, and so leaves them in place.

@@ -27,17 +27,18 @@ def square(x):
     return x * x
 
 
-def entries_made(before):
+def top_level(path):
+    """The entry of the temporary directory that PATH is, or is inside of."""
     tmp = tempfile.gettempdir()
-    return sorted(os.path.join(tmp, name) for name in set(os.listdir(tmp)) - before)
+    relative = os.path.relpath(path, tmp)
+    return os.path.join(tmp, relative.split(os.sep)[0])
 
 
 def main():
     mode = sys.argv[1]
     args = sys.argv[2:]
-    tmp = tempfile.gettempdir()
-    before = set(os.listdir(tmp))
     keep = []
+    made = set()
     if mode in ("fork", "spawn", "forkserver"):
         ctx = mp.get_context(mode)
         manager = ctx.Manager()
@@ -46,6 +47,11 @@ def main():
         pool = ctx.Pool(2)
         assert pool.map(square, [1, 2, 3]) == [1, 4, 9]
         keep += [manager, shared, pool]
+        made.add(top_level(manager.address))
+        if mode == "forkserver":
+            from multiprocessing import forkserver
+
+            made.add(top_level(forkserver._forkserver._forkserver_address))
     elif mode == "tempfile":
         directory = tempfile.mkdtemp()
         partial = open(os.path.join(directory, "partial.bin"), "wb")
@@ -55,6 +61,7 @@ def main():
         named.write(b"y" * 100)
         named.flush()
         keep += [partial, named]
+        made.update([directory, named.name])
         if "--move-in" in args:
             old = args[args.index("--move-in") + 1]
             os.rename(old, os.path.join(directory, "old"))
@@ -66,7 +73,7 @@ def main():
         sys.exit(f"unknown mode {mode}")
     if "ignore-term" in args:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    print("ready", os.getpid(), *entries_made(before), flush=True)
+    print("ready", os.getpid(), *sorted(made), flush=True)
     while True:
         time.sleep(60)
 
