@@ -158,6 +158,8 @@ pub struct PartFound {
     gone: Vec<u64>,
     /// Temporary entries no longer there: their evidence can go.
     temp_gone: Vec<PathBuf>,
+    /// Socket and lock files inside a temporary entry found: reported with it.
+    covered: Vec<PathBuf>,
     errors: Vec<String>,
     took: Duration,
 }
@@ -335,8 +337,18 @@ impl PartAudit {
             }
         }
         let mut temp_gone = Vec::new();
+        let mut covered = Vec::new();
         if let Some(temp) = self.temp {
             let (temp_found, gone) = temp.run(&mut owners, &mut errors);
+            // A socket or lock file inside an entry found is listed once, as the entry; it is
+            // still noted as reported, so that no later audit lists it.
+            found.retain(|(key, _)| match key {
+                Key::File(path) if crate::temp::covers(&temp_found, path) => {
+                    covered.push(path.clone());
+                    false
+                }
+                _ => true,
+            });
             found.extend(
                 temp_found
                     .into_iter()
@@ -351,6 +363,7 @@ impl PartAudit {
             found,
             gone,
             temp_gone,
+            covered,
             errors,
             took: self.picked + started.elapsed(),
         }
@@ -403,6 +416,10 @@ pub(crate) fn settle(
     }
     for path in &found.temp_gone {
         evidence.temp.seen.remove(path);
+    }
+    for path in found.covered {
+        evidence.files.retain(|held| held.path != path);
+        reported.files.insert(path);
     }
     let mut objects = Vec::with_capacity(found.found.len());
     for (key, object) in found.found {

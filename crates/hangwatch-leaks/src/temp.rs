@@ -600,6 +600,14 @@ pub(crate) fn audit_into(
     report.leaked |= findings
         .iter()
         .any(|f| f.object.attribution == Attribution::Attributable);
+    // A socket or lock file inside a listed entry is part of it (the forkserver's listener in
+    // its `pymp-*` directory): listed once, as the entry.
+    report.objects.retain(|object| {
+        !matches!(object.kind, LeakKind::UnixSocket | LeakKind::LockFile)
+            || !findings
+                .iter()
+                .any(|f| Path::new(&object.name).starts_with(&f.entry.path))
+    });
     report
         .objects
         .extend(findings.into_iter().map(|f| f.object));
@@ -642,6 +650,13 @@ fn remove(baseline: &TempBaseline, entry: &TempEntry) -> (LeakAction, Option<Str
 pub struct PartTemp {
     baseline: Arc<TempBaseline>,
     candidates: Vec<(PathBuf, TempSeen)>,
+}
+
+/// Whether `path` is inside one of the entries `found`, which then covers it in a report.
+pub(crate) fn covers(found: &[PartTempFound], path: &Path) -> bool {
+    found
+        .iter()
+        .any(|((top, _), _)| path != top.as_path() && path.starts_with(top))
 }
 
 /// An entry a part's audit found: its path and inode, and the report on it.
