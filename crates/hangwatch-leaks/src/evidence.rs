@@ -183,7 +183,7 @@ impl Evidence {
     }
 
     /// Whether enough records accumulated since the last prune to make one worth its cost:
-    /// twice as many as it left (at least [`PRUNE_FLOOR`]), so that pruning costs O(1) per
+    /// twice as many as it left (at least 1,024), so that pruning costs O(1) per
     /// record amortised and memory stays within twice what the live tree needs.
     #[must_use]
     pub fn wants_prune(&self) -> bool {
@@ -201,7 +201,7 @@ impl Evidence {
     /// - a SysV segment ID not among `sysv` is gone the same way;
     /// - a socket or lock file whose path names nothing now is gone;
     /// - a process is forgotten once it is dead (reaped by hangwatch more than
-    ///   [`REAP_SLACK`] ago, or its PID no longer running with the start time a look saw)
+    ///   two seconds ago, or its PID no longer running with the start time a look saw)
     ///   *and* no SysV object in `sysv` names its PID (creator, last sender or receiver):
     ///   a dead process makes no new object, and an object made later under its PID is a
     ///   stranger's. Its record is what tells such a stranger from it while an object made

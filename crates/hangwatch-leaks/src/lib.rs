@@ -3,7 +3,10 @@
 //!
 //! This crate owns the system objects a dead program can leave: POSIX named semaphores and
 //! shared memory (the files of `/dev/shm`: `sem.*`, Python's `psm_*`, `mp-*`, loky's, ...), SysV
-//! IPC (`/proc/sysvipc/{shm,sem,msg}`), and the Unix socket and lock files its tree held.
+//! IPC (`/proc/sysvipc/{shm,sem,msg}`), the Unix socket and lock files its tree held, and the
+//! entries it left at the top level of the temporary directories (`TMPDIR`, `/tmp`,
+//! `/var/tmp`: `multiprocessing`'s `pymp-*`, `mkdtemp` directories, joblib's folders; see
+//! [`mod@temp`], whose rules of attribution are its own).
 //! Processes left alive are the stop ladder's business (`hangwatch-process`); they only count
 //! here, towards [`LeakReport::leaked`].
 //!
@@ -13,13 +16,17 @@
 //! services with one, rooted at itself, and audits each service's part of the tree when it ends
 //! (step 4):
 //!
-//! 1. **Before**: [`LeakWatch::start`] starts an inotify watch on `/dev/shm`, then takes the
-//!    [`Baseline`]: every `/dev/shm` entry (by name *and* inode) and every SysV object. Nothing
-//!    in it is ever attributed to the program or touched.
-//! 2. **During**: each creation in `/dev/shm` wakes a task that looks at every live process of
+//! 1. **Before**: [`LeakWatch::start`] starts an inotify watch on `/dev/shm` and the top level
+//!    of each temporary directory, then takes the [`Baseline`]: every `/dev/shm` entry (by
+//!    name *and* inode), every SysV object, every temporary entry. Nothing in it is ever
+//!    attributed to the program or touched.
+//! 2. **During**: each creation in `/dev/shm` (or of the program's user in a temporary
+//!    directory) wakes a task that looks at every live process of
 //!    the tree (descendants of the root: hangwatch, a subreaper) and records who maps
-//!    (`/proc/PID/maps`) or holds open (`/proc/PID/fd`) which inode ([`evidence`]). Looks are
-//!    spaced so that they take at most a tenth of the time; no step polls.
+//!    (`/proc/PID/maps`) or holds open (`/proc/PID/fd`) which inode, and which new temporary
+//!    entry it uses ([`evidence`]). Looks are spaced so that they take at most a tenth of the
+//!    time; no step polls. The evidence is pruned as it grows ([`Evidence::prune`]): what a
+//!    daemon keeps is the size of what is alive and present, not of everything it ever saw.
 //! 3. **At a stop**: the owner calls [`LeakWatch::observe`] before the first signal (and before
 //!    stopping leftovers): the last look at the tree alive. It also records SysV segments
 //!    attached, sockets served and files locked. Every PID seen, the program's own
