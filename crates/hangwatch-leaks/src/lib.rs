@@ -273,7 +273,12 @@ impl LeakWatch {
         } else {
             None
         };
-        let temp_dirs = temp::distinct_dirs(temp_dirs);
+        // A temporary directory that is the shared memory directory (`TMPDIR=/dev/shm`) is
+        // audited as that: one inotify instance has one watch per directory.
+        let temp_dirs = temp::distinct_dirs(std::iter::once(dir.path.clone()).chain(temp_dirs))
+            .into_iter()
+            .skip(usize::from(dir.device.is_some()))
+            .collect::<Vec<_>>();
         let mut temp_watches = HashMap::new();
         for temp_dir in &temp_dirs {
             let added = match &watch {

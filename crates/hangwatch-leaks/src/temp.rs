@@ -31,6 +31,10 @@
 //!   left empty, a file written and closed) lands here: that is the price of never deleting on
 //!   a guess.
 //!
+//! The one guess left: an entry that another program made during the run, that the tree then
+//! used (worked in, opened a file in) and that nobody uses at the end is taken for the
+//! tree's. Its contents must still all be of the user and born during the run to be removed.
+//!
 //! Removal checks again, just before it, that the name names the same inode and that the
 //! contents still pass; a directory is then removed with everything in it (symbolic links are
 //! removed, never followed).
