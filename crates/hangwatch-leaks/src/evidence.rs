@@ -12,7 +12,7 @@
 //! `/proc/PID/fdinfo/FD` (Linux 4.1) rather than in `/proc/locks`, whose first read after a
 //! quiet spell waits for an RCU grace period (about 8 ms here) on the path to a restart.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::io;
 use std::os::unix::fs::MetadataExt;
@@ -25,6 +25,7 @@ use hangwatch_protocol::report::ProcessInfo;
 
 use crate::procfs::{self, Device};
 use crate::shm::ShmDir;
+use crate::temp::TempEvidence;
 
 /// When a look at the tree was taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +51,8 @@ pub enum Hold {
     Serving,
     /// A file it held a lock on.
     Locked,
+    /// A directory it worked in (or one above its working directory).
+    WorkingDirectory,
 }
 
 impl Hold {
@@ -62,6 +65,7 @@ impl Hold {
             Hold::Attached => "attached",
             Hold::Serving => "listened on",
             Hold::Locked => "locked",
+            Hold::WorkingDirectory => "worked in",
         }
     }
 }
@@ -120,6 +124,8 @@ pub struct Evidence {
     pub sysv_attached: HashMap<i32, Sighting>,
     /// Sockets the tree served and files it locked, at stops.
     pub files: Vec<HeldFile>,
+    /// New entries of the temporary directories and who used them.
+    pub temp: TempEvidence,
     /// Names created since the last look.
     pending: Vec<OsString>,
     /// Why creations could not all be observed, if they could not.
@@ -128,10 +134,22 @@ pub struct Evidence {
     pub looks: u64,
     /// Their total cost.
     pub look_time: Duration,
+    /// Start times of the tree's processes as looks saw them, to tell a live member from a
+    /// stranger that took its PID (see [`Evidence::prune`]).
+    started: HashMap<i32, u64>,
+    /// How many records [`Evidence::wants_prune`] lets accumulate before the next prune.
+    prune_at: usize,
 }
 
 /// The most holders kept per object: enough to name the culprit, bounded for huge pools.
 const HOLDERS_KEPT: usize = 4;
+
+/// Records kept before the first prune: below this, a prune would cost more than it saves.
+const PRUNE_FLOOR: usize = 1024;
+
+/// How many seconds after a reap a SysV object may still name the reaped PID as its own: the
+/// kernel's `ctime` has a resolution of one second (see [`crate::audit::tree_member`]).
+const REAP_SLACK: Duration = Duration::from_secs(2);
 
 impl Evidence {
     /// No evidence yet about the tree below `root` (which is not part of it).
@@ -144,11 +162,103 @@ impl Evidence {
             shm_seen: HashMap::new(),
             sysv_attached: HashMap::new(),
             files: Vec::new(),
+            temp: TempEvidence::default(),
             pending: Vec::new(),
             creations_unobserved: None,
             looks: 0,
             look_time: Duration::ZERO,
+            started: HashMap::new(),
+            prune_at: PRUNE_FLOOR,
         }
+    }
+
+    /// How many records the evidence holds: processes, objects, files.
+    #[must_use]
+    pub fn records(&self) -> usize {
+        self.tree.len()
+            + self.shm_seen.len()
+            + self.sysv_attached.len()
+            + self.files.len()
+            + self.temp.seen.len()
+    }
+
+    /// Whether enough records accumulated since the last prune to make one worth its cost:
+    /// twice as many as it left (at least 1,024), so that pruning costs O(1) per
+    /// record amortised and memory stays within twice what the live tree needs.
+    #[must_use]
+    pub fn wants_prune(&self) -> bool {
+        self.records() >= self.prune_at
+    }
+
+    /// Forgets what can no longer serve an audit, so that a daemon that sees a process a
+    /// second for months keeps a record the size of what is alive, not of what ever was.
+    ///
+    /// Evidence serves only to judge an object that exists at the audit; an object that does
+    /// not exist now can only be made later, and then by a process alive then. So:
+    ///
+    /// - a `/dev/shm` inode not in `shm_present` is gone (a later file that gets its number
+    ///   is a new object, whose evidence must not be an old one's);
+    /// - a SysV segment ID not among `sysv` is gone the same way;
+    /// - a socket or lock file whose path names nothing now is gone;
+    /// - a process is forgotten once it is dead (reaped by hangwatch more than
+    ///   two seconds ago, or its PID no longer running with the start time a look saw)
+    ///   *and* no SysV object in `sysv` names its PID (creator, last sender or receiver):
+    ///   a dead process makes no new object, and an object made later under its PID is a
+    ///   stranger's. Its record is what tells such a stranger from it while an object made
+    ///   before its death exists, so it stays that long. A process whose start time no look
+    ///   saw and that hangwatch never reaped stays while its PID runs (it may be it).
+    ///
+    /// `shm_present` is `None` when the directory could not be listed: its evidence is kept.
+    pub fn prune(&mut self, sysv: &[procfs::SysvObject], shm_present: Option<&HashSet<u64>>) {
+        let now = SystemTime::now();
+        if let Some(present) = shm_present {
+            self.shm_seen.retain(|inode, _| present.contains(inode));
+        }
+        let segments: HashSet<i32> = sysv
+            .iter()
+            .filter(|o| o.kind == procfs::SysvKind::SharedMemory)
+            .map(|o| o.id)
+            .collect();
+        self.sysv_attached.retain(|id, _| segments.contains(id));
+        self.files
+            .retain(|held| std::fs::symlink_metadata(&held.path).is_ok());
+        self.temp.forget_gone();
+        let named: HashSet<i32> = sysv
+            .iter()
+            .flat_map(|o| {
+                let (sender, receiver) = o.last_users.unwrap_or((0, 0));
+                [o.cpid.unwrap_or(0), sender, receiver]
+            })
+            .filter(|pid| *pid > 0)
+            .collect();
+        let started = &mut self.started;
+        self.tree.retain(|pid, member| {
+            if named.contains(pid) {
+                return true;
+            }
+            let dead = match member.gone_at {
+                Some(gone) => now.duration_since(gone).is_ok_and(|d| d >= REAP_SLACK),
+                None => {
+                    let seen = member
+                        .info
+                        .as_ref()
+                        .map(|info| info.start_time)
+                        .or_else(|| started.get(pid).copied());
+                    match hangwatch_process::stat::read_stat(*pid) {
+                        Ok(Some(stat)) => seen.is_some_and(|seen| seen != stat.start_time),
+                        Ok(None) => true,
+                        // Unreadable: keep it, as if alive.
+                        Err(_) => false,
+                    }
+                }
+            };
+            if dead {
+                started.remove(pid);
+            }
+            !dead
+        });
+        self.started.retain(|pid, _| self.tree.contains_key(pid));
+        self.prune_at = (self.records() * 2).max(PRUNE_FLOOR);
     }
 
     /// The shared memory directory looked at.
@@ -217,6 +327,7 @@ impl Evidence {
         let mut infos: HashMap<i32, ProcessInfo> = HashMap::new();
         for stat in &tree {
             self.tree.entry(stat.pid).or_default();
+            self.started.insert(stat.pid, stat.start_time);
             let mapped = match read_mapped(stat.pid, self.shm.device) {
                 Ok(mapped) => mapped,
                 Err(err) if is_unreadable(&err) => continue,
@@ -284,6 +395,11 @@ impl Evidence {
         if stop {
             self.look_at_sockets(&sockets, &mut info)?;
             self.look_at_locks(locked, &mut info);
+        }
+        if !self.temp.seen.is_empty() {
+            let pids: Vec<i32> = tree.iter().map(|stat| stat.pid).collect();
+            let uses = crate::temp::uses_of(&pids)?;
+            self.temp.saw(&uses, moment, &mut info);
         }
         for (pid, process) in infos {
             self.tree.entry(pid).or_default().info = Some(process);
@@ -467,7 +583,7 @@ fn holds_lock(pid: i32, fd: &std::ffi::OsStr) -> bool {
 }
 
 /// `path` as `pid` named it, made absolute with its working directory.
-fn absolute(pid: i32, path: &Path) -> PathBuf {
+pub(crate) fn absolute(pid: i32, path: &Path) -> PathBuf {
     if path.is_absolute() {
         return path.to_owned();
     }
@@ -541,5 +657,131 @@ mod tests {
         assert!(paths.contains(&locked_path.as_path()), "{paths:?}");
         assert!(!paths.contains(&open_path.as_path()), "{paths:?}");
         assert!(without.locked.is_empty());
+    }
+
+    fn segment(id: i32, cpid: i32) -> procfs::SysvObject {
+        procfs::SysvObject {
+            kind: procfs::SysvKind::SharedMemory,
+            key: 0,
+            id,
+            size: 4096,
+            uid: 0,
+            cuid: 0,
+            cpid: Some(cpid),
+            attached: Some(0),
+            last_users: None,
+            ctime: 0,
+        }
+    }
+
+    fn sighting(pid: i32) -> Sighting {
+        Sighting {
+            process: ProcessInfo {
+                pid,
+                start_time: 1,
+                ppid: 1,
+                pgid: pid,
+                command: "prog".to_owned(),
+            },
+            hold: Hold::Mapped,
+            moment: Moment::Creation,
+        }
+    }
+
+    #[test]
+    fn prune_forgets_the_dead_and_the_gone_and_keeps_what_an_audit_may_need() {
+        let shm = ShmDir::open(Path::new("/nonexistent/hangwatch-shm")).expect("open");
+        let mut evidence = Evidence::new(1, shm);
+        let long_ago = SystemTime::now() - Duration::from_secs(60);
+        let reaped = |at| TreeMember {
+            info: None,
+            gone_at: Some(at),
+        };
+        // Reaped a minute ago, named by nothing: forgotten.
+        evidence.tree.insert(1_000_001, reaped(long_ago));
+        // Reaped a minute ago, but the creator of a segment that exists: kept.
+        evidence.tree.insert(1_000_002, reaped(long_ago));
+        // Reaped just now: within the slack of SysV's one-second clock, kept.
+        evidence.tree.insert(1_000_003, reaped(SystemTime::now()));
+        // Alive, with the start time a look saw: kept.
+        let mut alive = std::process::Command::new("sleep")
+            .arg("10")
+            .spawn()
+            .expect("spawn sleep");
+        let alive_pid = alive.id() as i32;
+        let alive_start = hangwatch_process::stat::read_stat(alive_pid)
+            .expect("stat")
+            .expect("alive")
+            .start_time;
+        evidence.tree.insert(alive_pid, TreeMember::default());
+        evidence.started.insert(alive_pid, alive_start);
+        // Exited and reaped by someone else (here, this test): forgotten.
+        let mut exited = std::process::Command::new("true")
+            .spawn()
+            .expect("spawn true");
+        let exited_pid = exited.id() as i32;
+        exited.wait().expect("wait true");
+        evidence.tree.insert(exited_pid, TreeMember::default());
+        evidence.started.insert(exited_pid, 1);
+        // A PID that runs now, but with another start time than the look saw: a stranger
+        // took it, forgotten.
+        let me = std::process::id() as i32;
+        evidence.tree.insert(me, TreeMember::default());
+        evidence.started.insert(me, 1);
+        // Objects: inode 11 is still in the directory, 12 is not; segment 7 exists, 8 not.
+        evidence.shm_seen.insert(11, ShmSeen::default());
+        evidence.shm_seen.insert(12, ShmSeen::default());
+        evidence.sysv_attached.insert(7, sighting(alive_pid));
+        evidence.sysv_attached.insert(8, sighting(alive_pid));
+        evidence.files.push(HeldFile {
+            path: PathBuf::from("/nonexistent/hangwatch-socket"),
+            file: None,
+            sighting: sighting(alive_pid),
+        });
+
+        evidence.prune(&[segment(7, 1_000_002)], Some(&HashSet::from([11])));
+        let _ = alive.kill();
+        let _ = alive.wait();
+
+        let mut kept: Vec<i32> = evidence.tree.keys().copied().collect();
+        kept.sort_unstable();
+        let mut expected = vec![1_000_002, 1_000_003, alive_pid];
+        expected.sort_unstable();
+        assert_eq!(kept, expected);
+        assert_eq!(
+            evidence.started.keys().copied().collect::<Vec<_>>(),
+            [alive_pid]
+        );
+        assert_eq!(evidence.shm_seen.keys().copied().collect::<Vec<_>>(), [11]);
+        assert_eq!(
+            evidence.sysv_attached.keys().copied().collect::<Vec<_>>(),
+            [7]
+        );
+        assert!(evidence.files.is_empty());
+        // The next prune waits until the records have doubled, or reached the floor.
+        assert!(!evidence.wants_prune());
+
+        // An unreadable directory keeps its evidence.
+        evidence.prune(&[], None);
+        assert_eq!(evidence.shm_seen.len(), 1);
+    }
+
+    #[test]
+    fn prune_is_due_once_the_records_double() {
+        let shm = ShmDir::open(Path::new("/nonexistent/hangwatch-shm")).expect("open");
+        let mut evidence = Evidence::new(1, shm);
+        let long_ago = SystemTime::now() - Duration::from_secs(60);
+        for pid in 0..PRUNE_FLOOR as i32 - 1 {
+            evidence.reaped(2_000_000 + pid);
+        }
+        assert!(!evidence.wants_prune());
+        evidence.reaped(3_000_000);
+        assert!(evidence.wants_prune());
+        for member in evidence.tree.values_mut() {
+            member.gone_at = Some(long_ago);
+        }
+        evidence.prune(&[], None);
+        assert!(evidence.tree.is_empty());
+        assert!(!evidence.wants_prune());
     }
 }

@@ -3,7 +3,10 @@
 //!
 //! This crate owns the system objects a dead program can leave: POSIX named semaphores and
 //! shared memory (the files of `/dev/shm`: `sem.*`, Python's `psm_*`, `mp-*`, loky's, ...), SysV
-//! IPC (`/proc/sysvipc/{shm,sem,msg}`), and the Unix socket and lock files its tree held.
+//! IPC (`/proc/sysvipc/{shm,sem,msg}`), the Unix socket and lock files its tree held, and the
+//! entries it left at the top level of the temporary directories (`TMPDIR`, `/tmp`,
+//! `/var/tmp`: `multiprocessing`'s `pymp-*`, `mkdtemp` directories, joblib's folders; see
+//! [`mod@temp`], whose rules of attribution are its own).
 //! Processes left alive are the stop ladder's business (`hangwatch-process`); they only count
 //! here, towards [`LeakReport::leaked`].
 //!
@@ -13,13 +16,17 @@
 //! services with one, rooted at itself, and audits each service's part of the tree when it ends
 //! (step 4):
 //!
-//! 1. **Before**: [`LeakWatch::start`] starts an inotify watch on `/dev/shm`, then takes the
-//!    [`Baseline`]: every `/dev/shm` entry (by name *and* inode) and every SysV object. Nothing
-//!    in it is ever attributed to the program or touched.
-//! 2. **During**: each creation in `/dev/shm` wakes a task that looks at every live process of
+//! 1. **Before**: [`LeakWatch::start`] starts an inotify watch on `/dev/shm` and the top level
+//!    of each temporary directory, then takes the [`Baseline`]: every `/dev/shm` entry (by
+//!    name *and* inode), every SysV object, every temporary entry. Nothing in it is ever
+//!    attributed to the program or touched.
+//! 2. **During**: each creation in `/dev/shm` (or of the program's user in a temporary
+//!    directory) wakes a task that looks at every live process of
 //!    the tree (descendants of the root: hangwatch, a subreaper) and records who maps
-//!    (`/proc/PID/maps`) or holds open (`/proc/PID/fd`) which inode ([`evidence`]). Looks are
-//!    spaced so that they take at most a tenth of the time; no step polls.
+//!    (`/proc/PID/maps`) or holds open (`/proc/PID/fd`) which inode, and which new temporary
+//!    entry it uses ([`evidence`]). Looks are spaced so that they take at most a tenth of the
+//!    time; no step polls. The evidence is pruned as it grows ([`Evidence::prune`]): what a
+//!    daemon keeps is the size of what is alive and present, not of everything it ever saw.
 //! 3. **At a stop**: the owner calls [`LeakWatch::observe`] before the first signal (and before
 //!    stopping leftovers): the last look at the tree alive. It also records SysV segments
 //!    attached, sockets served and files locked. Every PID seen, the program's own
@@ -84,9 +91,11 @@ pub mod procfs;
 mod properties;
 mod reported;
 pub mod shm;
+pub mod temp;
 mod watch;
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -97,6 +106,7 @@ pub use hangwatch_protocol::report::{LeakPolicy, LeakReport};
 pub use part::{Part, PartAudit, PartFound};
 
 use crate::shm::{SHM_DIR, ShmDir};
+use crate::temp::{TempBaseline, TempEntry};
 use crate::watch::{Drained, ShmWatch};
 
 /// How many looks may run back to back: after each, the watcher waits this many times the
@@ -117,6 +127,10 @@ pub struct LeakWatch {
 #[derive(Debug)]
 struct Shared {
     baseline: Arc<Baseline>,
+    /// The temporary directories before the run.
+    temp_baseline: Arc<TempBaseline>,
+    /// The temporary directory of each inotify watch.
+    temp_watches: HashMap<i32, PathBuf>,
     evidence: Evidence,
     /// What audits of parts of the tree reported: the final audit leaves it out.
     reported: reported::Reported,
@@ -126,10 +140,28 @@ struct Shared {
 
 impl Shared {
     /// Takes in what the watch read: creations of the program's user await the next look.
-    fn take_in(&mut self, drained: Drained) {
+    /// Returns whether a new temporary entry wants one too.
+    fn take_in(&mut self, drained: Drained) -> bool {
         if drained.overflowed {
             self.evidence
                 .lost_creations("the kernel's event queue overflowed".to_owned());
+            self.evidence
+                .temp
+                .unobserved
+                .get_or_insert_with(|| "the kernel's event queue overflowed".to_owned());
+        }
+        let mut temp_created = false;
+        for (wd, name) in drained.others {
+            let Some(dir) = self.temp_watches.get(&wd) else {
+                continue;
+            };
+            if let Ok(Some(entry)) = TempEntry::at(dir.join(name))
+                && entry.uid == self.baseline.uid
+                && !self.temp_baseline.had(&entry)
+            {
+                self.evidence.temp.created(&entry);
+                temp_created = true;
+            }
         }
         let uid = self.baseline.uid;
         let dir = self.evidence.shm_dir().clone();
@@ -140,12 +172,51 @@ impl Shared {
                 .is_some_and(|entry| entry.uid == uid)
         });
         self.evidence.created(names.collect::<Vec<_>>());
+        temp_created
     }
 
     fn look(&mut self, moment: Moment) {
         if let Err(err) = self.evidence.look(moment) {
             self.error(format!("look at the program's tree: {err}"));
         }
+        self.prune_if_due();
+    }
+
+    /// Prunes the evidence when enough records accumulated ([`Evidence::prune`] says what is
+    /// forgotten and why): one listing of the shared memory directory and one read of SysV
+    /// IPC per prune, amortised over at least as many records as the prune keeps.
+    fn prune_if_due(&mut self) {
+        if !self.evidence.wants_prune() {
+            return;
+        }
+        let mut errors = Vec::new();
+        let sysv = audit::read_sysv(&mut errors);
+        let present: Option<std::collections::HashSet<u64>> = self
+            .evidence
+            .shm_dir()
+            .list()
+            .ok()
+            .map(|entries| entries.into_iter().map(|e| e.inode).collect());
+        if !errors.is_empty() {
+            return;
+        }
+        self.evidence.prune(&sysv, present.as_ref());
+        // What parts' audits reported is left out of the final audit only while it exists.
+        if let Some(present) = &present {
+            self.reported
+                .shm
+                .retain(|(_, inode)| present.contains(inode));
+        }
+        self.reported
+            .sysv
+            .retain(|key| sysv.iter().any(|o| (o.kind, o.id) == *key));
+        self.reported
+            .files
+            .retain(|path| std::fs::symlink_metadata(path).is_ok());
+        self.reported.temp.retain(|(path, inode)| {
+            std::fs::symlink_metadata(path)
+                .is_ok_and(|meta| std::os::unix::fs::MetadataExt::ino(&meta) == *inode)
+        });
     }
 
     fn error(&mut self, text: String) {
@@ -165,17 +236,25 @@ fn lock(shared: &Mutex<Shared>) -> MutexGuard<'_, Shared> {
 
 impl LeakWatch {
     /// Starts following the tree below `root` (not `root` itself) for objects of user `uid`:
-    /// watch `/dev/shm`, take the baseline. Call it before the program starts, inside a tokio
-    /// runtime. Never fails: what cannot be watched or read is listed in the report's errors.
+    /// watch `/dev/shm` and the temporary directories ([`temp::temp_dirs`]), take the
+    /// baseline. Call it before the program starts, inside a tokio runtime. Never fails: what
+    /// cannot be watched or read is listed in the report's errors.
     #[must_use]
     pub fn start(root: i32, uid: u32) -> LeakWatch {
-        LeakWatch::start_in(Path::new(SHM_DIR), root, uid)
+        LeakWatch::start_with(Path::new(SHM_DIR), temp::temp_dirs(), root, uid)
     }
 
-    /// [`LeakWatch::start`] with another directory in place of `/dev/shm` (tests use a
-    /// directory of their own on the same tmpfs).
+    /// [`LeakWatch::start`] with another directory in place of `/dev/shm` and no temporary
+    /// directory (tests use a directory of their own on the same tmpfs).
     #[must_use]
     pub fn start_in(shm_dir: &Path, root: i32, uid: u32) -> LeakWatch {
+        LeakWatch::start_with(shm_dir, Vec::new(), root, uid)
+    }
+
+    /// [`LeakWatch::start`] with `shm_dir` in place of `/dev/shm` and `temp_dirs` in place of
+    /// the temporary directories of hangwatch's environment.
+    #[must_use]
+    pub fn start_with(shm_dir: &Path, temp_dirs: Vec<PathBuf>, root: i32, uid: u32) -> LeakWatch {
         let mut errors = Vec::new();
         let dir = ShmDir::open(shm_dir).unwrap_or_else(|err| {
             errors.push(format!("look at {}: {err}", shm_dir.display()));
@@ -197,9 +276,40 @@ impl LeakWatch {
         } else {
             None
         };
+        // A temporary directory that is the shared memory directory (`TMPDIR=/dev/shm`) is
+        // audited as that: one inotify instance has one watch per directory.
+        let temp_dirs = temp::distinct_dirs(std::iter::once(dir.path.clone()).chain(temp_dirs))
+            .into_iter()
+            .skip(usize::from(dir.device.is_some()))
+            .collect::<Vec<_>>();
+        let mut temp_watches = HashMap::new();
+        for temp_dir in &temp_dirs {
+            let added = match &watch {
+                Some(watch) => watch.add(temp_dir),
+                None => Err(std::io::Error::other(format!(
+                    "no watch on {}",
+                    dir.path.display()
+                ))),
+            };
+            match added {
+                Ok(wd) => {
+                    temp_watches.insert(wd, temp_dir.clone());
+                }
+                Err(err) => {
+                    evidence
+                        .temp
+                        .unobserved
+                        .get_or_insert_with(|| format!("{}: {err}", temp_dir.display()));
+                }
+            }
+        }
+        evidence.temp.dirs.clone_from(&temp_dirs);
         let baseline = Baseline::take(&dir, uid);
+        let temp_baseline = TempBaseline::take(temp_dirs, uid);
         let shared = Arc::new(Mutex::new(Shared {
             baseline: Arc::new(baseline),
+            temp_baseline: Arc::new(temp_baseline),
+            temp_watches,
             evidence,
             reported: reported::Reported::default(),
             watch: watch.clone(),
@@ -215,7 +325,9 @@ impl LeakWatch {
         let mut shared = lock(&self.shared);
         let drained = shared.watch.as_ref().map(|watch| watch.drain_now());
         match drained {
-            Some(Ok(drained)) => shared.take_in(drained),
+            Some(Ok(drained)) => {
+                shared.take_in(drained);
+            }
             Some(Err(err)) => shared.evidence.lost_creations(err.to_string()),
             None => {}
         }
@@ -246,7 +358,9 @@ impl LeakWatch {
     /// Notes that `pid`, a process of the tree, was reaped: it joins the tree's PIDs (SysV
     /// segments name their creator by PID), with the time after which the PID may be reused.
     pub fn note_reaped(&self, pid: i32) {
-        lock(&self.shared).evidence.reaped(pid);
+        let mut shared = lock(&self.shared);
+        shared.evidence.reaped(pid);
+        shared.prune_if_due();
     }
 
     /// Begins the audit of one part of the tree, now gone while the rest may run on (a
@@ -257,7 +371,19 @@ impl LeakWatch {
     #[must_use]
     pub fn audit_part(&self, part: &Part) -> Option<PartAudit> {
         let shared = lock(&self.shared);
-        part::pick(&shared.baseline, &shared.evidence, &shared.reported, part)
+        let temp = temp::pick(
+            &shared.temp_baseline,
+            &shared.evidence.temp,
+            &shared.reported.temp,
+            part,
+        );
+        part::pick(
+            &shared.baseline,
+            &shared.evidence,
+            &shared.reported,
+            part,
+            temp,
+        )
     }
 
     /// Takes in what a part's audit found: the objects are noted as reported, so that neither
@@ -296,6 +422,12 @@ impl LeakWatch {
             leftovers,
             &shared.reported,
         );
+        temp::audit_into(
+            &shared.temp_baseline,
+            &shared.evidence.temp,
+            &shared.reported.temp,
+            &mut report,
+        );
         report.errors.extend(shared.errors.iter().cloned());
         report
     }
@@ -321,8 +453,8 @@ async fn follow(shared: Arc<Mutex<Shared>>, watch: Arc<ShmWatch>) {
         };
         let cost = {
             let mut shared = lock(&shared);
-            shared.take_in(drained);
-            if !shared.evidence.has_pending() {
+            let temp_created = shared.take_in(drained);
+            if !shared.evidence.has_pending() && !temp_created {
                 continue;
             }
             let before = shared.evidence.look_time;

@@ -8,7 +8,9 @@
 //!   process on the machine holds it now;
 //! - a SysV shared memory segment: a process of the part created it, and nobody has it attached;
 //! - a socket or lock file: a process of the part held it at a stop, and nobody serves or locks
-//!   it now.
+//!   it now;
+//! - an entry of a temporary directory: every process of the tree seen using it was of the
+//!   part, nobody uses it now, and it is attributable ([`mod@crate::temp`]).
 //!
 //! Anything else is left to the whole tree's audit at the end ([`LeakWatch::finish`]): objects
 //! held by processes of several parts, objects still held, SysV semaphore sets and message
@@ -48,6 +50,7 @@ use crate::evidence::{Evidence, HeldFile, ShmSeen};
 use crate::procfs::{self, SysvKind, SysvObject};
 use crate::reported::Reported;
 use crate::shm::{ShmDir, ShmEntry};
+use crate::temp::PartTemp;
 
 /// The processes of one part of the tree: a program, the processes of the process group it
 /// leads, and the processes its stop found (`setsid` escapees included).
@@ -109,6 +112,7 @@ enum Key {
     Shm(OsString, u64),
     Sysv(SysvKind, i32),
     File(PathBuf),
+    Temp(PathBuf, u64),
 }
 
 /// A SysV segment of the part: the object, the evidence text, its creator.
@@ -125,6 +129,7 @@ pub struct PartAudit {
     already: HashSet<(OsString, u64)>,
     sysv: Vec<SysvCandidate>,
     files: Vec<HeldFile>,
+    temp: Option<PartTemp>,
     errors: Vec<String>,
     picked: Duration,
 }
@@ -135,6 +140,10 @@ pub struct PartFound {
     found: Vec<(Key, LeakedObject)>,
     /// Inodes of candidates no longer in the directory: their evidence can go.
     gone: Vec<u64>,
+    /// Temporary entries no longer there: their evidence can go.
+    temp_gone: Vec<PathBuf>,
+    /// Socket and lock files inside a temporary entry found: reported with it.
+    covered: Vec<PathBuf>,
     errors: Vec<String>,
     took: Duration,
 }
@@ -159,6 +168,7 @@ pub(crate) fn pick(
     evidence: &Evidence,
     reported: &Reported,
     part: &Part,
+    temp: Option<PartTemp>,
 ) -> Option<PartAudit> {
     let started = Instant::now();
     let mut errors = Vec::new();
@@ -178,7 +188,7 @@ pub(crate) fn pick(
         .collect();
     let sysv = pick_sysv(baseline, evidence, reported, part, &mut errors);
     // A failed read of /proc/sysvipc/shm is the whole tree's audit's to report.
-    if candidates.is_empty() && files.is_empty() && sysv.is_empty() {
+    if candidates.is_empty() && files.is_empty() && sysv.is_empty() && temp.is_none() {
         return None;
     }
     let already = reported
@@ -194,6 +204,7 @@ pub(crate) fn pick(
         already,
         sysv,
         files,
+        temp,
         errors,
         picked: started.elapsed(),
     })
@@ -309,12 +320,34 @@ impl PartAudit {
                 found.push((Key::File(path), finding.object));
             }
         }
+        let mut temp_gone = Vec::new();
+        let mut covered = Vec::new();
+        if let Some(temp) = self.temp {
+            let (temp_found, gone) = temp.run(&mut owners, &mut errors);
+            // A socket or lock file inside an entry found is listed once, as the entry; it is
+            // still noted as reported, so that no later audit lists it.
+            found.retain(|(key, _)| match key {
+                Key::File(path) if crate::temp::covers(&temp_found, path) => {
+                    covered.push(path.clone());
+                    false
+                }
+                _ => true,
+            });
+            found.extend(
+                temp_found
+                    .into_iter()
+                    .map(|((path, inode), object)| (Key::Temp(path, inode), object)),
+            );
+            temp_gone = gone;
+        }
         found.sort_by(|(_, a), (_, b)| {
             (a.attribution, a.kind, &a.name).cmp(&(b.attribution, b.kind, &b.name))
         });
         PartFound {
             found,
             gone,
+            temp_gone,
+            covered,
             errors,
             took: self.picked + started.elapsed(),
         }
@@ -365,6 +398,13 @@ pub(crate) fn settle(
     for inode in &found.gone {
         evidence.shm_seen.remove(inode);
     }
+    for path in &found.temp_gone {
+        evidence.temp.seen.remove(path);
+    }
+    for path in found.covered {
+        evidence.files.retain(|held| held.path != path);
+        reported.files.insert(path);
+    }
     let mut objects = Vec::with_capacity(found.found.len());
     for (key, object) in found.found {
         match key {
@@ -378,6 +418,10 @@ pub(crate) fn settle(
             Key::File(path) => {
                 evidence.files.retain(|held| held.path != path);
                 reported.files.insert(path);
+            }
+            Key::Temp(path, inode) => {
+                evidence.temp.seen.remove(&path);
+                reported.temp.insert((path, inode));
             }
         }
         objects.push(object);

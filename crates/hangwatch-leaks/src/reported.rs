@@ -17,6 +17,8 @@ pub(crate) struct Reported {
     pub(crate) shm: HashSet<(OsString, u64)>,
     pub(crate) sysv: HashSet<(SysvKind, i32)>,
     pub(crate) files: HashSet<PathBuf>,
+    /// Entries of temporary directories by path and inode.
+    pub(crate) temp: HashSet<(PathBuf, u64)>,
 }
 
 impl Reported {

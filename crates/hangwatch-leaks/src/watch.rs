@@ -4,6 +4,10 @@
 //! Only creations matter (`IN_CREATE`, and `IN_MOVED_TO` for a name renamed in); glibc makes a
 //! semaphore under a temporary name and links it to its real one, which is a creation too.
 //! When the kernel's event queue overflows, some creations go unseen, and the owner is told so.
+//!
+//! The same inotify instance watches the top level of the temporary directories
+//! ([`mod@crate::temp`]), where a directory made counts too; each event says which watch it
+//! came from.
 
 use std::ffi::OsString;
 use std::io;
@@ -18,8 +22,10 @@ use tokio::io::unix::AsyncFd;
 /// What one read of the queue brought.
 #[derive(Debug, Default)]
 pub(crate) struct Drained {
-    /// Names created (or moved in).
+    /// Regular names created (or moved in) in the shared memory directory.
     pub names: Vec<OsString>,
+    /// Names created (or moved in) in other watched directories, by watch, directories too.
+    pub others: Vec<(i32, OsString)>,
     /// The kernel dropped events: some creations went unseen.
     pub overflowed: bool,
 }
@@ -28,20 +34,33 @@ pub(crate) struct Drained {
 #[derive(Debug)]
 pub(crate) struct ShmWatch {
     fd: AsyncFd<OwnedFd>,
+    /// The watch of the shared memory directory.
+    shm: i32,
 }
 
 impl ShmWatch {
     /// Starts watching `dir`. Must be called inside a tokio runtime.
     pub(crate) fn new(dir: &Path) -> io::Result<ShmWatch> {
         let fd = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)?;
-        inotify::add_watch(
+        let shm = inotify::add_watch(
             &fd,
             dir,
             WatchFlags::CREATE | WatchFlags::MOVED_TO | WatchFlags::ONLYDIR,
         )?;
         Ok(ShmWatch {
             fd: hangwatch_process::async_fd::register(fd)?,
+            shm,
         })
+    }
+
+    /// Also watches the top level of `dir` (not what is below it); returns the watch's number,
+    /// which [`Drained::others`] gives with each name.
+    pub(crate) fn add(&self, dir: &Path) -> io::Result<i32> {
+        Ok(inotify::add_watch(
+            self.fd.get_ref(),
+            dir,
+            WatchFlags::CREATE | WatchFlags::MOVED_TO | WatchFlags::ONLYDIR,
+        )?)
     }
 
     /// Waits for events and returns them.
@@ -49,8 +68,8 @@ impl ShmWatch {
         loop {
             let mut guard = self.fd.readable().await?;
             match guard.try_io(|fd| {
-                let drained = drain(fd.get_ref())?;
-                if drained.names.is_empty() && !drained.overflowed {
+                let drained = drain(fd.get_ref(), self.shm)?;
+                if drained.names.is_empty() && drained.others.is_empty() && !drained.overflowed {
                     // Nothing after all (another reader took it): wait for the next readiness.
                     return Err(io::ErrorKind::WouldBlock.into());
                 }
@@ -64,12 +83,12 @@ impl ShmWatch {
 
     /// Reads whatever is queued now, without waiting.
     pub(crate) fn drain_now(&self) -> io::Result<Drained> {
-        drain(self.fd.get_ref())
+        drain(self.fd.get_ref(), self.shm)
     }
 }
 
 /// Reads events until the queue is empty.
-fn drain(fd: &OwnedFd) -> io::Result<Drained> {
+fn drain(fd: &OwnedFd, shm: i32) -> io::Result<Drained> {
     // Room for many events of the longest name (NAME_MAX) per read.
     let mut buf = [MaybeUninit::<u8>::uninit(); 8192];
     let mut reader = inotify::Reader::new(fd, &mut buf);
@@ -80,13 +99,14 @@ fn drain(fd: &OwnedFd) -> io::Result<Drained> {
                 if event.events().contains(ReadFlags::QUEUE_OVERFLOW) {
                     drained.overflowed = true;
                 }
-                if event.events().contains(ReadFlags::ISDIR) {
+                let Some(name) = event.file_name() else {
                     continue;
-                }
-                if let Some(name) = event.file_name() {
-                    drained
-                        .names
-                        .push(std::ffi::OsStr::from_bytes(name.to_bytes()).to_owned());
+                };
+                let name = std::ffi::OsStr::from_bytes(name.to_bytes()).to_owned();
+                if event.wd() != shm {
+                    drained.others.push((event.wd(), name));
+                } else if !event.events().contains(ReadFlags::ISDIR) {
+                    drained.names.push(name);
                 }
             }
             Err(rustix::io::Errno::AGAIN) => return Ok(drained),

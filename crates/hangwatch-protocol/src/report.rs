@@ -205,6 +205,11 @@ pub enum LeakKind {
     UnixSocket,
     /// A file a process of the tree held a lock on.
     LockFile,
+    /// A directory at the top level of a temporary directory (`TMPDIR`, `/tmp`, `/var/tmp`):
+    /// `multiprocessing`'s `pymp-*`, a `mkdtemp` directory, joblib's memmapping folder.
+    TempDirectory,
+    /// A file (or socket) at the top level of a temporary directory.
+    TempFile,
 }
 
 impl LeakKind {
@@ -219,6 +224,8 @@ impl LeakKind {
             LeakKind::SysvMessageQueue => "SysV message queue",
             LeakKind::UnixSocket => "Unix socket file",
             LeakKind::LockFile => "lock file",
+            LeakKind::TempDirectory => "temporary directory",
+            LeakKind::TempFile => "temporary file",
         }
     }
 }

@@ -500,3 +500,67 @@ fn socket_and_lock_files_of_a_stopped_server_are_reported_and_kept() {
         done.stderr
     );
 }
+
+/// `temp_leak.py` of the leak audit's own tests.
+fn temp_program() -> OsString {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../hangwatch-leaks/tests/programs/temp_leak.py")
+        .into()
+}
+
+/// Removes, on drop, the temporary entries a program under test named, if hangwatch did not.
+struct TempLeftover(Vec<PathBuf>);
+
+impl Drop for TempLeftover {
+    fn drop(&mut self) {
+        for path in &self.0 {
+            let _ = std::fs::remove_dir_all(path).or_else(|_| std::fs::remove_file(path));
+        }
+    }
+}
+
+/// Runs `temp_leak.py ARGS` in hangwatch's own temporary directory, stopped by a timeout, with
+/// `--leaks clean`; checks that each entry it made is attributed to it and removed.
+fn temp_entries_cleaned(options: &[&str], args: &[&str]) -> RunReport {
+    let mut command = vec!["python3".into(), temp_program()];
+    command.extend(args.iter().map(OsString::from));
+    let mut all = vec!["--leaks", "clean"];
+    all.extend(options);
+    let (fields, done, report) = run_until_ready(&all, &command);
+    let entries: Vec<PathBuf> = fields[1..].iter().map(PathBuf::from).collect();
+    let _leftover = TempLeftover(entries.clone());
+    assert_eq!(done.code(), 124, "{}", done.stderr);
+    assert_tree_gone(&report, &fields[0]);
+    assert!(!entries.is_empty(), "{fields:?}");
+    for entry in &entries {
+        let name = entry.display().to_string();
+        let found = leaks(&report)
+            .objects
+            .iter()
+            .find(|o| o.name == name)
+            .unwrap_or_else(|| panic!("{name} not listed: {:#?}", leaks(&report)));
+        assert!(
+            matches!(found.kind, LeakKind::TempDirectory | LeakKind::TempFile),
+            "{found:#?}"
+        );
+        assert_eq!(found.attribution, Attribution::Attributable, "{found:#?}");
+        assert_eq!(found.action, LeakAction::Removed, "{found:#?}");
+        assert!(!entry.exists(), "{name} was not removed");
+    }
+    report
+}
+
+#[test]
+fn forkserver_pymp_directory_of_a_program_stopped_by_term_is_cleaned() {
+    let report = temp_entries_cleaned(&["--timeout", "5s", "--grace", "5s"], &["forkserver"]);
+    assert!(!report.stop.as_ref().expect("stop").escalated_to_kill);
+}
+
+#[test]
+fn temporary_directory_and_file_of_a_killed_program_are_cleaned() {
+    let report = temp_entries_cleaned(
+        &["--timeout", "3s", "--grace", "500ms"],
+        &["tempfile", "ignore-term"],
+    );
+    assert!(report.stop.as_ref().expect("stop").escalated_to_kill);
+}

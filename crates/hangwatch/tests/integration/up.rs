@@ -984,3 +984,61 @@ max_restarts = {{ count = 1000, within = "60s" }}
     assert_eq!(count(&events, "clean", "leak"), 0, "{events:#?}");
     guard.assert_all_gone();
 }
+
+#[test]
+fn temporary_directories_a_stopped_service_left_are_in_its_leak_event() {
+    let dir = Scratch::new("up-temp");
+    let program = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../hangwatch-leaks/tests/programs/temp_leak.py");
+    // A manager and a pool on a fork server, each listening in a `pymp-*` directory; silent
+    // after its ready line, so that the stall detection stops it (the stop's look sees the
+    // listeners) and SIGTERM leaves the directories behind. The bound leaves Python several
+    // seconds to start them all (it prints nothing before).
+    let mut up = start(
+        &dir,
+        &format!(
+            r#"
+[service.pool]
+command = ["python3", "{program}", "forkserver"]
+stall_on_silence = "5s"
+restart = "never"
+diagnose = false
+"#,
+            program = program.display(),
+        ),
+    );
+    let leak = up.wait(WAIT + Duration::from_secs(5), |e| {
+        is(e, "pool", "leak")
+            && matches!(&e.event, Event::Leak { objects, .. } if !objects.is_empty())
+    });
+    let (code, events, guard) = up.stop(Signal::TERMINATE);
+    let log = std::fs::read_to_string(dir.path.join("state/logs/pool.log")).unwrap_or_default();
+    let made: Vec<String> = log
+        .lines()
+        .find_map(|line| line.split_once("| ready "))
+        .map(|(_, rest)| rest.split_whitespace().skip(1).map(str::to_owned).collect())
+        .unwrap_or_default();
+    for path in &made {
+        if Path::new(path)
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("pymp-"))
+        {
+            let _ = std::fs::remove_dir_all(path);
+        }
+    }
+    // A stalled service that is not restarted makes the supervisor's exit code 1.
+    assert_eq!(code, 1, "{events:#?}");
+    guard.assert_all_gone();
+    assert_eq!(made.len(), 2, "the ready line: {log}");
+    let Event::Leak { objects, .. } = &leak.event else {
+        unreachable!()
+    };
+    let mut objects = objects.clone();
+    objects.sort();
+    assert_eq!(objects, made, "{leak:?}");
+    let last = leaked_objects(&events, None);
+    assert!(
+        made.iter().all(|name| !last.contains(name)),
+        "again in the final audit: {last:?}"
+    );
+}
