@@ -38,4 +38,5 @@ pub mod probe;
 pub mod run;
 pub mod state;
 mod summary;
+mod survivors;
 pub mod up;
