@@ -11,6 +11,8 @@ use hangwatch_diagnose::{Diagnosis, IncidentFiles, Options, diagnose, render};
 use hangwatch_protocol::report::{IncidentRecord, Survivor};
 use tokio::sync::oneshot;
 
+use crate::liveness::tail::LastOutput;
+
 /// Where and how to diagnose before a stop.
 #[derive(Debug, Clone)]
 pub struct DiagnoseSpec {
@@ -84,9 +86,10 @@ pub(crate) async fn bounded(
     spec: DiagnoseSpec,
     subject: Subject,
     reason: String,
+    additions: Additions,
 ) -> IncidentRecord {
     let (early, _taken, task) = anticipate(spec, subject, tokio::time::Instant::now());
-    early.keep(reason);
+    early.keep(reason, additions);
     task.await.unwrap_or_default()
 }
 
@@ -98,14 +101,15 @@ pub(crate) async fn bounded(
 pub(crate) struct Early {
     /// The deadline it anticipates.
     pub(crate) target: tokio::time::Instant,
-    keep: oneshot::Sender<String>,
+    keep: oneshot::Sender<(String, Additions)>,
 }
 
 impl Early {
-    /// Keeps the diagnosis: it is written as an incident named for `reason` once taken.
-    pub(crate) fn keep(self, reason: String) {
+    /// Keeps the diagnosis: it is written as an incident named for `reason`, with
+    /// `additions`, once taken.
+    pub(crate) fn keep(self, reason: String, additions: Additions) {
         // The task ends only after it got an answer, so it is there to receive one.
-        let _ = self.keep.send(reason);
+        let _ = self.keep.send((reason, additions));
     }
 }
 
@@ -123,7 +127,7 @@ pub(crate) fn anticipate(
     oneshot::Receiver<()>,
     impl Future<Output = Option<IncidentRecord>> + Send + 'static,
 ) {
-    let (keep, kept) = oneshot::channel::<String>();
+    let (keep, kept) = oneshot::channel::<(String, Additions)>();
     let (taken_tx, taken) = oneshot::channel::<()>();
     let task = async move {
         let limit = spec.limit + spec.sample;
@@ -138,7 +142,7 @@ pub(crate) fn anticipate(
                 humantime::format_duration(limit)
             )),
         };
-        let reason = kept.await.ok()?;
+        let (reason, additions) = kept.await.ok()?;
         let _ = taken_tx.send(());
         let record = match taken {
             Ok(diagnosis) => {
@@ -147,7 +151,7 @@ pub(crate) fn anticipate(
                         verdict: diagnosis.verdict.iter().map(|f| f.text.clone()).collect(),
                         ..IncidentRecord::default()
                     };
-                    match write(&dir, &diagnosis, &reason, &Additions::default()) {
+                    match write(&dir, &diagnosis, &reason, &additions) {
                         Ok(files) => {
                             record.text_path = Some(files.text.display().to_string());
                             record.json_path = Some(files.json.display().to_string());
@@ -208,6 +212,9 @@ pub(crate) struct Additions {
     /// The processes that outlived a stop's grace, and why (see [`crate::survivors`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) survivors: Vec<Survivor>,
+    /// What the program last wrote on stdout and stderr.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) output: Option<LastOutput>,
 }
 
 /// Writes `diagnosis` with `additions` into `dir` (created if missing) as
@@ -257,6 +264,18 @@ pub(crate) fn write(
         text.push('\n');
     }
     text.push_str(&render(diagnosis));
+    if let Some(output) = &additions.output {
+        text.push_str("\nLast output (oldest first):\n");
+        for (stream, lines) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
+            if lines.is_empty() {
+                continue;
+            }
+            let _ = writeln!(text, "  {stream}:");
+            for line in lines {
+                let _ = writeln!(text, "    {}  {}", line.at, line.line);
+            }
+        }
+    }
     write_atomically(&text_path, text.as_bytes())?;
     let mut json = serde_json::to_value(diagnosis).map_err(std::io::Error::other)?;
     if let (Some(object), serde_json::Value::Object(extra)) = (
@@ -279,6 +298,7 @@ pub(crate) fn write_survivors(
     dir: &Path,
     look: &crate::survivors::Look,
     reason: &str,
+    output: Option<LastOutput>,
 ) -> Option<IncidentRecord> {
     let mut diagnoses = look.diagnoses.iter();
     let mut joined = diagnoses.next()?.clone();
@@ -289,6 +309,7 @@ pub(crate) fn write_survivors(
     }
     let additions = Additions {
         survivors: look.survivors.clone(),
+        output,
     };
     let mut record = IncidentRecord {
         verdict: look

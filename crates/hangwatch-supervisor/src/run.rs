@@ -50,6 +50,7 @@ use crate::liveness::detector::{Detector, Expiry, LivenessSpec, Verdict};
 use crate::liveness::notified;
 use crate::liveness::notify::{Datagram, NotifyError, NotifySocket};
 use crate::liveness::output::{Activity, OutputMode, capture};
+use crate::liveness::tail::LastOutput;
 use crate::survivors::Look;
 use tokio::signal::unix::{Signal as SignalStream, SignalKind, signal};
 use tokio::time::Instant;
@@ -481,6 +482,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                 stopper.begin_after_diagnosis(
                     StopCause::Timeout,
                     late_ms,
+                    pump.last_output(),
                     &mut diagnosing,
                     &mut stopping,
                 )?;
@@ -510,6 +512,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                         stopper.begin_after_diagnosis(
                             StopCause::Stall,
                             None,
+                            pump.last_output(),
                             &mut diagnosing,
                             &mut stopping,
                         )?;
@@ -580,6 +583,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
         }
     }
 
+    let last_output = pump.last_output();
     // Whatever the program wrote before it ended still reaches hangwatch's output.
     let output_stats = pump.finish(Duration::from_secs(2));
     if output_stats.bytes_dropped > 0 {
@@ -642,7 +646,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
             }
             if let (Some(diagnose), Some(record)) = (&spec.diagnose, report.stop.as_mut()) {
                 record.survivors_incident =
-                    crate::incident::write_survivors(&diagnose.dir, &look, "killed");
+                    crate::incident::write_survivors(&diagnose.dir, &look, "killed", last_output);
             }
         }
         if stop.cause == StopCause::Leftovers {
@@ -690,6 +694,7 @@ impl Stopper<'_> {
         &self,
         cause: StopCause,
         late_ms: Option<f64>,
+        output: Option<LastOutput>,
         diagnosing: &mut Option<Diagnosing>,
         stopping: &mut Option<Stopping>,
     ) -> Result<(), RunError> {
@@ -705,7 +710,15 @@ impl Stopper<'_> {
         *diagnosing = Some(Diagnosing {
             cause,
             late_ms,
-            task: Box::pin(crate::incident::bounded(diagnose, subject, reason)),
+            task: Box::pin(crate::incident::bounded(
+                diagnose,
+                subject,
+                reason,
+                crate::incident::Additions {
+                    output,
+                    ..crate::incident::Additions::default()
+                },
+            )),
         });
         Ok(())
     }

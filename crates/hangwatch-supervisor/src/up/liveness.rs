@@ -95,9 +95,15 @@ impl Supervisor {
         let index = usize::from(stream == Stream::Err);
         let name = svc.cfg.name.as_str();
         let log = &mut svc.log;
+        let tail = if stream == Stream::Err {
+            &mut svc.tail.stderr
+        } else {
+            &mut svc.tail.stdout
+        };
         let console = self.console.as_ref();
         let json = self.view == View::Json;
         let mut emit = |line: &[u8]| {
+            tail.line(line, at);
             if let Some(log) = log.as_mut() {
                 log.write_line(stream, line, at);
             }
@@ -133,10 +139,18 @@ impl Supervisor {
             .filter(|early| cause == StopCause::Stall && early.target <= now);
         let under_way = diagnose && early.is_some();
         if let Some(early) = early.filter(|_| diagnose) {
-            early.keep(self.incident_reason(i, cause));
+            early.keep(self.incident_reason(i, cause), self.additions(i));
         }
         let effects = machine::stalled(&mut self.services[i].life, cause, diagnose, under_way, now);
         self.perform(i, effects, now);
+    }
+
+    /// What an incident about service `i` holds beside the diagnosis: its last output.
+    fn additions(&self, i: usize) -> crate::incident::Additions {
+        crate::incident::Additions {
+            output: self.services[i].tail.last(),
+            ..crate::incident::Additions::default()
+        }
     }
 
     /// The incident's name for a stop of service `i` for `cause`: `api-stalled`, …
@@ -224,12 +238,14 @@ impl Supervisor {
             _ => StopCause::Stall,
         };
         let reason = self.incident_reason(i, cause);
+        let additions = self.additions(i);
         let generation = svc.generation;
         let spec = self.diagnose.clone();
         let tx = self.tx.clone();
         tokio::spawn(async move {
             let record =
-                crate::incident::bounded(spec, Subject::Tree { program: pid }, reason).await;
+                crate::incident::bounded(spec, Subject::Tree { program: pid }, reason, additions)
+                    .await;
             let _ = tx
                 .send(Msg::Diagnosed {
                     service: i,
@@ -363,10 +379,11 @@ impl Supervisor {
         }
         let dir = self.diagnose.dir.clone();
         let reason = format!("{}-killed", self.services[i].cfg.name);
+        let output = self.services[i].tail.last();
         let tx = self.tx.clone();
         tokio::spawn(async move {
             let writing = tokio::task::spawn_blocking(move || {
-                crate::incident::write_survivors(&dir, &look, &reason)
+                crate::incident::write_survivors(&dir, &look, &reason, output)
             });
             if let Ok(Some(record)) = writing.await {
                 let _ = tx.send(Msg::Noted { service: i, record }).await;
@@ -384,11 +401,13 @@ impl Supervisor {
             return;
         };
         let reason = format!("{}-stall-warning", svc.cfg.name);
+        let additions = self.additions(i);
         let spec = self.diagnose.clone();
         let tx = self.tx.clone();
         tokio::spawn(async move {
             let record =
-                crate::incident::bounded(spec, Subject::Tree { program: pid }, reason).await;
+                crate::incident::bounded(spec, Subject::Tree { program: pid }, reason, additions)
+                    .await;
             let _ = tx.send(Msg::Noted { service: i, record }).await;
         });
     }

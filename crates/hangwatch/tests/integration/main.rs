@@ -15,6 +15,7 @@ mod leftovers;
 mod signals;
 mod socket;
 mod stall;
+mod survivors;
 mod terminal;
 mod timeout;
 mod up;

@@ -37,6 +37,10 @@ impl Supervisor {
             spec.sample = Duration::from_millis(sample_ms.min(60_000));
         }
         let reason = format!("{name}-requested");
+        let additions = crate::incident::Additions {
+            output: self.services[i].tail.last(),
+            ..crate::incident::Additions::default()
+        };
         let tx = self.tx.clone();
         self.emit(
             Some(i),
@@ -46,7 +50,8 @@ impl Supervisor {
         );
         tokio::spawn(async move {
             let record =
-                crate::incident::bounded(spec, Subject::Tree { program: pid }, reason).await;
+                crate::incident::bounded(spec, Subject::Tree { program: pid }, reason, additions)
+                    .await;
             let _ = tx
                 .send(Msg::Inspected {
                     service: i,
