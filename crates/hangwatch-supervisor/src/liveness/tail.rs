@@ -91,6 +91,14 @@ impl StreamTail {
         }
     }
 
+    /// The heap this tail holds, in bytes (for the memory figure).
+    #[cfg(test)]
+    fn heap_bytes(&self) -> usize {
+        self.lines.capacity() * std::mem::size_of::<(SystemTime, String)>()
+            + self.lines.iter().map(|(_, l)| l.capacity()).sum::<usize>()
+            + self.partial.capacity()
+    }
+
     /// The lines kept, a line not ended yet last.
     #[must_use]
     pub fn lines(&self) -> Vec<TailLine> {
@@ -168,5 +176,22 @@ mod tests {
         let mut huge = StreamTail::default();
         huge.line(&vec![b'y'; 100_000], SystemTime::UNIX_EPOCH);
         assert_eq!(huge.lines()[0].line.len(), TAIL_BYTES);
+    }
+
+    /// The memory figure of the docs: what a full tail holds, for lines of 80 characters (the
+    /// line bound) and of 400 (the byte bound), with a long line pending.
+    #[test]
+    fn a_full_tail_holds_a_bounded_heap() {
+        for width in [80usize, 400] {
+            let mut tail = StreamTail::default();
+            let line = vec![b'x'; width];
+            for _ in 0..1000 {
+                tail.line(&line, SystemTime::UNIX_EPOCH);
+            }
+            tail.bytes(&vec![b'y'; 20_000], SystemTime::UNIX_EPOCH);
+            let heap = tail.heap_bytes();
+            eprintln!("tail of one stream, {width}-byte lines + 16 KiB pending: {heap} bytes");
+            assert!(heap <= 3 * TAIL_BYTES + 4096, "{heap}");
+        }
     }
 }
