@@ -230,6 +230,9 @@ pub struct Liveness {
     pub heartbeat_file: Option<(PathBuf, Duration)>,
     /// `stall_on_silence = "60s"`: expect output at least this often.
     pub stall_on_silence: Option<Duration>,
+    /// `stall_warn = "20s"`: a softer bound for every heartbeat source, below each of their
+    /// bounds. Past it: an incident and a `stall-warning` event; the service keeps running.
+    pub stall_warn: Option<Duration>,
     /// `liveness = { http|tcp|exec = …, every, timeout, failures }`.
     pub probe: Option<Probe>,
 }

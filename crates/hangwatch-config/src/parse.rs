@@ -56,6 +56,7 @@ const SERVICE_KEYS: &[&str] = &[
     "watchdog",
     "heartbeat_file",
     "stall_on_silence",
+    "stall_warn",
     "liveness",
     "restart",
     "backoff",
@@ -1423,6 +1424,9 @@ impl Checker<'_> {
         let stall_on_silence = self.optional(table, "stall_on_silence", |c, v| {
             c.positive_duration(at("stall_on_silence"), v)
         });
+        let stall_warn = self.optional(table, "stall_warn", |c, v| {
+            c.positive_duration(at("stall_warn"), v)
+        });
         let heartbeat_file = get(table, "heartbeat_file").map(|value| {
             let table = self.table(at("heartbeat_file"), value, "{ path = \"status.json\", stale_after = \"120s\" }")?;
             self.unknown_keys(table, HEARTBEAT_KEYS, &format!("in `heartbeat_file` of service `{service}`"));
@@ -1462,12 +1466,46 @@ impl Checker<'_> {
             };
             self.probe(at("liveness"), value.span(), table, defaults)
         });
-        Some(Liveness {
+        let liveness = Liveness {
             watchdog: watchdog.map_or(Some(None), |v| v.map(Some))?,
             heartbeat_file: heartbeat_file.map_or(Some(None), |v| v.map(Some))?,
             stall_on_silence: stall_on_silence.map_or(Some(None), |v| v.map(Some))?,
+            stall_warn: stall_warn.map_or(Some(None), |v| v.map(Some))?,
             probe: probe.map_or(Some(None), |v| v.map(Some))?,
-        })
+        };
+        if let (Some(warn), Some(value)) = (liveness.stall_warn, get(table, "stall_warn")) {
+            let bounds = [
+                ("watchdog", liveness.watchdog),
+                (
+                    "heartbeat_file.stale_after",
+                    liveness.heartbeat_file.as_ref().map(|f| f.1),
+                ),
+                ("stall_on_silence", liveness.stall_on_silence),
+            ];
+            let place = at("stall_warn");
+            if bounds.iter().all(|(_, bound)| bound.is_none()) {
+                self.error(
+                    &value.span(),
+                    format!("{place}: warns of nothing: the service has no `watchdog`, `heartbeat_file` or `stall_on_silence`"),
+                );
+                return None;
+            }
+            if let Some((key, bound)) = bounds
+                .iter()
+                .find_map(|(key, bound)| bound.filter(|b| *b <= warn).map(|b| (key, b)))
+            {
+                self.error(
+                    &value.span(),
+                    format!(
+                        "{place}: {} is not below `{key}` ({}): a warning must come before the stall",
+                        humantime::format_duration(warn),
+                        humantime::format_duration(bound)
+                    ),
+                );
+                return None;
+            }
+        }
+        Some(liveness)
     }
 
     /// `backoff = { initial, max, factor, jitter, reset_after }` over the defaults.

@@ -27,6 +27,7 @@
 mod sys;
 
 pub mod async_fd;
+pub mod disposition;
 pub mod environ;
 pub mod exit_watch;
 pub mod guardian;

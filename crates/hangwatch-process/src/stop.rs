@@ -336,6 +336,17 @@ impl TreeStop {
         self.members.values().any(|m| m.pidfd.is_some())
     }
 
+    /// The processes that had the stop signal and were alive at the last look: those that
+    /// outlived it so far, in PID order (the ones a `KILL` at the end of the grace is for).
+    #[must_use]
+    pub fn survivors(&self) -> Vec<ProcessInfo> {
+        self.members
+            .values()
+            .filter(|m| m.pidfd.is_some() && !m.spared && !m.signals.is_empty())
+            .map(|m| m.info.clone())
+            .collect()
+    }
+
     /// The record of every process signalled, in PID order. A spared process that exited by
     /// itself, never signalled, is not in it.
     #[must_use]
@@ -348,6 +359,7 @@ impl TreeStop {
                 escaped_group: m.escaped_group,
                 signals: m.signals,
                 killed: m.killed,
+                survived: None,
             })
             .collect()
     }

@@ -6,7 +6,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::{IncidentRecord, ProcessInfo, ProgramStatus, StallSource, StopCause};
+use crate::report::{IncidentRecord, ProcessInfo, ProgramStatus, StallSource, StopCause, Survivor};
 
 /// Version of the event format, written in the supervisor's `up` event.
 pub const EVENT_VERSION: u32 = 1;
@@ -91,6 +91,16 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         detail: Option<String>,
     },
+    /// A service's liveness source passed its `stall_warn`: an incident is written, and the
+    /// service keeps running.
+    StallWarning {
+        /// Which liveness source is late.
+        source: StallSource,
+        /// The warning bound, in milliseconds.
+        bound_ms: u64,
+        /// How long after the warning deadline it was noticed, in milliseconds.
+        late_ms: f64,
+    },
     /// A service's processes used more memory than its `memory_limit`.
     OverMemory {
         /// Resident memory of the service's tree, in bytes.
@@ -108,6 +118,18 @@ pub enum Event {
         signal: String,
         /// Grace before KILL, in milliseconds.
         grace_ms: u64,
+    },
+    /// The grace of a stop ran out: these processes are killed now, and why each was still
+    /// alive (what it did with the stop signal, where it was).
+    Killing {
+        /// Why the stop began.
+        cause: StopCause,
+        /// The grace that ran out, in milliseconds.
+        grace_ms: u64,
+        /// The processes about to get `KILL`.
+        survivors: Vec<Survivor>,
+        /// How long the look at them took, in milliseconds.
+        look_ms: f64,
     },
     /// A stop could not begin (the scan of its tree or a signal failed). The service stays in
     /// the stop, watched, and the stop is tried again.

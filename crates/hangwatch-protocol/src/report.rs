@@ -445,6 +445,12 @@ pub struct StopRecord {
     pub escalated_to_kill: bool,
     /// How long the stop took until every process was gone, in milliseconds.
     pub took_ms: f64,
+    /// How long the look at the survivors before the `KILL` took, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub survivors_look_ms: Option<f64>,
+    /// The incident written about the survivors just before the `KILL`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub survivors_incident: Option<IncidentRecord>,
 }
 
 /// Why an incident file was written, the last word of its name (`SERVICE-WHY` under `up`,
@@ -461,15 +467,21 @@ pub enum IncidentWhy {
     TimedOut,
     /// Someone asked (`hangwatch diagnose NAME`).
     Requested,
+    /// A stop's survivors, looked at just before the `KILL`.
+    Killed,
+    /// `stall_warn` passed: a warning, the service runs on.
+    StallWarning,
 }
 
 impl IncidentWhy {
     /// Every reason, for readers of file names.
-    pub const ALL: [IncidentWhy; 4] = [
+    pub const ALL: [IncidentWhy; 6] = [
         IncidentWhy::Stalled,
         IncidentWhy::OverMemory,
         IncidentWhy::TimedOut,
         IncidentWhy::Requested,
+        IncidentWhy::Killed,
+        IncidentWhy::StallWarning,
     ];
 
     /// The reason as written in the file name.
@@ -480,6 +492,8 @@ impl IncidentWhy {
             IncidentWhy::OverMemory => "over-memory",
             IncidentWhy::TimedOut => "timed-out",
             IncidentWhy::Requested => "requested",
+            IncidentWhy::Killed => "killed",
+            IncidentWhy::StallWarning => "stall-warning",
         }
     }
 
@@ -591,6 +605,35 @@ pub struct StoppedProcess {
     pub signals: Vec<SentSignal>,
     /// Whether it was still alive when the grace ran out and needed `KILL`.
     pub killed: bool,
+    /// For a process that needed `KILL`: why the stop signal did not end it, and where it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub survived: Option<Survival>,
+}
+
+/// Why a process outlived its stop signal, as seen just before its `KILL`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Survival {
+    /// The stop signal, without `SIG` (`TERM`).
+    pub signal: String,
+    /// What the process did with it (`SigIgn`, `SigCgt`, `SigBlk` of `/proc/PID/status`):
+    /// `ignored`, `caught` (a handler ran and the process kept running), `blocked` (by every
+    /// thread), `default` (the default action had not ended it yet), or `unknown` (unreadable).
+    pub handling: String,
+    /// Where it was: one line per thread worth naming (blocked call, Python stack), the most
+    /// telling first. Empty when the bounded look found nothing to say or ran out of time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub at: Vec<String>,
+}
+
+/// A process about to be killed because its grace ran out, and why it was still alive.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Survivor {
+    /// Which process.
+    #[serde(flatten)]
+    pub process: ProcessInfo,
+    /// Why it was still alive.
+    #[serde(flatten)]
+    pub survival: Survival,
 }
 
 /// One signal sent to one process.
@@ -632,8 +675,10 @@ mod tests {
                 late_ms: Some(0.2),
                 signal: "TERM".into(),
                 grace_ms: 10_000,
-                escalated_to_kill: false,
+                escalated_to_kill: true,
                 took_ms: 1.0,
+                survivors_look_ms: Some(12.5),
+                survivors_incident: None,
             }),
             stopped: vec![StoppedProcess {
                 process: ProcessInfo {
@@ -648,7 +693,12 @@ mod tests {
                     signal: "TERM".into(),
                     after_ms: 0.0,
                 }],
-                killed: false,
+                killed: true,
+                survived: Some(Survival {
+                    signal: "TERM".into(),
+                    handling: "caught".into(),
+                    at: vec!["thread \"MainThread\" in app.py:57 drain()".into()],
+                }),
             }],
             leftovers: vec![],
             stall: None,
@@ -686,6 +736,17 @@ mod tests {
             json.contains(r#""notes":[{"part":"notify-socket""#),
             "{json}"
         );
+        assert!(json.contains(r#""handling":"caught""#), "{json}");
+        // A report of an older hangwatch, without the survivors' fields, still reads.
+        let older = json
+            .replace(r#","survivors_look_ms":12.5"#, "")
+            .replace(
+                r#","survived":{"signal":"TERM","handling":"caught","at":["thread \"MainThread\" in app.py:57 drain()"]}"#,
+                "",
+            );
+        assert_ne!(older, json);
+        let old: RunReport = serde_json::from_str(&older).expect("deserialize the older form");
+        assert_eq!(old.stopped[0].survived, None);
         let back: RunReport = serde_json::from_str(&json).expect("deserialize");
         assert_eq!(back, report);
     }

@@ -44,5 +44,6 @@ mod properties;
 pub mod run;
 pub mod state;
 mod summary;
+mod survivors;
 pub mod textfile;
 pub mod up;

@@ -50,6 +50,8 @@ use crate::liveness::detector::{Detector, Expiry, LivenessSpec, Verdict};
 use crate::liveness::notified;
 use crate::liveness::notify::{Datagram, NotifyError, NotifySocket};
 use crate::liveness::output::{Activity, OutputMode, capture};
+use crate::liveness::tail::LastOutput;
+use crate::survivors::Look;
 use tokio::signal::unix::{Signal as SignalStream, SignalKind, signal};
 use tokio::time::Instant;
 
@@ -196,6 +198,8 @@ enum Wake {
     Liveness(std::io::Result<()>),
     /// The diagnosis before a stop is written (or failed, or ran out of time).
     Diagnosed(IncidentRecord),
+    /// The look at the processes that outlived the grace is done: `KILL` them.
+    Looked(Look),
 }
 
 /// Resolves with the next datagram; never when there is no socket.
@@ -235,6 +239,20 @@ struct Stopping {
     cause: StopCause,
     tree: TreeStop,
     late_ms: Option<f64>,
+    /// What the look at the survivors found when the grace ran out, before their `KILL`
+    /// ([`crate::survivors`]).
+    looked: Option<Look>,
+}
+
+/// The look at a stop's survivors under way.
+type Looking = Pin<Box<dyn Future<Output = Look> + Send>>;
+
+/// Resolves when the look at a stop's survivors is done; never when none is under way.
+async fn looked(looking: Option<&mut Looking>) -> Look {
+    match looking {
+        Some(look) => look.as_mut().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Runs `spec` to the end: the program has exited or was stopped, and no descendant is left.
@@ -384,6 +402,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
     let mut main_status: Option<ExitStatus> = None;
     let mut stopping: Option<Stopping> = None;
     let mut diagnosing: Option<Diagnosing> = None;
+    let mut looking: Option<Looking> = None;
     let mut stop_requests = 0u32;
     let mut rescan = false;
 
@@ -427,7 +446,12 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
             .set(deadline.filter(|_| running))
             .map_err(io("arm the timeout"))?;
         grace_timer
-            .set(stopping.as_ref().and_then(|s| s.tree.grace_deadline()))
+            .set(
+                stopping
+                    .as_ref()
+                    .filter(|_| looking.is_none())
+                    .and_then(|s| s.tree.grace_deadline()),
+            )
             .map_err(io("arm the grace timer"))?;
         // Heartbeats only move the deadline later: the timer is re-armed when it fires early,
         // not on every heartbeat.
@@ -445,6 +469,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
             datagram = notify_recv(notify.as_ref()) => Wake::Notify(datagram),
             activity = pump.activity() => Wake::Output(activity),
             record = diagnosed(diagnosing.as_mut()) => Wake::Diagnosed(record),
+            look = looked(looking.as_mut()) => Wake::Looked(look),
         };
 
         match wake {
@@ -459,7 +484,27 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
             Wake::GraceOver(result) => {
                 result.map_err(io("wait for the grace timer"))?;
                 if let Some(stop) = &mut stopping {
-                    tracing::debug!("grace over, sending KILL");
+                    let survivors = stop.tree.survivors();
+                    if stop.looked.is_none() && !stop.tree.escalated() && !survivors.is_empty() {
+                        // Why they are still alive, before the KILL destroys the answer.
+                        tracing::debug!("grace over, looking at the survivors");
+                        let python = spec.diagnose.as_ref().is_none_or(|d| d.python);
+                        looking = Some(Box::pin(crate::survivors::look(
+                            survivors,
+                            stop.tree.plan().signal,
+                            python,
+                        )));
+                    } else {
+                        tracing::debug!("grace over, sending KILL");
+                        stop.tree.kill_now().map_err(io("kill the process tree"))?;
+                    }
+                }
+            }
+            Wake::Looked(look) => {
+                if let Some(stop) = &mut stopping {
+                    tracing::debug!(took = ?look.took, "survivors seen, sending KILL");
+                    looking = None;
+                    stop.looked = Some(look);
                     stop.tree.kill_now().map_err(io("kill the process tree"))?;
                 }
             }
@@ -470,6 +515,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                 stopper.begin_after_diagnosis(
                     StopCause::Timeout,
                     late_ms,
+                    pump.last_output(),
                     &mut diagnosing,
                     &mut stopping,
                 )?;
@@ -499,6 +545,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                         stopper.begin_after_diagnosis(
                             StopCause::Stall,
                             None,
+                            pump.last_output(),
                             &mut diagnosing,
                             &mut stopping,
                         )?;
@@ -551,6 +598,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                 } else if let Some(stop) = &mut stopping {
                     if terminating && stop.tree.grace_deadline().is_some() {
                         tracing::debug!(%sig, "asked again during a stop: KILL now");
+                        looking = None;
                         stop.tree.kill_now().map_err(io("kill the process tree"))?;
                     }
                 } else if main_status.is_none() {
@@ -568,6 +616,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
         }
     }
 
+    let last_output = pump.last_output();
     // Whatever the program wrote before it ended still reaches hangwatch's output.
     let output_stats = pump.finish(Duration::from_secs(2));
     if output_stats.bytes_dropped > 0 {
@@ -616,8 +665,27 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
             grace_ms: millis(plan.grace),
             escalated_to_kill: stop.tree.escalated(),
             took_ms,
+            survivors_look_ms: stop.looked.as_ref().map(|l| l.took.as_secs_f64() * 1000.0),
+            survivors_incident: None,
         });
         report.stopped = stop.tree.into_records();
+        if let Some(look) = stop.looked {
+            for process in &mut report.stopped {
+                process.survived = look
+                    .survivors
+                    .iter()
+                    .find(|s| s.process.pid == process.process.pid && process.killed)
+                    .map(|s| s.survival.clone());
+            }
+            if let (Some(diagnose), Some(record)) = (&spec.diagnose, report.stop.as_mut()) {
+                record.survivors_incident = crate::incident::write_survivors(
+                    &diagnose.dir,
+                    &look,
+                    IncidentWhy::Killed.as_str(),
+                    last_output,
+                );
+            }
+        }
         if stop.cause == StopCause::Leftovers {
             report.leftovers = report
                 .stopped
@@ -674,6 +742,7 @@ impl Stopper<'_> {
             cause,
             tree,
             late_ms,
+            looked: None,
         })
     }
 
@@ -683,6 +752,7 @@ impl Stopper<'_> {
         &self,
         cause: StopCause,
         late_ms: Option<f64>,
+        output: Option<LastOutput>,
         diagnosing: &mut Option<Diagnosing>,
         stopping: &mut Option<Stopping>,
     ) -> Result<(), RunError> {
@@ -698,7 +768,15 @@ impl Stopper<'_> {
         *diagnosing = Some(Diagnosing {
             cause,
             late_ms,
-            task: Box::pin(crate::incident::bounded(diagnose, subject, reason)),
+            task: Box::pin(crate::incident::bounded(
+                diagnose,
+                subject,
+                reason,
+                crate::incident::Additions {
+                    output,
+                    ..crate::incident::Additions::default()
+                },
+            )),
         });
         Ok(())
     }

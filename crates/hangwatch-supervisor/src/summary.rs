@@ -2,7 +2,7 @@
 
 use hangwatch_protocol::report::{
     Attribution, EndReason, LeakAction, LeakedObject, RunReport, StallRecord, StallSource,
-    StopCause, StopRecord, StoppedProcess,
+    StopCause, StopRecord, StoppedProcess, Survivor,
 };
 
 /// The summary line, or `None` when the program simply exited, hangwatch did nothing and
@@ -37,6 +37,14 @@ pub(crate) fn summarize(report: &RunReport) -> Option<String> {
         if let Some(error) = &incident.error {
             text.push_str(&format!("\nhangwatch: incident: {error}"));
         }
+    }
+    if let Some(path) = report
+        .stop
+        .as_ref()
+        .and_then(|s| s.survivors_incident.as_ref())
+        .and_then(|i| i.text_path.as_ref())
+    {
+        text.push_str(&format!("\nhangwatch: why KILL was needed: {path}"));
     }
     Some(text)
 }
@@ -78,12 +86,34 @@ fn stop_parts(report: &RunReport, stop: &StopRecord) -> Vec<String> {
             list(&polite)
         ));
     }
-    if !killed.is_empty() {
+    // Those whose survival was looked at are named with why, the rest listed.
+    let (explained, unexplained): (Vec<&StoppedProcess>, Vec<&StoppedProcess>) =
+        killed.iter().partition(|p| p.survived.is_some());
+    for process in explained.iter().take(3) {
+        if let Some(survival) = &process.survived {
+            let survivor = Survivor {
+                process: process.process.clone(),
+                survival: survival.clone(),
+            };
+            parts.push(format!(
+                "{}; KILL after the {} grace",
+                crate::survivors::sentence(&survivor),
+                seconds(stop.grace_ms)
+            ));
+        }
+    }
+    let unexplained: Vec<&StoppedProcess> = explained
+        .iter()
+        .skip(3)
+        .chain(unexplained.iter())
+        .copied()
+        .collect();
+    if !unexplained.is_empty() {
         parts.push(format!(
             "{} killed with KILL after the {} grace: {}",
-            processes(killed.len()),
+            processes(unexplained.len()),
             seconds(stop.grace_ms),
-            list(&killed)
+            list(&unexplained)
         ));
     }
     parts
@@ -391,6 +421,8 @@ mod tests {
             grace_ms: 10_000,
             escalated_to_kill: false,
             took_ms: 5.0,
+            survivors_look_ms: None,
+            survivors_incident: None,
         });
         report.notify = Some(hangwatch_protocol::report::NotifySummary {
             status: Some("tests/test_db.py::test_migrate".into()),

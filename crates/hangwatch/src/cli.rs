@@ -487,6 +487,15 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub stall_on_silence: Option<Duration>,
 
+    /// Read the program's output and pass it on, even when hangwatch's stdout or stderr is a
+    /// terminal or a file, so that its last lines (50 lines or 16 KiB per stream) go into the
+    /// incident. When both are pipes this is the default, as the program sees a pipe either
+    /// way. What it changes for the program: on a terminal it gets a pseudo-terminal in which
+    /// stdout and stderr merge; on a file it writes into a pipe (no seeking, and the file is
+    /// written by hangwatch).
+    #[arg(long)]
+    pub read_output: bool,
+
     /// After the program sends STOPPING=1, it must exit within this long or it is stalled
     /// (default: the --grace).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]

@@ -1052,3 +1052,21 @@ fn alert_errors_name_their_place() {
         ]
     );
 }
+
+#[test]
+fn stall_warn_is_read_and_must_come_before_every_stall_bound() {
+    let worker = service(
+        "[service.worker]\ncommand = \"w\"\nwatchdog = \"10s\"\nstall_on_silence = \"60s\"\nstall_warn = \"5s\"\n",
+    );
+    assert_eq!(worker.liveness.stall_warn, Some(Duration::from_secs(5)));
+    assert_eq!(
+        error(
+            "[service.worker]\ncommand = \"w\"\nwatchdog = \"10s\"\nstall_on_silence = \"3s\"\nstall_warn = \"5s\"\n"
+        ),
+        "5:14: service `worker`: `stall_warn`: 5s is not below `stall_on_silence` (3s): a warning must come before the stall"
+    );
+    assert_eq!(
+        error("[service.worker]\ncommand = \"w\"\nstall_warn = \"5s\"\n"),
+        "3:14: service `worker`: `stall_warn`: warns of nothing: the service has no `watchdog`, `heartbeat_file` or `stall_on_silence`"
+    );
+}

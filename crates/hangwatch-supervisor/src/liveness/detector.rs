@@ -225,6 +225,26 @@ impl Detector {
         best
     }
 
+    /// The next stall deadline that a heartbeat could still move (watchdog, status file,
+    /// output silence), and when a diagnosis sampling for `window` must begin to be complete
+    /// there: `window` before it, but not before half the bound has passed since the last
+    /// heartbeat (a short bound is not diagnosed after every beat).
+    #[must_use]
+    pub fn anticipate(&self, window: Duration) -> Option<(Instant, Instant)> {
+        self.sources
+            .iter()
+            .map(|source| {
+                let from = source.last.unwrap_or(self.started);
+                let deadline = from + source.bound;
+                let begin = deadline
+                    .checked_sub(window)
+                    .unwrap_or(from)
+                    .max(from + source.bound / 2);
+                (begin, deadline)
+            })
+            .min_by_key(|&(_, deadline)| deadline)
+    }
+
     /// The deadline of `expiry` passed at `now`. Returns the verdict, or `None` when a fresh
     /// look shows that it did not really pass (the status file was modified meanwhile): the
     /// next deadline has then moved on.
@@ -311,6 +331,46 @@ mod tests {
             exit_grace: secs(10),
             ..LivenessSpec::default()
         }
+    }
+
+    #[test]
+    fn a_diagnosis_is_anticipated_a_window_before_the_deadline() {
+        let t0 = Instant::now();
+        let mut d = Detector::new(
+            &LivenessSpec {
+                watchdog: Some(secs(1)),
+                silence: Some(secs(5)),
+                ..spec()
+            },
+            t0,
+        );
+        let window = Duration::from_millis(200);
+        assert_eq!(
+            d.anticipate(window),
+            Some((t0 + Duration::from_millis(800), t0 + secs(1)))
+        );
+        // A heartbeat moves it on with the deadline.
+        d.on_watchdog(t0 + secs(3));
+        assert_eq!(
+            d.anticipate(window),
+            Some((t0 + Duration::from_millis(3800), t0 + secs(4)))
+        );
+        // Never before half a short bound: not after every beat.
+        let short = Detector::new(
+            &LivenessSpec {
+                watchdog: Some(Duration::from_millis(300)),
+                ..spec()
+            },
+            t0,
+        );
+        assert_eq!(
+            short.anticipate(window),
+            Some((
+                t0 + Duration::from_millis(150),
+                t0 + Duration::from_millis(300)
+            ))
+        );
+        assert_eq!(Detector::new(&spec(), t0).anticipate(window), None);
     }
 
     #[test]

@@ -13,3 +13,4 @@ pub mod notified;
 pub mod notify;
 pub mod output;
 pub mod socket_dir;
+pub mod tail;

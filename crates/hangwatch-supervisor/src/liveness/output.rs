@@ -52,6 +52,8 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use rustix::pty::OpenptFlags;
 use tokio::io::unix::{AsyncFd, AsyncFdReadyGuard};
 
+use super::tail::{LastOutput, OutputTail};
+
 /// The most bytes queued for one of hangwatch's own output streams before more are dropped.
 /// A stream's queue allocates at most about twice this.
 pub const QUEUE_LIMIT: usize = 8 * 1024 * 1024;
@@ -80,6 +82,24 @@ pub enum OutputMode {
 }
 
 impl OutputMode {
+    /// [`OutputMode::Pipes`] when hangwatch's own stdout and stderr are both pipes (a CI
+    /// runner, `| tee`): the program then writes into a pipe either way, so reading its output
+    /// (to keep its last lines for an incident) and passing it on changes nothing it can see.
+    /// [`OutputMode::Inherit`] otherwise (a terminal, a file, a socket), which only an
+    /// explicit choice changes.
+    #[must_use]
+    pub fn when_already_piped() -> Self {
+        let is_pipe = |fd: std::os::fd::BorrowedFd<'_>| {
+            use nix::sys::stat::{SFlag, fstat};
+            fstat(fd).is_ok_and(|st| st.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFIFO.bits())
+        };
+        if is_pipe(io::stdout().as_fd()) && is_pipe(io::stderr().as_fd()) {
+            OutputMode::Pipes
+        } else {
+            OutputMode::Inherit
+        }
+    }
+
     /// [`OutputMode::Pty`] when hangwatch's own stdout is a terminal (so the program buffers as
     /// it would on that terminal), [`OutputMode::Pipes`] otherwise.
     #[must_use]
@@ -158,6 +178,7 @@ pub fn capture_with_sinks(
         stderr: None,
         child_ends: Vec::new(),
         buf: vec![0; READ_SIZE].into_boxed_slice(),
+        tail: OutputTail::default(),
     };
     let child = match mode {
         OutputMode::Inherit => None,
@@ -198,6 +219,8 @@ pub struct OutputPump {
     child_ends: Vec<OwnedFd>,
     /// One read's worth, reused.
     buf: Box<[u8]>,
+    /// The last lines read, for the incident.
+    tail: OutputTail,
 }
 
 impl OutputPump {
@@ -220,6 +243,7 @@ impl OutputPump {
                 stdout,
                 stderr,
                 buf,
+                tail,
                 ..
             } = self;
             let (is_stdout, read) = tokio::select! {
@@ -238,6 +262,14 @@ impl OutputPump {
                 }
             };
             stream.bytes_read += read.bytes as u64;
+            if read.bytes > 0 {
+                let lines = if is_stdout {
+                    &mut tail.stdout
+                } else {
+                    &mut tail.stderr
+                };
+                lines.bytes(&buf[..read.bytes], std::time::SystemTime::now());
+            }
             if read.eof {
                 stream.close();
             }
@@ -250,6 +282,13 @@ impl OutputPump {
                 });
             }
         }
+    }
+
+    /// What the program last wrote (the last lines of each stream), or `None` when it wrote
+    /// nothing or hangwatch does not read its output.
+    #[must_use]
+    pub fn last_output(&self) -> Option<LastOutput> {
+        self.tail.last()
     }
 
     /// Bytes dropped so far because hangwatch's own output could not keep up.

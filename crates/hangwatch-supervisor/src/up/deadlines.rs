@@ -13,7 +13,7 @@ use tokio::time::Instant;
 use super::lifecycle::kill_at_once;
 use super::policy::Ending;
 use super::service::{millis, ms};
-use super::state::{Life, Stop, Then, Tree};
+use super::state::{Life, Look, Then, Tree};
 use super::{Supervisor, UpError, io_err};
 use crate::liveness::detector::Expiry;
 
@@ -38,11 +38,14 @@ impl Supervisor {
                 }
                 Life::Stopping { stop, .. } => match &stop.tree {
                     Tree::Due { at: due } => at(*due),
-                    Tree::Signalled(tree) => {
-                        if let Some(grace) = tree.grace_deadline() {
-                            at(grace);
+                    Tree::Signalled(tree) => match stop.look {
+                        Look::Looking { until } => at(until),
+                        _ => {
+                            if let Some(grace) = tree.grace_deadline() {
+                                at(grace);
+                            }
                         }
-                    }
+                    },
                 },
                 _ => {}
             }
@@ -55,6 +58,17 @@ impl Supervisor {
                 if let Some((deadline, _)) = watch.detector.as_ref().and_then(|d| d.next_deadline())
                 {
                     at(deadline);
+                }
+                // The diagnosis that anticipates the next stall begins a window before it.
+                if svc.cfg.diagnose
+                    && self.shutdown.is_none()
+                    && let Some((begin, deadline)) = watch
+                        .detector
+                        .as_ref()
+                        .and_then(|d| d.anticipate(self.diagnose.sample))
+                    && watch.early.as_ref().is_none_or(|e| e.target != deadline)
+                {
+                    at(begin);
                 }
                 if let Some(check) = watch.memory_check {
                     at(check);
@@ -111,23 +125,18 @@ impl Supervisor {
                 match &stop.tree {
                     Tree::Due { at } if *at <= now => self.signal_tree(i, now),
                     Tree::Signalled(tree) if tree.grace_deadline().is_some_and(|g| g <= now) => {
-                        // One scan serves every stop whose grace ends in this wake-up.
-                        self.table()?;
-                        if let (
-                            Life::Stopping {
-                                stop:
-                                    Stop {
-                                        tree: Tree::Signalled(tree),
-                                        ..
-                                    },
-                                ..
-                            },
-                            Some(table),
-                        ) = (&mut self.services[i].life, &self.table)
-                        {
-                            tree.kill_now_in(table).map_err(io_err("kill a service"))?;
+                        match stop.look {
+                            Look::Looking { until } if until > now => return Ok(()),
+                            Look::NotYet if !tree.escalated() => {
+                                let survivors = tree.survivors();
+                                if !survivors.is_empty() {
+                                    self.look_at_survivors(i, survivors, now);
+                                    return Ok(());
+                                }
+                            }
+                            _ => {}
                         }
-                        self.rescan = true;
+                        self.kill_survivors(i)?;
                     }
                     _ => {}
                 }
@@ -137,6 +146,21 @@ impl Supervisor {
         }
         self.readiness_deadline(i, now);
         self.liveness_deadlines(i, now)
+    }
+
+    /// The grace of service `i`'s stop ran out, and its survivors were seen (or the look was
+    /// skipped or ran out of time): `KILL`.
+    pub(super) fn kill_survivors(&mut self, i: usize) -> Result<(), UpError> {
+        if let Some(stop) = self.services[i].life.stop_mut() {
+            stop.look = Look::Done;
+        }
+        // One scan serves every stop whose grace ends in this wake-up.
+        self.table()?;
+        if let (Some(tree), Some(table)) = (self.services[i].life.tree_mut(), &self.table) {
+            tree.kill_now_in(table).map_err(io_err("kill a service"))?;
+        }
+        self.rescan = true;
+        Ok(())
     }
 
     /// The readiness probe: give up past its bound, or launch the next attempt.
@@ -184,16 +208,35 @@ impl Supervisor {
             self.launch_probe(i, false, now);
         }
         self.check_memory(i, now)?;
+        self.anticipate_stall(i, now);
         let svc = &mut self.services[i];
         let Some(detector) = svc.life.watch_mut().and_then(|w| w.detector.as_mut()) else {
             return Ok(());
         };
-        if let Some((deadline, expiry)) = detector.next_deadline()
-            && deadline <= now
-            && let Some(verdict) = detector.expire(expiry, now)
-            && let Expiry::Stall(source) = verdict.expiry
-        {
-            let detail = svc.status_text().map(|s| format!("last STATUS: {s}"));
+        let Some((deadline, expiry)) = detector.next_deadline() else {
+            return Ok(());
+        };
+        if deadline > now {
+            return Ok(());
+        }
+        let Some(verdict) = detector.expire(expiry, now) else {
+            return Ok(());
+        };
+        if let Expiry::Warn(source) = verdict.expiry {
+            self.emit(
+                Some(i),
+                Event::StallWarning {
+                    source,
+                    bound_ms: millis(verdict.bound),
+                    late_ms: ms(now.saturating_duration_since(verdict.deadline)),
+                },
+            );
+            self.warn_of_stall(i);
+        }
+        if let Expiry::Stall(source) = verdict.expiry {
+            let detail = self.services[i]
+                .status_text()
+                .map(|s| format!("last STATUS: {s}"));
             self.emit(
                 Some(i),
                 Event::Stalled {

@@ -43,6 +43,31 @@ pub fn describe(record: &EventRecord) -> Option<String> {
                 None => format!("{name} STALLED: {what}"),
             }
         }
+        Event::StallWarning {
+            source, bound_ms, ..
+        } => format!(
+            "{name} late: {} (warning; it keeps running)",
+            crate::summary::stall_words(*source, *bound_ms)
+        ),
+        Event::Killing {
+            grace_ms,
+            survivors,
+            ..
+        } => {
+            let mut text = format!(
+                "{name}: KILL after the {} grace for {}",
+                seconds(*grace_ms as f64),
+                if survivors.len() == 1 {
+                    "1 process".to_owned()
+                } else {
+                    format!("{} processes", survivors.len())
+                }
+            );
+            for survivor in survivors {
+                text.push_str(&format!("\n  {}", crate::survivors::sentence(survivor)));
+            }
+            text
+        }
         Event::OverMemory {
             rss_bytes,
             limit_bytes,

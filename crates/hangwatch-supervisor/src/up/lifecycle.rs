@@ -52,7 +52,7 @@ impl Supervisor {
             watchdog: live.watchdog,
             file: live.heartbeat_file.clone(),
             silence: live.stall_on_silence,
-            warn: None,
+            warn: live.stall_warn,
             exit_grace: svc.cfg.stop_grace,
         };
         let watch = Watch {
@@ -61,6 +61,7 @@ impl Supervisor {
             // Liveness probes begin once the service is ready (see `machine::ready`).
             live_probe: None,
             memory_check: svc.cfg.memory_limit.map(|_| now + MEMORY_EVERY),
+            early: None,
         };
         let ready_probe = match &svc.cfg.ready {
             Readiness::Probe(probe) => Some(ProbeClock {

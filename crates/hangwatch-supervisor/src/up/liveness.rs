@@ -110,9 +110,15 @@ impl Supervisor {
         let index = usize::from(stream == Stream::Err);
         let name = svc.cfg.name.as_str();
         let log = &mut svc.log;
+        let tail = if stream == Stream::Err {
+            &mut svc.tail.stderr
+        } else {
+            &mut svc.tail.stdout
+        };
         let console = self.console.as_ref();
         let view = self.view;
         let mut emit = |line: &[u8]| {
+            tail.line(line, at);
             if let Some(log) = log.as_mut() {
                 log.write_line(stream, line, at);
             }
@@ -154,11 +160,101 @@ impl Supervisor {
 
     // ----- stalls -----
 
-    /// Service `i` stalled (or is over memory): diagnose, then stop and restart.
+    /// Service `i` stalled (or is over memory): diagnose, then stop and restart. A diagnosis
+    /// begun a window before this deadline ([`Supervisor::anticipate_stall`]) is kept.
     pub(super) fn on_stall(&mut self, i: usize, cause: StopCause, now: Instant) {
         let diagnose = self.services[i].cfg.diagnose && self.shutdown.is_none();
-        let effects = machine::stalled(&mut self.services[i].life, cause, diagnose, now);
+        let early = self.services[i]
+            .life
+            .watch_mut()
+            .and_then(|watch| watch.early.take())
+            .filter(|early| cause == StopCause::Stall && early.target <= now);
+        let under_way = diagnose && early.is_some();
+        if let Some(early) = early.filter(|_| diagnose) {
+            early.keep(self.incident_reason(i, cause), self.additions(i));
+        }
+        let effects = machine::stalled(&mut self.services[i].life, cause, diagnose, under_way, now);
         self.perform(i, effects, now);
+    }
+
+    /// What an incident about service `i` holds beside the diagnosis: its last output.
+    fn additions(&self, i: usize) -> crate::incident::Additions {
+        crate::incident::Additions {
+            output: self.services[i].tail.last(),
+            ..crate::incident::Additions::default()
+        }
+    }
+
+    /// The incident's name for a stop of service `i` for `cause`: `api-stalled`, …
+    fn incident_reason(&self, i: usize, cause: StopCause) -> String {
+        let why = IncidentWhy::before_stop(cause).as_str();
+        format!("{}-{why}", self.services[i].cfg.name)
+    }
+
+    /// Begins, when due, the diagnosis of service `i` for its next stall deadline, a sampling
+    /// window ahead of it, so that the stop waits for no window; throws away one begun for a
+    /// deadline that a heartbeat has moved since.
+    pub(super) fn anticipate_stall(&mut self, i: usize, now: Instant) {
+        let window = self.diagnose.sample;
+        let anticipating = self.services[i].cfg.diagnose && self.shutdown.is_none();
+        let svc = &mut self.services[i];
+        let Some(pid) = svc.life.live_main().map(|m| m.id.pid) else {
+            return;
+        };
+        let generation = svc.generation;
+        let Some(watch) = svc.life.watch_mut() else {
+            return;
+        };
+        let next = watch
+            .detector
+            .as_ref()
+            .and_then(|d| d.anticipate(window))
+            .filter(|_| anticipating);
+        if watch
+            .early
+            .as_ref()
+            .is_some_and(|early| next.is_none_or(|(_, deadline)| early.target != deadline))
+        {
+            tracing::trace!(service = %svc.cfg.name, "heartbeat in time: early diagnosis dropped");
+            watch.early = None;
+        }
+        let Some((begin, deadline)) = next else {
+            return;
+        };
+        // Past the deadline, the stall itself diagnoses.
+        if watch.early.is_some() || begin > now || deadline <= now {
+            return;
+        }
+        let (early, taken, task) = crate::incident::anticipate(
+            self.diagnose.clone(),
+            Subject::Tree { program: pid },
+            deadline,
+        );
+        watch.early = Some(early);
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            // The stop begins once the diagnosis is taken; the incident follows once written.
+            let said_taken = async {
+                if taken.await.is_ok() {
+                    let _ = tx
+                        .send(Msg::Taken {
+                            service: i,
+                            generation,
+                        })
+                        .await;
+                }
+            };
+            let (record, ()) = tokio::join!(task, said_taken);
+            if let Some(record) = record {
+                let _ = tx
+                    .send(Msg::Diagnosed {
+                        service: i,
+                        generation,
+                        record,
+                    })
+                    .await;
+            }
+        });
     }
 
     /// Starts the bounded diagnosis of service `i`'s program `pid`; [`Msg::Diagnosed`] brings
@@ -169,14 +265,15 @@ impl Supervisor {
             Life::Diagnosing { cause, .. } => *cause,
             _ => StopCause::Stall,
         };
-        let why = IncidentWhy::before_stop(cause).as_str();
-        let reason = format!("{}-{why}", svc.cfg.name);
+        let reason = self.incident_reason(i, cause);
+        let additions = self.additions(i);
         let generation = svc.generation;
         let spec = self.diagnose.clone();
         let tx = self.tx.clone();
         tokio::spawn(async move {
             let record =
-                crate::incident::bounded(spec, Subject::Tree { program: pid }, reason).await;
+                crate::incident::bounded(spec, Subject::Tree { program: pid }, reason, additions)
+                    .await;
             let _ = tx
                 .send(Msg::Diagnosed {
                     service: i,
@@ -187,7 +284,8 @@ impl Supervisor {
         });
     }
 
-    /// The diagnosis of service `i` before its stop is written: the stop begins.
+    /// The diagnosis of service `i` before its stop is written: the stop begins, unless it
+    /// began when the diagnosis was taken ([`Supervisor::on_taken`]).
     pub(super) fn on_diagnosed(
         &mut self,
         i: usize,
@@ -195,12 +293,18 @@ impl Supervisor {
         record: IncidentRecord,
         now: Instant,
     ) {
+        self.services[i].last_incident = record.text_path.clone().map(PathBuf::from);
+        self.emit(Some(i), Event::Incident(record));
+        self.on_taken(i, generation, now);
+    }
+
+    /// The diagnosis of service `i` before its stop is taken: the stop begins (the incident
+    /// is being written meanwhile).
+    pub(super) fn on_taken(&mut self, i: usize, generation: u32, now: Instant) {
         let svc = &self.services[i];
         if svc.generation != generation || !matches!(svc.life, Life::Diagnosing { .. }) {
             return;
         }
-        self.services[i].last_incident = record.text_path.clone().map(PathBuf::from);
-        self.emit(Some(i), Event::Incident(record));
         let effects = machine::diagnosed(&mut self.services[i].life, now);
         self.perform(i, effects, now);
     }
@@ -235,5 +339,108 @@ impl Supervisor {
             self.on_stall(i, StopCause::Memory, now);
         }
         Ok(())
+    }
+
+    // ----- survivors of a stop -----
+
+    /// The grace of service `i`'s stop ran out with `survivors` alive: look at why before the
+    /// `KILL`, which [`Msg::Survivors`] (or [`crate::survivors::LOOK_BOUND`]) brings.
+    pub(super) fn look_at_survivors(
+        &mut self,
+        i: usize,
+        survivors: Vec<hangwatch_protocol::report::ProcessInfo>,
+        now: Instant,
+    ) {
+        let svc = &mut self.services[i];
+        let signal = svc
+            .life
+            .tree_mut()
+            .map_or(hangwatch_process::Signal::TERMINATE, |tree| {
+                tree.plan().signal
+            });
+        let Some(stop) = svc.life.stop_mut() else {
+            return;
+        };
+        // The look bounds itself; a little more for the message to come back.
+        stop.look = super::state::Look::Looking {
+            until: now + crate::survivors::LOOK_BOUND + std::time::Duration::from_millis(20),
+        };
+        let generation = svc.generation;
+        let python = self.diagnose.python;
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let look = crate::survivors::look(survivors, signal, python).await;
+            let _ = tx
+                .send(Msg::Survivors {
+                    service: i,
+                    generation,
+                    look,
+                })
+                .await;
+        });
+    }
+
+    /// The survivors of service `i`'s stop were seen: say why each was alive, `KILL` them, and
+    /// write the incident.
+    pub(super) fn on_survivors(&mut self, i: usize, generation: u32, look: crate::survivors::Look) {
+        let svc = &self.services[i];
+        let Some(stop) = svc.life.stop() else {
+            return;
+        };
+        if svc.generation != generation || !matches!(stop.look, super::state::Look::Looking { .. })
+        {
+            return;
+        }
+        let cause = stop.cause;
+        let grace_ms = super::service::millis(svc.cfg.stop_grace);
+        self.emit(
+            Some(i),
+            Event::Killing {
+                cause,
+                grace_ms,
+                survivors: look.survivors.clone(),
+                look_ms: look.took.as_secs_f64() * 1000.0,
+            },
+        );
+        if let Err(err) = self.kill_survivors(i) {
+            tracing::warn!(%err, "cannot kill the survivors of a stop");
+        }
+        let dir = self.diagnose.dir.clone();
+        let reason = format!(
+            "{}-{}",
+            self.services[i].cfg.name,
+            IncidentWhy::Killed.as_str()
+        );
+        let output = self.services[i].tail.last();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let writing = tokio::task::spawn_blocking(move || {
+                crate::incident::write_survivors(&dir, &look, &reason, output)
+            });
+            if let Ok(Some(record)) = writing.await {
+                let _ = tx.send(Msg::Noted { service: i, record }).await;
+            }
+        });
+    }
+
+    /// Service `i` passed its `stall_warn`: diagnose it and log the incident; it keeps running.
+    pub(super) fn warn_of_stall(&mut self, i: usize) {
+        let svc = &self.services[i];
+        if !svc.cfg.diagnose {
+            return;
+        }
+        let Some(pid) = svc.life.live_main().map(|m| m.id.pid) else {
+            return;
+        };
+        let reason = format!("{}-{}", svc.cfg.name, IncidentWhy::StallWarning.as_str());
+        let additions = self.additions(i);
+        let spec = self.diagnose.clone();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let record =
+                crate::incident::bounded(spec, Subject::Tree { program: pid }, reason, additions)
+                    .await;
+            let _ = tx.send(Msg::Noted { service: i, record }).await;
+        });
     }
 }

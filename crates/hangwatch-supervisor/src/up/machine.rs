@@ -165,6 +165,7 @@ pub(crate) fn stop<S>(
             then,
             tree: Tree::Due { at: now },
             pending: None,
+            look: super::state::Look::NotYet,
         },
     };
     vec![Effect::SignalTree]
@@ -180,11 +181,13 @@ pub(crate) fn redirect<S>(life: &mut Life<S>, then: Then) {
 }
 
 /// A liveness source missed its deadline (or the tree is over its memory limit): diagnose
-/// first when `diagnose`, then stop.
+/// first when `diagnose`, then stop. When the diagnosis is already `under_way` (begun a
+/// window before the deadline), it is only awaited.
 pub(crate) fn stalled<S>(
     life: &mut Life<S>,
     cause: StopCause,
     diagnose: bool,
+    under_way: bool,
     now: Instant,
 ) -> Vec<Effect> {
     if !life.up() {
@@ -199,6 +202,9 @@ pub(crate) fn stalled<S>(
     };
     let pid = main.id.pid;
     *life = Life::Diagnosing { main, cause };
+    if under_way {
+        return Vec::new();
+    }
     vec![Effect::Diagnose { pid }]
 }
 
@@ -505,7 +511,7 @@ mod tests {
     async fn a_stall_during_start_is_diagnosed_then_stopped() {
         let now = Instant::now();
         let mut life = starting(now);
-        let effects = stalled(&mut life, StopCause::Stall, true, now);
+        let effects = stalled(&mut life, StopCause::Stall, true, false, now);
         assert_eq!(effects, vec![Effect::Diagnose { pid: 4242 }]);
         assert!(matches!(
             life,
@@ -526,10 +532,20 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_stall_whose_diagnosis_began_early_only_awaits_it() {
+        let now = Instant::now();
+        let mut life = starting(now);
+        let effects = stalled(&mut life, StopCause::Stall, true, true, now);
+        assert!(effects.is_empty(), "no second diagnosis: {effects:?}");
+        assert!(matches!(life, Life::Diagnosing { .. }));
+        assert_eq!(diagnosed(&mut life, now), vec![Effect::SignalTree]);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_stall_without_diagnosis_stops_at_once() {
         let now = Instant::now();
         let mut life = starting(now);
-        let effects = stalled(&mut life, StopCause::Memory, false, now);
+        let effects = stalled(&mut life, StopCause::Memory, false, false, now);
         assert_eq!(effects, vec![Effect::SignalTree]);
         assert_eq!(life.stop().map(|s| s.cause), Some(StopCause::Memory));
     }
@@ -538,7 +554,7 @@ mod tests {
     async fn an_exit_during_the_diagnosis_waits_for_it_then_the_stop_finishes() {
         let now = Instant::now();
         let mut life = starting(now);
-        stalled(&mut life, StopCause::Stall, true, now);
+        stalled(&mut life, StopCause::Stall, true, false, now);
         let effects = exited(&mut life, ExitStatus::Exited(3), now);
         assert!(
             effects.is_empty(),
@@ -580,7 +596,7 @@ mod tests {
     async fn a_stop_that_fails_stays_due_and_is_retried() {
         let now = Instant::now();
         let mut life = starting(now);
-        stalled(&mut life, StopCause::Stall, false, now);
+        stalled(&mut life, StopCause::Stall, false, false, now);
         let effects = signal_failed(&mut life, "no scan".to_owned(), now);
         assert!(matches!(
             emitted(&effects).as_slice(),
@@ -606,7 +622,7 @@ mod tests {
     async fn a_reload_in_the_middle_of_a_stop_waits_for_it() {
         let now = Instant::now();
         let mut life = starting(now);
-        stalled(&mut life, StopCause::Stall, false, now);
+        stalled(&mut life, StopCause::Stall, false, false, now);
         signal(&mut life);
         let new = Box::new(service(RestartPolicy::Always, 5, OnGiveUp::StayDown));
         let (effects, left) = retire(&mut life, Then::Wait, Some(new), now);

@@ -217,6 +217,20 @@ pub(crate) enum Msg {
         service: Option<String>,
         event: Event,
     },
+    /// A diagnosis before a stop is taken (its incident is being written): the stop begins.
+    Taken { service: usize, generation: u32 },
+    /// The look at a stop's survivors is done: they get `KILL` now.
+    Survivors {
+        service: usize,
+        generation: u32,
+        look: crate::survivors::Look,
+    },
+    /// An incident to log about a service that goes on (a stall warning's, a stop's
+    /// survivors').
+    Noted {
+        service: usize,
+        record: IncidentRecord,
+    },
     /// A diagnosis asked for with `hangwatch diagnose NAME` is written.
     Inspected {
         service: usize,
@@ -584,6 +598,16 @@ impl Supervisor {
                 generation,
                 record,
             } => self.on_diagnosed(service, generation, record, now),
+            Msg::Taken {
+                service,
+                generation,
+            } => self.on_taken(service, generation, now),
+            Msg::Survivors {
+                service,
+                generation,
+                look,
+            } => self.on_survivors(service, generation, look),
+            Msg::Noted { service, record } => self.emit(Some(service), Event::Incident(record)),
         }
     }
 }

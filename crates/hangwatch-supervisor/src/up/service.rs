@@ -45,6 +45,8 @@ pub(crate) struct Svc {
     pub(crate) last_exit: Option<LastExit>,
     /// Its latest incident file.
     pub(crate) last_incident: Option<PathBuf>,
+    /// The last lines of its output, for incidents.
+    pub(crate) tail: crate::liveness::tail::OutputTail,
 }
 
 impl Svc {
@@ -74,6 +76,7 @@ impl Svc {
             killed_at_shutdown: None,
             last_exit: None,
             last_incident: None,
+            tail: crate::liveness::tail::OutputTail::default(),
             cfg,
         }
     }

@@ -113,6 +113,10 @@ pub(crate) struct Watch {
     pub(crate) live_probe: Option<ProbeClock>,
     /// The next sample of the tree's memory, for a `memory_limit`.
     pub(crate) memory_check: Option<Instant>,
+    /// The diagnosis begun a sampling window before the next stall deadline (see
+    /// [`crate::incident::anticipate`]); dropped, and its readings with it, when a heartbeat
+    /// moves the deadline.
+    pub(crate) early: Option<crate::incident::Early>,
 }
 
 /// The clock of a probe.
@@ -139,6 +143,24 @@ pub(crate) struct Stop<S> {
     pub(crate) tree: Tree<S>,
     /// A reload's new definition, applied once the tree is gone.
     pub(crate) pending: Option<Box<Service>>,
+    /// The look at the processes that outlive the grace, before their `KILL`.
+    pub(crate) look: Look,
+}
+
+/// Where the look at a stop's survivors is ([`crate::survivors`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum Look {
+    /// The grace has not run out.
+    #[default]
+    NotYet,
+    /// The grace ran out and the survivors are being looked at; the `KILL` waits until
+    /// `until` at most.
+    Looking {
+        /// The latest instant of the `KILL`.
+        until: Instant,
+    },
+    /// Done, or skipped: `KILL` follows the grace at once.
+    Done,
 }
 
 /// Where a stop is.

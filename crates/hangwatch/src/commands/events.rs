@@ -141,6 +141,8 @@ fn is_alarm(event: &Event) -> bool {
             | Event::NotReady { .. }
             | Event::Stalled { .. }
             | Event::OverMemory { .. }
+            | Event::StallWarning { .. }
+            | Event::Killing { .. }
             | Event::Incident(_)
             | Event::GaveUp { .. }
             | Event::LogDropped { .. }

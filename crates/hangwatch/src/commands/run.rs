@@ -54,10 +54,12 @@ fn run_command(args: RunArgs) -> anyhow::Result<i32> {
     }
     let metrics_file = args.metrics_file.clone();
     let liveness = liveness_spec(&args)?;
-    let output = if args.stall_on_silence.is_none() {
-        OutputMode::Inherit
-    } else {
+    // The output is read for --stall-on-silence and --read-output, and by default when it
+    // goes to a pipe anyway: its last lines then go into the incident.
+    let output = if args.stall_on_silence.is_some() || args.read_output {
         OutputMode::for_stdout()
+    } else {
+        OutputMode::when_already_piped()
     };
     let spec = RunSpec {
         liveness,

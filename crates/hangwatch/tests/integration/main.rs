@@ -25,6 +25,7 @@ mod pytest_plugin;
 mod signals;
 mod socket;
 mod stall;
+mod survivors;
 mod terminal;
 mod timeout;
 mod up;

@@ -53,6 +53,8 @@ fn event_name(event: &Event) -> &'static str {
         Event::LogDropped { .. } => "log-dropped",
         Event::ShuttingDown { .. } => "shutting-down",
         Event::Down { .. } => "down",
+        Event::StallWarning { .. } => "stall-warning",
+        Event::Killing { .. } => "killing",
         _ => "other",
     }
 }
@@ -266,8 +268,81 @@ backoff = { initial = "0s" }
     });
     let (code, events, guard) = up.stop(Signal::TERMINATE);
     assert_eq!(code, 0);
-    let exited = position(&events, "worker", "exited");
-    assert!(position(&events, "worker", "incident") < exited);
+    // The stop began once the diagnosis was taken, before its files were written.
+    let stopping = position(&events, "worker", "stopping");
+    assert!(position(&events, "worker", "stalled") < stopping);
+    guard.assert_all_gone();
+}
+
+#[test]
+fn an_early_diagnosis_is_thrown_away_when_the_heartbeat_comes() {
+    let dir = Scratch::new("up-early");
+    // Each beat comes 0.9 s after the last, inside the 200 ms window that a diagnosis begins
+    // before the 1 s deadline: every early diagnosis is begun, then thrown away.
+    let mut up = start(
+        &dir,
+        r#"
+[service.worker]
+command = ["python3", "-c", """
+import time, notify
+notify.notify('READY=1')
+for _ in range(4):
+    time.sleep(0.9)
+    notify.notify('WATCHDOG=1')
+"""]
+watchdog = "1s"
+ready = "notify"
+restart = "never"
+"#,
+    );
+    up.wait(WAIT, |e| is(e, "worker", "exited"));
+    let (code, events, guard) = up.stop(Signal::TERMINATE);
+    assert_eq!(code, 0);
+    assert_eq!(count(&events, "worker", "stalled"), 0, "{events:#?}");
+    assert_eq!(count(&events, "worker", "incident"), 0, "{events:#?}");
+    let incidents = std::fs::read_dir(dir.file("state/incidents"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    assert_eq!(incidents, 0, "no incident file");
+    guard.assert_all_gone();
+}
+
+#[test]
+fn a_stall_warning_writes_an_incident_and_the_service_runs_on() {
+    let dir = Scratch::new("up-warn");
+    let mut up = start(
+        &dir,
+        r#"
+[service.worker]
+command = ["python3", "-c", """
+import time, notify
+notify.notify('READY=1')
+time.sleep(0.8)
+notify.notify('WATCHDOG=1')
+time.sleep(300)
+"""]
+watchdog = "5s"
+stall_warn = "400ms"
+ready = "notify"
+"#,
+    );
+    let warning = up.wait(WAIT, |e| is(e, "worker", "stall-warning"));
+    let Event::StallWarning { bound_ms, .. } = warning.event else {
+        unreachable!()
+    };
+    assert_eq!(bound_ms, 400);
+    let incident = up.wait(WAIT, |e| is(e, "worker", "incident"));
+    let Event::Incident(record) = &incident.event else {
+        unreachable!()
+    };
+    let text = record.text_path.as_deref().expect("an incident file");
+    let report = std::fs::read_to_string(text).expect("read the incident");
+    assert!(report.contains("stall-warning"), "{report}");
+    assert!(report.contains("sleep"), "{report}");
+    let (code, events, guard) = up.stop(Signal::TERMINATE);
+    assert_eq!(code, 0);
+    assert_eq!(count(&events, "worker", "stalled"), 0, "{events:#?}");
+    assert_eq!(count(&events, "worker", "started"), 1, "never restarted");
     guard.assert_all_gone();
 }
 
@@ -315,6 +390,17 @@ fn shutdown_of_term_ignoring_services_ends_within_its_bound_and_leaves_nothing()
         panic!("no down event")
     };
     assert_eq!(killed.len(), 5, "{killed:?}");
+    // Before each KILL, why: the fixture ignores TERM.
+    for n in 0..4 {
+        let name = format!("stubborn{n}");
+        let Event::Killing { survivors, .. } = &events[position(&events, &name, "killing")].event
+        else {
+            unreachable!()
+        };
+        assert_eq!(survivors.len(), 1, "{survivors:?}");
+        assert_eq!(survivors[0].survival.handling, "ignored", "{survivors:?}");
+        assert_eq!(survivors[0].survival.signal, "TERM");
+    }
     assert!(
         !crate::harness::exists(&escaped[0]),
         "the escaped grandchild is gone"

@@ -40,6 +40,10 @@ impl Supervisor {
             "{name}-{}",
             hangwatch_protocol::report::IncidentWhy::Requested.as_str()
         );
+        let additions = crate::incident::Additions {
+            output: self.services[i].tail.last(),
+            ..crate::incident::Additions::default()
+        };
         let tx = self.tx.clone();
         self.emit(
             Some(i),
@@ -49,7 +53,8 @@ impl Supervisor {
         );
         tokio::spawn(async move {
             let record =
-                crate::incident::bounded(spec, Subject::Tree { program: pid }, reason).await;
+                crate::incident::bounded(spec, Subject::Tree { program: pid }, reason, additions)
+                    .await;
             let _ = tx
                 .send(Msg::Inspected {
                     service: i,

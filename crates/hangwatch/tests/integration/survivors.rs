@@ -1,0 +1,109 @@
+//! A stop that needs KILL says why: what each survivor did with the stop signal, and where it
+//! was, in the report, the summary line and an incident.
+
+use hangwatch_protocol::report::RunReport;
+
+use crate::harness::{Guard, Scratch, fixture, read_report, report_ids, run};
+
+/// Runs `program` with a 300 ms timeout and a 1 s grace; returns the report and stderr.
+fn stop_with_kill(scratch: &Scratch, program: &[&str]) -> (RunReport, String) {
+    let report = scratch.file("report.json");
+    let incidents = scratch.file("incidents");
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "run".into(),
+        "--timeout".into(),
+        "700ms".into(),
+        "--grace".into(),
+        "1s".into(),
+        "--incident-dir".into(),
+        incidents.into(),
+        "--report".into(),
+        report.clone().into(),
+        "--".into(),
+    ];
+    args.extend(program.iter().map(Into::into));
+    let done = run(args);
+    assert_eq!(done.code(), 124, "{}", done.stderr);
+    (read_report(&report), done.stderr)
+}
+
+fn survival(report: &RunReport) -> &hangwatch_protocol::report::Survival {
+    let program = &report.stopped[0];
+    assert!(program.killed, "{report:#?}");
+    program.survived.as_ref().expect("why it survived")
+}
+
+#[test]
+fn a_program_that_ignores_term_is_said_to() {
+    let scratch = Scratch::new("survivor-ignore");
+    let fixture = fixture();
+    let (report, stderr) = stop_with_kill(
+        &scratch,
+        &[fixture.to_str().expect("utf-8"), "ignore-term", "60"],
+    );
+    let mut guard = Guard::default();
+    guard.track(report_ids(&report));
+    let survival = survival(&report);
+    assert_eq!(survival.handling, "ignored");
+    assert_eq!(survival.signal, "TERM");
+    assert!(
+        stderr.contains("ignored TERM; KILL after the 1s grace"),
+        "{stderr}"
+    );
+    let stop = report.stop.as_ref().expect("stop");
+    assert!(stop.survivors_look_ms.is_some(), "{stop:?}");
+    guard.assert_all_gone();
+}
+
+const CATCHES_TERM: &str = r#"
+import signal, threading
+stop = threading.Event()
+def on_term(signum, frame):
+    print("TERM received, draining first", flush=True)
+signal.signal(signal.SIGTERM, on_term)
+def drain():
+    cond = threading.Condition()
+    with cond:
+        cond.wait()
+drain()
+"#;
+
+#[test]
+fn a_python_program_that_catches_term_and_waits_is_shown_where_it_waits() {
+    let scratch = Scratch::new("survivor-catch");
+    let (report, stderr) = stop_with_kill(&scratch, &["python3", "-c", CATCHES_TERM]);
+    let mut guard = Guard::default();
+    guard.track(report_ids(&report));
+    let survival = survival(&report);
+    assert_eq!(survival.handling, "caught", "{survival:?}");
+    let at = survival.at.join("\n");
+    assert!(at.contains("MainThread"), "{at}");
+    assert!(at.contains("wait"), "{at}");
+    assert!(at.contains("drain()"), "{at}");
+    assert!(
+        stderr.contains("caught TERM and kept running: thread \"MainThread\""),
+        "{stderr}"
+    );
+    let incident = report
+        .stop
+        .as_ref()
+        .and_then(|s| s.survivors_incident.as_ref())
+        .expect("an incident about the survivors");
+    let text = std::fs::read_to_string(incident.text_path.as_deref().expect("written"))
+        .expect("read the incident");
+    assert!(text.contains("Why the stop needed KILL"), "{text}");
+    assert!(text.contains("caught TERM"), "{text}");
+    guard.assert_all_gone();
+}
+
+#[test]
+fn a_program_that_blocks_term_in_every_thread_is_said_to() {
+    let scratch = Scratch::new("survivor-block");
+    let program = "import signal, time\nsignal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})\ntime.sleep(60)\n";
+    let (report, stderr) = stop_with_kill(&scratch, &["python3", "-c", program]);
+    let mut guard = Guard::default();
+    guard.track(report_ids(&report));
+    assert_eq!(survival(&report).handling, "blocked");
+    assert!(stderr.contains("blocked TERM in every thread"), "{stderr}");
+    guard.assert_all_gone();
+}
