@@ -35,7 +35,8 @@ pub(crate) struct Look {
 }
 
 /// Looks at `survivors`, which outlived `signal`, on a blocking thread; at most
-/// [`LOOK_BOUND`]. Past the bound, each survivor's handling is `unknown`.
+/// [`LOOK_BOUND`]. Past the bound, each survivor's handling is read again (a few small
+/// `/proc` files) and where it is is said to be unknown.
 pub(crate) async fn look(survivors: Vec<ProcessInfo>, signal: Signal, python: bool) -> Look {
     let began = Instant::now();
     let fallback = survivors.clone();
@@ -46,15 +47,15 @@ pub(crate) async fn look(survivors: Vec<ProcessInfo>, signal: Signal, python: bo
             survivors: fallback
                 .into_iter()
                 .map(|process| Survivor {
-                    process,
                     survival: Survival {
                         signal: signal.name().to_owned(),
-                        handling: "unknown".to_owned(),
+                        handling: handling(process.pid, signal).to_owned(),
                         at: vec![format!(
                             "(the look at it took longer than {} ms)",
                             LOOK_BOUND.as_millis()
                         )],
                     },
+                    process,
                 })
                 .collect(),
             diagnoses: Vec::new(),
@@ -67,13 +68,7 @@ pub(crate) async fn look(survivors: Vec<ProcessInfo>, signal: Signal, python: bo
 fn look_now(survivors: Vec<ProcessInfo>, signal: Signal, python: bool) -> Look {
     let began = Instant::now();
     // The masks first: they are the answer even when the rest runs out of time.
-    let handlings: Vec<&'static str> = survivors
-        .iter()
-        .map(|p| match disposition::read(p.pid) {
-            Ok(Some(d)) => d.handling(signal).as_str(),
-            _ => "unknown",
-        })
-        .collect();
+    let handlings: Vec<&'static str> = survivors.iter().map(|p| handling(p.pid, signal)).collect();
     let mut diagnoses: Vec<Diagnosis> = Vec::new();
     let mut seen: HashSet<i32> = HashSet::new();
     for process in &survivors {
@@ -115,6 +110,14 @@ fn look_now(survivors: Vec<ProcessInfo>, signal: Signal, python: bool) -> Look {
         survivors,
         diagnoses,
         took: began.elapsed(),
+    }
+}
+
+/// What process `pid` does with `signal`, from its masks; `unknown` when they cannot be read.
+fn handling(pid: i32, signal: Signal) -> &'static str {
+    match disposition::read(pid) {
+        Ok(Some(d)) => d.handling(signal).as_str(),
+        _ => "unknown",
     }
 }
 

@@ -1063,10 +1063,10 @@ fn stall_warn_is_read_and_must_come_before_every_stall_bound() {
         error(
             "[service.worker]\ncommand = \"w\"\nwatchdog = \"10s\"\nstall_on_silence = \"3s\"\nstall_warn = \"5s\"\n"
         ),
-        "5:14: service `worker`: `stall_warn`: 5s is not below `stall_on_silence` (3s): a warning must come before the stall"
+        "5:14: `stall_warn` in service `worker`: 5s is not below `stall_on_silence` (3s): a warning must come before the stall"
     );
     assert_eq!(
         error("[service.worker]\ncommand = \"w\"\nstall_warn = \"5s\"\n"),
-        "3:14: service `worker`: `stall_warn`: warns of nothing: the service has no `watchdog`, `heartbeat_file` or `stall_on_silence`"
+        "3:14: `stall_warn` in service `worker`: warns of nothing: the service has no `watchdog`, `heartbeat_file` or `stall_on_silence`"
     );
 }

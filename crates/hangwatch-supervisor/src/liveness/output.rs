@@ -247,8 +247,12 @@ impl OutputPump {
                 ..
             } = self;
             let (is_stdout, read) = tokio::select! {
-                ready = readable(stdout.as_ref()) => (true, read_ready(stdout.as_ref(), ready, buf)),
-                ready = readable(stderr.as_ref()) => (false, read_ready(stderr.as_ref(), ready, buf)),
+                ready = readable(stdout.as_ref()) => {
+                    (true, read_ready(stdout.as_ref(), ready, buf, &mut tail.stdout))
+                }
+                ready = readable(stderr.as_ref()) => {
+                    (false, read_ready(stderr.as_ref(), ready, buf, &mut tail.stderr))
+                }
             };
             let stream = if is_stdout { stdout } else { stderr };
             let Some(stream) = stream.as_mut() else {
@@ -262,14 +266,6 @@ impl OutputPump {
                 }
             };
             stream.bytes_read += read.bytes as u64;
-            if read.bytes > 0 {
-                let lines = if is_stdout {
-                    &mut tail.stdout
-                } else {
-                    &mut tail.stderr
-                };
-                lines.bytes(&buf[..read.bytes], std::time::SystemTime::now());
-            }
             if read.eof {
                 stream.close();
             }
@@ -425,11 +421,13 @@ async fn readable(stream: Option<&Stream>) -> io::Result<AsyncFdReadyGuard<'_, O
     }
 }
 
-/// Reads what `stream` has (up to [`READS_PER_CALL`] chunks), queueing each chunk.
+/// Reads what `stream` has (up to [`READS_PER_CALL`] chunks), queueing each chunk and keeping
+/// its lines in `tail`.
 fn read_ready(
     stream: Option<&Stream>,
     ready: io::Result<AsyncFdReadyGuard<'_, OwnedFd>>,
     buf: &mut [u8],
+    tail: &mut crate::liveness::tail::StreamTail,
 ) -> io::Result<Read> {
     let mut guard = ready?;
     let mut read = Read {
@@ -447,6 +445,7 @@ fn read_ready(
             }
             Ok(Ok(n)) => {
                 stream.queue.push(&buf[..n]);
+                tail.bytes(&buf[..n], std::time::SystemTime::now());
                 read.bytes += n;
             }
             Ok(Err(err)) if err.kind() == io::ErrorKind::Interrupted => {}

@@ -7,13 +7,16 @@
 
 const MAX_EVENTS = 300;
 const REFRESH_EVERY_MS = 3000;
+// A stall stays marked at least this long, even when the service is ready again sooner (a
+// restart takes a fraction of a second): a stall must not pass unseen between two glances.
+const STALL_SHOWN_MS = 5000;
 const ALARMS = new Set(['stalled', 'incident', 'gave-up', 'over-memory', 'leak', 'start-failed', 'not-ready']);
 
 const view = {
   status: null,
   fetchedAt: 0,
   incidents: [],
-  stalled: new Map(), // service -> seq of its last stall, until it is ready again
+  stalled: new Map(), // service -> {at, recovered} of its last stall, while it is shown
   lastSeq: -1,
   pending: null,
 };
@@ -114,8 +117,20 @@ function newRow(name) {
   return row;
 }
 
+// Whether the service's last stall is still to be shown: until it is ready again, and for at
+// least STALL_SHOWN_MS.
+function isStalled(name) {
+  const stall = view.stalled.get(name);
+  if (!stall) return false;
+  if (stall.recovered && Date.now() - stall.at >= STALL_SHOWN_MS) {
+    view.stalled.delete(name);
+    return false;
+  }
+  return true;
+}
+
 function fillRow(row, s) {
-  const stalled = view.stalled.has(s.name) || s.state === 'diagnosing';
+  const stalled = isStalled(s.name) || s.state === 'diagnosing';
   row.dataset.state = s.state;
   row.dataset.stalled = String(stalled);
   const cells = row.children;
@@ -197,8 +212,15 @@ function addEvent(numbered) {
   if (numbered.seq <= view.lastSeq) return;
   view.lastSeq = numbered.seq;
   if (numbered.service) {
-    if (numbered.event === 'stalled') view.stalled.set(numbered.service, numbered.seq);
-    if (numbered.event === 'ready') view.stalled.delete(numbered.service);
+    if (numbered.event === 'stalled') {
+      view.stalled.set(numbered.service, { at: Date.now(), recovered: false });
+    }
+    const stall = view.stalled.get(numbered.service);
+    if (numbered.event === 'ready' && stall) {
+      stall.recovered = true;
+      // Shown again without the mark once its time is up.
+      setTimeout(refreshStatus, Math.max(0, stall.at + STALL_SHOWN_MS - Date.now()) + 50);
+    }
   }
   const item = el('li', ALARMS.has(numbered.event) ? 'alarm' : null);
   item.dataset.event = numbered.event;
