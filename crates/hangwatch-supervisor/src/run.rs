@@ -616,8 +616,10 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
         }
     }
 
+    // Whatever the program wrote before it ended still reaches hangwatch's output: first read
+    // what the pipes still hold, then let the writers pass it on.
+    pump.drain(Duration::from_secs(2)).await;
     let last_output = pump.last_output();
-    // Whatever the program wrote before it ended still reaches hangwatch's output.
     let output_stats = pump.finish(Duration::from_secs(2));
     if output_stats.bytes_dropped > 0 {
         tracing::warn!(

@@ -307,6 +307,21 @@ impl OutputPump {
         }
     }
 
+    /// Reads what is left in the program's streams until end of file (every writer gone) or for
+    /// `limit` at most: a program that wrote and exited at once ends its run before its output
+    /// was read, and must still be heard.
+    pub async fn drain(&mut self, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !self.is_closed() {
+            if tokio::time::timeout_at(deadline, self.activity())
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    }
+
     /// Stops reading and waits, at most `limit`, for the writer threads to write what is
     /// queued. What is left when the limit runs out is abandoned and reported as
     /// [`OutputStats::bytes_unflushed`]. Blocks the calling thread for up to `limit`.

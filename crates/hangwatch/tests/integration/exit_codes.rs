@@ -21,6 +21,19 @@ fn program_exit_code_passes_through_and_hangwatch_stays_silent() {
     assert_eq!(done.stderr, "");
 }
 
+/// Under pipes (a CI runner, `| tee`) hangwatch reads the output and passes it on: a program
+/// that writes and exits at once ends the run before its pipes are read, and its output must
+/// still come through, every time.
+#[test]
+fn output_of_a_program_that_exits_at_once_is_never_lost() {
+    for attempt in 0..20 {
+        let done = run(["run", "--", "sh", "-c", "echo out-line; echo err-line >&2"]);
+        assert_eq!(done.code(), 0);
+        assert_eq!(done.stdout, "out-line\n", "attempt {attempt}");
+        assert_eq!(done.stderr, "err-line\n", "attempt {attempt}");
+    }
+}
+
 #[test]
 fn death_by_signal_is_128_plus_the_signal() {
     for (signal, code) in [("9", 137), ("15", 143), ("2", 130)] {

@@ -470,6 +470,19 @@ impl Up {
         }
     }
 
+    /// The first event seen so far that matches `pred`, or else the next one: for events whose
+    /// order is not fixed (a restart may come before or after the incident's write).
+    pub fn seen_or_wait(
+        &mut self,
+        within: Duration,
+        pred: impl Fn(&EventRecord) -> bool,
+    ) -> EventRecord {
+        match self.events.iter().find(|e| pred(e)) {
+            Some(seen) => seen.clone(),
+            None => self.wait(within, pred),
+        }
+    }
+
     /// Sends `signal` to hangwatch and waits for it to exit; returns its exit code and all the
     /// events.
     pub fn stop(self, signal: Signal) -> (i32, Vec<EventRecord>, Guard) {

@@ -263,7 +263,7 @@ backoff = { initial = "0s" }
     );
     let report = std::fs::read_to_string(text).expect("read the incident");
     assert!(report.contains("acquire"), "{report}");
-    up.wait(WAIT, |e| {
+    up.seen_or_wait(WAIT, |e| {
         is(e, "worker", "started") && matches!(e.event, Event::Started { restarts: 1, .. })
     });
     let (code, events, guard) = up.stop(Signal::TERMINATE);
@@ -611,7 +611,7 @@ depends_on = ["web", "flagged"]
         detail.as_deref().is_some_and(|d| d.contains("503")),
         "{detail:?}"
     );
-    up.wait(WAIT, |e| {
+    up.seen_or_wait(WAIT, |e| {
         is(e, "web", "started") && matches!(e.event, Event::Started { restarts: 1, .. })
     });
     let (code, events, guard) = up.stop(Signal::TERMINATE);
@@ -700,7 +700,7 @@ diagnose = false
     };
     assert_eq!(limit_bytes, 100 * 1024 * 1024);
     assert!(rss_bytes > limit_bytes);
-    up.wait(WAIT, |e| {
+    up.seen_or_wait(WAIT, |e| {
         is(e, "hog", "started") && matches!(e.event, Event::Started { restarts: 1, .. })
     });
     let (code, _, guard) = up.stop(Signal::TERMINATE);
