@@ -43,8 +43,8 @@ mod suggest;
 
 pub use error::{ConfigError, Diagnostic};
 pub use model::{
-    Alert, AlertOn, Backoff, Check, Command, Config, Http, Liveness, MaxRestarts, OnGiveUp, Probe,
-    Readiness, Replica, RestartPolicy, Service,
+    Alert, AlertOn, Backoff, Check, Command, Config, Http, HttpOpen, Liveness, MaxRestarts,
+    OnGiveUp, Probe, Readiness, Replica, RestartPolicy, Service,
 };
 
 /// A bad line of an env file: `(line, column, message)`, both 1-based.

@@ -97,6 +97,39 @@ pub struct Http {
     /// A file holding the bearer token every request must carry (`http_token_file`); required
     /// when `listen` is not a loopback address.
     pub token_file: Option<PathBuf>,
+    /// Paths served without the token (`http_open`): what a kubelet's probes or a scraper
+    /// that sends no header need. Empty unless asked.
+    pub open: Vec<HttpOpen>,
+}
+
+/// A path that `http_open` may serve without the token. Only the read-outs made for machines:
+/// the JSON API and the status page name commands and incidents, so they stay behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpOpen {
+    /// `/healthz`.
+    Healthz,
+    /// `/readyz`.
+    Readyz,
+    /// `/metrics`.
+    Metrics,
+}
+
+impl HttpOpen {
+    /// Every path that may be open, as the config writes it.
+    pub const ALL: [(HttpOpen, &'static str); 3] = [
+        (HttpOpen::Healthz, "/healthz"),
+        (HttpOpen::Readyz, "/readyz"),
+        (HttpOpen::Metrics, "/metrics"),
+    ];
+
+    /// The request path.
+    #[must_use]
+    pub fn path(self) -> &'static str {
+        HttpOpen::ALL
+            .iter()
+            .find(|(open, _)| *open == self)
+            .map_or("", |(_, path)| path)
+    }
 }
 
 impl Config {

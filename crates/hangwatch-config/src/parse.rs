@@ -18,8 +18,8 @@ use crate::duration::parse_duration;
 use crate::env_file::parse_env_file;
 use crate::error::{ConfigError, Diagnostic, LineIndex};
 use crate::model::{
-    Alert, AlertOn, Backoff, Check, Command, Config, Http, Liveness, MaxRestarts, OnGiveUp, Probe,
-    Readiness, Replica, RestartPolicy, Service,
+    Alert, AlertOn, Backoff, Check, Command, Config, Http, HttpOpen, Liveness, MaxRestarts,
+    OnGiveUp, Probe, Readiness, Replica, RestartPolicy, Service,
 };
 use crate::size::parse_size;
 use crate::suggest::did_you_mean;
@@ -33,6 +33,7 @@ const TOP_KEYS: &[&str] = &[
     "events_keep",
     "http",
     "http_token_file",
+    "http_open",
     "alert",
     "service",
 ];
@@ -327,13 +328,19 @@ impl Checker<'_> {
                 .map(|path| Some(dir.join(path))),
             None => Some(None),
         };
+        let open = match get(root, "http_open") {
+            Some(value) => self.http_open(value),
+            None => Some(Vec::new()),
+        };
         let Some(value) = get(root, "http") else {
-            if let Some(value) = get(root, "http_token_file") {
-                self.error(
-                    &value.span(),
-                    "`http_token_file` is set but `http` is not: add `http = \"ADDRESS:PORT\"`",
-                );
-                return None;
+            for key in ["http_token_file", "http_open"] {
+                if let Some(value) = get(root, key) {
+                    self.error(
+                        &value.span(),
+                        format!("`{key}` is set but `http` is not: add `http = \"ADDRESS:PORT\"`"),
+                    );
+                    return None;
+                }
             }
             return Some(None);
         };
@@ -360,7 +367,58 @@ impl Checker<'_> {
             );
             return None;
         }
-        Some(Some(Http { listen, token_file }))
+        let open = open?;
+        Some(Some(Http {
+            listen,
+            token_file,
+            open,
+        }))
+    }
+
+    /// `http_open = ["/healthz", "/readyz"]`.
+    fn http_open(&mut self, value: &Value<'_>) -> Option<Vec<HttpOpen>> {
+        let paths: Vec<&str> = HttpOpen::ALL.iter().map(|(_, p)| *p).collect();
+        let DeValue::Array(items) = value.get_ref() else {
+            self.expected(
+                Place {
+                    key: "http_open",
+                    service: None,
+                },
+                value,
+                &format!("an array of paths among {}", paths.join(", ")),
+            );
+            return None;
+        };
+        let mut open = Vec::new();
+        let mut ok = true;
+        for item in items.iter() {
+            let found = match item.get_ref() {
+                DeValue::String(path) => HttpOpen::ALL
+                    .iter()
+                    .find(|(_, p)| *p == path.as_ref())
+                    .map(|(kind, _)| *kind),
+                _ => None,
+            };
+            match found {
+                Some(kind) if !open.contains(&kind) => open.push(kind),
+                Some(_) => {}
+                None => {
+                    ok = false;
+                    let hint = match item.get_ref() {
+                        DeValue::String(path) => did_you_mean(path, paths.iter().copied()),
+                        _ => String::new(),
+                    };
+                    self.error(
+                        &item.span(),
+                        format!(
+                            "`http_open`: expected one of {} (the JSON API and the page always need the token){hint}",
+                            paths.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+        ok.then_some(open)
     }
 
     /// Every `[[alert]]`; `None` when one of them is wrong.

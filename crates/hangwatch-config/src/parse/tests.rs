@@ -1004,6 +1004,28 @@ fn http_elsewhere_needs_a_token_file() {
 }
 
 #[test]
+fn http_open_names_paths_served_without_the_token() {
+    let config = parse(
+        "http = \"0.0.0.0:9464\"\nhttp_token_file = \"t\"\nhttp_open = [\"/healthz\", \"/readyz\", \"/healthz\"]\n[service.a]\ncommand = \"x\"\n",
+    );
+    let http = config.http.expect("http on");
+    assert_eq!(http.open, [HttpOpen::Healthz, HttpOpen::Readyz]);
+    assert_eq!(
+        errors(
+            "http = \"0.0.0.0:9464\"\nhttp_token_file = \"t\"\nhttp_open = [\"/healthz\", \"/api/status\", \"/readz\"]\n[service.a]\ncommand = \"x\"\n"
+        ),
+        [
+            "3:26: `http_open`: expected one of /healthz, /readyz, /metrics (the JSON API and the page always need the token)",
+            "3:41: `http_open`: expected one of /healthz, /readyz, /metrics (the JSON API and the page always need the token); did you mean `/readyz`?",
+        ]
+    );
+    assert_eq!(
+        error("http_open = [\"/healthz\"]\n[service.a]\ncommand = \"x\"\n"),
+        "1:13: `http_open` is set but `http` is not: add `http = \"ADDRESS:PORT\"`"
+    );
+}
+
+#[test]
 fn http_errors_name_their_place() {
     assert_eq!(
         errors("http = \"localhost\"\nhttp_token_file = 3\n[service.a]\ncommand = \"x\"\n"),

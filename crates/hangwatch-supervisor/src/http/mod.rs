@@ -94,6 +94,7 @@ pub(crate) async fn start(spec: HttpSpec<'_>) -> Result<HttpServer, HttpError> {
         tx: spec.tx,
         telemetry: spec.telemetry,
         token,
+        open: spec.config.open.iter().map(|open| open.path()).collect(),
         incidents_dir: spec.incidents_dir,
         own_pid: spec.own_pid,
         streams: Arc::new(Semaphore::new(server::MAX_STREAMS)),

@@ -51,6 +51,8 @@ pub(crate) struct Context {
     pub(crate) telemetry: Arc<super::Telemetry>,
     /// The bearer token, when one is required.
     pub(crate) token: Option<Vec<u8>>,
+    /// Paths served without the token (`http_open`).
+    pub(crate) open: Vec<&'static str>,
     /// Where incident reports are.
     pub(crate) incidents_dir: PathBuf,
     /// hangwatch's PID: the root of the process scan for resource metrics.
@@ -139,6 +141,7 @@ pub(crate) type Body = BoxBody<Bytes, Infallible>;
 
 async fn handle(context: &Context, request: Request<Incoming>) -> Response<Body> {
     if let Some(token) = &context.token
+        && !context.open.contains(&request.uri().path())
         && !authorized(request.headers().get(header::AUTHORIZATION), token)
     {
         let mut response = text(StatusCode::UNAUTHORIZED, "a bearer token is required\n");

@@ -122,13 +122,22 @@ fn with_http(config: &mut Config, listen: Option<std::net::SocketAddr>) -> Resul
         return Ok(());
     };
     let token_file = config.http.as_ref().and_then(|h| h.token_file.clone());
+    let open = config
+        .http
+        .as_ref()
+        .map(|h| h.open.clone())
+        .unwrap_or_default();
     if !listen.ip().is_loopback() && token_file.is_none() {
         return Err(format!(
             "hangwatch: --http {listen} is not a loopback address, so the config needs \
              `http_token_file` (every request must then carry `Authorization: Bearer TOKEN`)"
         ));
     }
-    config.http = Some(hangwatch_config::Http { listen, token_file });
+    config.http = Some(hangwatch_config::Http {
+        listen,
+        token_file,
+        open,
+    });
     Ok(())
 }
 

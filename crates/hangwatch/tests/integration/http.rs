@@ -265,6 +265,30 @@ fn a_token_file_makes_every_request_carry_the_token() {
 }
 
 #[test]
+fn http_open_lets_probes_in_without_the_token_and_nothing_else() {
+    let dir = Scratch::new("http-open-paths");
+    std::fs::write(dir.file("token"), "s3cret-token\n").expect("write token");
+    let (up, addr) = start(
+        &dir,
+        "http_token_file = \"token\"\nhttp_open = [\"/healthz\", \"/readyz\"]\n\
+         [service.web]\ncommand = [\"sleep\", \"300\"]\n",
+        "web",
+    );
+    for path in ["/healthz", "/readyz"] {
+        let open = get(addr, path);
+        assert_ne!(open.status, 401, "{path}: {}", open.body);
+        assert!(open.body.contains("\"ok\""), "{path}: {}", open.body);
+    }
+    // A query string does not make another path, and the rest still needs the token.
+    assert_ne!(get(addr, "/healthz?verbose=1").status, 401);
+    for path in ["/metrics", "/api/status", "/", "/healthz/../api/status"] {
+        assert_eq!(get(addr, path).status, 401, "{path}");
+    }
+    let (_, _, guard) = up.stop(Signal::TERMINATE);
+    guard.assert_all_gone();
+}
+
+#[test]
 fn an_address_beyond_loopback_without_a_token_is_refused() {
     let dir = Scratch::new("http-open");
     std::fs::write(

@@ -16,6 +16,7 @@ mod exit_codes;
 mod files;
 mod guardian;
 mod http;
+mod kubernetes;
 mod leaks;
 mod leftovers;
 mod optional;
