@@ -117,7 +117,7 @@ pub fn describe(record: &EventRecord) -> Option<String> {
                 ProgramStatus::Signalled { name: signal, .. } => format!("killed by {signal}"),
                 _ => "ended".to_owned(),
             };
-            let mut text = format!("{name} {how} after {}", seconds(*uptime_ms));
+            let mut text = format!("{name} {how} after running {}", seconds(*uptime_ms));
             if *stopped && !killed.is_empty() {
                 text.push_str(&format!(" ({} processes had to be killed)", killed.len()));
             }
