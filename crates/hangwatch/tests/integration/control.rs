@@ -486,3 +486,38 @@ fn a_client_of_another_user_is_refused() {
     assert!(stderr.contains("permission denied"), "{stderr}");
     assert!(out.stdout.is_empty());
 }
+
+/// Each program's clocks (its uptime, its watchdog deadline) start when it was spawned, not when
+/// its start level began: a level of many services takes a while to spawn, and the last one
+/// must get its whole watchdog bound (the soak saw healthy services stall at start on a busy
+/// machine because of this).
+#[test]
+fn issue_18_each_start_of_a_level_has_its_own_clock() {
+    const N: usize = 60;
+    let mut config = String::new();
+    for i in 0..N {
+        config.push_str(&sleeper(&format!("s{i}"), 60));
+        config.push_str("watchdog = \"60s\"\n");
+    }
+    let mut daemon = Daemon::start(&config);
+    let status = daemon.status();
+    let first = &status.services[0];
+    let last = &status.services[N - 1];
+    // The spawns of the 59 services between them took at least a millisecond: the first has
+    // run longer, and waited longer for its first WATCHDOG=1, than the last.
+    assert!(
+        first.uptime_ms > last.uptime_ms,
+        "uptime of the first {:?} ms, of the last {:?} ms",
+        first.uptime_ms,
+        last.uptime_ms
+    );
+    let age = |s: &ServiceStatus| s.heartbeat.as_ref().expect("a watchdog").age_ms;
+    assert!(
+        age(first) > age(last),
+        "heartbeat age of the first {} ms, of the last {} ms",
+        age(first),
+        age(last)
+    );
+    let down = daemon.hw(&["down"]);
+    assert_eq!(down.code(), 0, "{}", down.stderr);
+}
