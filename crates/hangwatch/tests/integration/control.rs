@@ -521,3 +521,34 @@ fn issue_18_each_start_of_a_level_has_its_own_clock() {
     let down = daemon.hw(&["down"]);
     assert_eq!(down.code(), 0, "{}", down.stderr);
 }
+
+/// Every stop whose grace runs out says so in a `killing` event before the `exited` that lists
+/// the processes killed, even when the look at the survivors comes back late: here a flood of
+/// output keeps the supervisor's loop busy (the soak saw such `KILL`s go unsaid).
+#[test]
+fn issue_18_a_kill_is_said_even_when_the_look_comes_back_late() {
+    let mut daemon = Daemon::start(
+        "[service.flood]\ncommand = \"trap '' TERM; exec yes\"\nshell = true\nstop_grace = \"100ms\"\n",
+    );
+    for _ in 0..2 {
+        let out = daemon.hw(&["restart", "flood"]);
+        assert_eq!(out.code(), 0, "restart failed:\n{}", out.stderr);
+    }
+    daemon.status();
+    let log =
+        std::fs::read_to_string(daemon.state_dir().join("events.jsonl")).expect("read events");
+    let (mut kills, mut said) = (0, false);
+    for line in log.lines() {
+        let event: serde_json::Value = serde_json::from_str(line).expect("an event");
+        match event["event"].as_str() {
+            Some("stopping") => said = false,
+            Some("killing") => said = true,
+            Some("exited") if event["killed"].as_array().is_some_and(|k| !k.is_empty()) => {
+                kills += 1;
+                assert!(said, "a KILL without a killing event before it:\n{log}");
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(kills, 2, "{log}");
+}
