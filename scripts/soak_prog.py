@@ -1,8 +1,9 @@
 """The programs of scripts/soak: one misbehaviour (or good behaviour) each, chosen by argv[1].
 
 Copied into the soak's temporary directory and run by `hangwatch up` as its services. Stdlib
-only. Every file or shared-memory object a mode makes starts with `hwsoak-`, so that the soak can
-tell its own leftovers from anyone else's.
+only. Every shared-memory object a mode makes is named `hwsoak-TAG-…` (TAG: the run's, from
+$HWSOAK_TAG), so that the soak can tell its own leftovers from anyone else's; temporary files go
+to the run's private TMPDIR.
 """
 
 import mmap
@@ -18,6 +19,7 @@ import time
 
 SERVICE = os.environ.get("HANGWATCH_SERVICE", "unknown")
 RUN = os.environ.get("HANGWATCH_RESTARTS", "0")
+TAG = os.environ.get("HWSOAK_TAG", "x")  # this soak's own: names in /dev/shm are global
 
 
 def notify(message):
@@ -120,7 +122,7 @@ def double_fork():
 
 
 def shm_leak():
-    path = f"/dev/shm/hwsoak-{SERVICE}-{RUN}"
+    path = f"/dev/shm/hwsoak-{TAG}-{SERVICE}-{RUN}"
     fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_EXCL, 0o600)
     os.ftruncate(fd, 4096)
     m = mmap.mmap(fd, 4096)
@@ -147,7 +149,7 @@ def tidy():
         os.write(fd, b"x" * 100)
         os.close(fd)
         os.unlink(path)
-        shm = f"/dev/shm/hwsoak-tidy-{SERVICE}-{os.getpid()}-{n}"
+        shm = f"/dev/shm/hwsoak-{TAG}-tidy-{SERVICE}-{os.getpid()}-{n}"
         fd = os.open(shm, os.O_CREAT | os.O_RDWR, 0o600)
         os.ftruncate(fd, 4096)
         os.close(fd)
