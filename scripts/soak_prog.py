@@ -159,15 +159,17 @@ def tidy():
         time.sleep(0.1)
 
 
-def flood():
-    """About 1 MB/s of output in bursts of 100 kB: a rotation every second, never a pause."""
-    line = b"flood " + b"x" * 200 + b"\n"
-    block = line * 500
+def flood(pause):
+    """Bursts of 100 kB, `pause` seconds apart (0.1: about 1 MB/s of 200-byte lines, a rotation
+    every second; 0: two-byte lines, as `yes` writes them, as fast as the pipe takes them)."""
+    line = b"flood " + b"x" * 200 + b"\n" if pause else b"y\n"
+    block = line * (100_000 // len(line))
     out = sys.stdout.buffer
     while True:
         out.write(block)
         out.flush()
-        time.sleep(0.1)
+        if pause:
+            time.sleep(pause)
 
 
 def notify_garbage():
@@ -261,7 +263,7 @@ def main():
     elif mode == "tidy":
         tidy()
     elif mode == "flood":
-        flood()
+        flood(float(args[0]) if args else 0.1)
     elif mode == "notify":
         notify("READY=1")
         while True:
