@@ -127,6 +127,13 @@ impl Supervisor {
                     Tree::Signalled(tree) if tree.grace_deadline().is_some_and(|g| g <= now) => {
                         match stop.look {
                             Look::Looking { until } if until > now => return Ok(()),
+                            Look::Looking { until } => {
+                                // The look did not come back in time (its message waits
+                                // behind others on a busy loop): the `KILL` is said all the
+                                // same, without the look, and the late look is dropped.
+                                let (survivors, signal) = (tree.survivors(), tree.plan().signal);
+                                self.killing_unlooked(i, survivors, signal, until, now);
+                            }
                             Look::NotYet if !tree.escalated() => {
                                 let survivors = tree.survivors();
                                 if !survivors.is_empty() {

@@ -46,6 +46,9 @@ impl Supervisor {
         if let Some(leaks) = &self.leaks {
             leaks.note_started(spawned.id.pid);
         }
+        // The program's clocks (uptime, watchdog and silence deadlines, probes) start at its
+        // spawn: `now` may have been read before the spawns of a whole start level.
+        let now = Instant::now();
         let svc = &mut self.services[i];
         let live = &svc.cfg.liveness;
         let spec = LivenessSpec {

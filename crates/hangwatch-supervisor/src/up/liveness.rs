@@ -13,6 +13,10 @@ use super::machine;
 use super::service::ms;
 use super::state::Life;
 use super::{Msg, Supervisor, View};
+
+/// How much longer than [`crate::survivors::LOOK_BOUND`] the `KILL` of a stop waits for the
+/// look at its survivors: the time for its message to come back.
+const LOOK_SLACK: std::time::Duration = std::time::Duration::from_millis(20);
 use crate::incident::Subject;
 use crate::liveness::notified;
 use crate::liveness::notify::Datagram;
@@ -363,7 +367,7 @@ impl Supervisor {
         };
         // The look bounds itself; a little more for the message to come back.
         stop.look = super::state::Look::Looking {
-            until: now + crate::survivors::LOOK_BOUND + std::time::Duration::from_millis(20),
+            until: now + crate::survivors::LOOK_BOUND + LOOK_SLACK,
         };
         let generation = svc.generation;
         let python = self.diagnose.python;
@@ -378,6 +382,49 @@ impl Supervisor {
                 })
                 .await;
         });
+    }
+
+    /// The look at the survivors of service `i`'s stop (by `signal`), due by `until`, has not
+    /// come back: the `killing` event names them, their handling unknown.
+    pub(super) fn killing_unlooked(
+        &mut self,
+        i: usize,
+        survivors: Vec<hangwatch_protocol::report::ProcessInfo>,
+        signal: hangwatch_process::Signal,
+        until: Instant,
+        now: Instant,
+    ) {
+        let svc = &self.services[i];
+        let Some(stop) = svc.life.stop() else {
+            return;
+        };
+        let cause = stop.cause;
+        let waited = crate::survivors::LOOK_BOUND + LOOK_SLACK;
+        let look_ms = (now - (until - waited)).as_secs_f64() * 1000.0;
+        let survivors = survivors
+            .into_iter()
+            .map(|process| hangwatch_protocol::report::Survivor {
+                process,
+                survival: hangwatch_protocol::report::Survival {
+                    signal: signal.name().to_owned(),
+                    handling: "unknown".to_owned(),
+                    at: vec![format!(
+                        "(the look at it did not come back within {} ms)",
+                        waited.as_millis()
+                    )],
+                },
+            })
+            .collect();
+        let grace_ms = super::service::millis(svc.cfg.stop_grace);
+        self.emit(
+            Some(i),
+            Event::Killing {
+                cause,
+                grace_ms,
+                survivors,
+                look_ms,
+            },
+        );
     }
 
     /// The survivors of service `i`'s stop were seen: say why each was alive, `KILL` them, and

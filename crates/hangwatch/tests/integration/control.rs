@@ -486,3 +486,69 @@ fn a_client_of_another_user_is_refused() {
     assert!(stderr.contains("permission denied"), "{stderr}");
     assert!(out.stdout.is_empty());
 }
+
+/// Each program's clocks (its uptime, its watchdog deadline) start when it was spawned, not when
+/// its start level began: a level of many services takes a while to spawn, and the last one
+/// must get its whole watchdog bound (the soak saw healthy services stall at start on a busy
+/// machine because of this).
+#[test]
+fn issue_18_each_start_of_a_level_has_its_own_clock() {
+    const N: usize = 60;
+    let mut config = String::new();
+    for i in 0..N {
+        config.push_str(&sleeper(&format!("s{i}"), 60));
+        config.push_str("watchdog = \"60s\"\n");
+    }
+    let mut daemon = Daemon::start(&config);
+    let status = daemon.status();
+    let first = &status.services[0];
+    let last = &status.services[N - 1];
+    // The spawns of the 59 services between them took at least a millisecond: the first has
+    // run longer, and waited longer for its first WATCHDOG=1, than the last.
+    assert!(
+        first.uptime_ms > last.uptime_ms,
+        "uptime of the first {:?} ms, of the last {:?} ms",
+        first.uptime_ms,
+        last.uptime_ms
+    );
+    let age = |s: &ServiceStatus| s.heartbeat.as_ref().expect("a watchdog").age_ms;
+    assert!(
+        age(first) > age(last),
+        "heartbeat age of the first {} ms, of the last {} ms",
+        age(first),
+        age(last)
+    );
+    let down = daemon.hw(&["down"]);
+    assert_eq!(down.code(), 0, "{}", down.stderr);
+}
+
+/// Every stop whose grace runs out says so in a `killing` event before the `exited` that lists
+/// the processes killed, even when the look at the survivors comes back late: here a flood of
+/// output keeps the supervisor's loop busy (the soak saw such `KILL`s go unsaid).
+#[test]
+fn issue_18_a_kill_is_said_even_when_the_look_comes_back_late() {
+    let mut daemon = Daemon::start(
+        "[service.flood]\ncommand = \"trap '' TERM; exec yes\"\nshell = true\nstop_grace = \"100ms\"\n",
+    );
+    for _ in 0..2 {
+        let out = daemon.hw(&["restart", "flood"]);
+        assert_eq!(out.code(), 0, "restart failed:\n{}", out.stderr);
+    }
+    daemon.status();
+    let log =
+        std::fs::read_to_string(daemon.state_dir().join("events.jsonl")).expect("read events");
+    let (mut kills, mut said) = (0, false);
+    for line in log.lines() {
+        let event: serde_json::Value = serde_json::from_str(line).expect("an event");
+        match event["event"].as_str() {
+            Some("stopping") => said = false,
+            Some("killing") => said = true,
+            Some("exited") if event["killed"].as_array().is_some_and(|k| !k.is_empty()) => {
+                kills += 1;
+                assert!(said, "a KILL without a killing event before it:\n{log}");
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(kills, 2, "{log}");
+}
