@@ -151,6 +151,9 @@ pub(crate) fn anticipate(
                         verdict: diagnosis.verdict.iter().map(|f| f.text.clone()).collect(),
                         ..IncidentRecord::default()
                     };
+                    if let Some(deferred) = &additions.deferred {
+                        record.verdict.push(deferred.sentence());
+                    }
                     match write(&dir, &diagnosis, &reason, &additions) {
                         Ok(files) => {
                             record.text_path = Some(files.text.display().to_string());
@@ -215,6 +218,40 @@ pub(crate) struct Additions {
     /// What the program last wrote on stdout and stderr.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) output: Option<LastOutput>,
+    /// How long the stop waited out host pressure (`stall_defer_under_pressure`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) deferred: Option<Deferred>,
+}
+
+/// A stall's stop that waited out host pressure.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub(crate) struct Deferred {
+    /// From the stall deadline to the end of the wait, in milliseconds.
+    pub(crate) for_ms: f64,
+    /// The highest CPU or memory pressure read meanwhile (`some avg10`), percent.
+    pub(crate) peak_pct: f64,
+    /// The threshold that deferred, percent.
+    pub(crate) above_pct: f64,
+    /// Whether the wait reached its bound (else the pressure fell below the threshold).
+    pub(crate) bound_reached: bool,
+}
+
+impl Deferred {
+    /// In words, for the verdict and the stall's event.
+    pub(crate) fn sentence(&self) -> String {
+        format!(
+            "the stop was deferred {} for host pressure (CPU or memory up to {:.0} %, \
+             threshold {:.0} %) and {}: no heartbeat came meanwhile",
+            humantime::format_duration(Duration::from_millis(self.for_ms as u64)),
+            self.peak_pct,
+            self.above_pct,
+            if self.bound_reached {
+                "reached its bound"
+            } else {
+                "ended when the pressure fell"
+            }
+        )
+    }
 }
 
 /// Writes `diagnosis` with `additions` into `dir` (created if missing) as
@@ -247,6 +284,9 @@ pub(crate) fn write(
     let text_path = dir.join(format!("{base}.txt"));
     let json_path = dir.join(format!("{base}.json"));
     let mut text = format!("Incident: {reason}\n\n");
+    if let Some(deferred) = &additions.deferred {
+        let _ = writeln!(text, "Deferred for host pressure: {}.\n", deferred.sentence());
+    }
     if !additions.survivors.is_empty() {
         text.push_str("Why the stop needed KILL:\n");
         for survivor in &additions.survivors {
@@ -310,6 +350,7 @@ pub(crate) fn write_survivors(
     let additions = Additions {
         survivors: look.survivors.clone(),
         output,
+        deferred: None,
     };
     let mut record = IncidentRecord {
         verdict: look

@@ -47,6 +47,7 @@ impl Supervisor {
             leaks.note_started(spawned.id.pid);
         }
         let svc = &mut self.services[i];
+        svc.stall_deferred = None;
         let live = &svc.cfg.liveness;
         let spec = LivenessSpec {
             watchdog: live.watchdog,
@@ -62,6 +63,7 @@ impl Supervisor {
             live_probe: None,
             memory_check: svc.cfg.memory_limit.map(|_| now + MEMORY_EVERY),
             early: None,
+            deferral: None,
         };
         let ready_probe = match &svc.cfg.ready {
             Readiness::Probe(probe) => Some(ProbeClock {

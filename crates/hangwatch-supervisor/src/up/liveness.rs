@@ -181,6 +181,7 @@ impl Supervisor {
     fn additions(&self, i: usize) -> crate::incident::Additions {
         crate::incident::Additions {
             output: self.services[i].tail.last(),
+            deferred: self.services[i].stall_deferred,
             ..crate::incident::Additions::default()
         }
     }

@@ -279,6 +279,9 @@ struct Supervisor {
     leaks: Option<LeakWatch>,
     /// Notify datagrams accepted and refused (their sender was in no service's tree).
     notify_counts: NotifyCounts,
+    /// Whether a `degraded` event said that the kernel reports no pressure (for
+    /// `stall_defer_under_pressure`): once.
+    said_no_pressure: bool,
     /// Audits of services' trees under way (see [`Supervisor::audit_leaks`]).
     leak_audits: usize,
     diagnose: DiagnoseSpec,
@@ -400,6 +403,7 @@ impl Supervisor {
             timer: DeadlineTimer::new().map_err(io_err("create a timer"))?,
             leaks: Some(LeakWatch::start(own_pid, nix::unistd::geteuid().as_raw())),
             notify_counts: NotifyCounts::default(),
+            said_no_pressure: false,
             leak_audits: 0,
             diagnose,
             exec_probes: HashMap::new(),
