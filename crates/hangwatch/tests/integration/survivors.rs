@@ -46,10 +46,10 @@ fn a_program_that_ignores_term_is_said_to() {
     let survival = survival(&report);
     assert_eq!(survival.handling, "ignored");
     assert_eq!(survival.signal, "TERM");
-    assert!(
-        stderr.contains("ignored TERM; KILL after the 1s grace"),
-        "{stderr}"
-    );
+    // What it did, where it was, then the KILL.
+    assert!(stderr.contains(") ignored TERM: thread "), "{stderr}");
+    assert!(stderr.contains("clock_nanosleep"), "{stderr}");
+    assert!(stderr.contains("; KILL after the 1s grace"), "{stderr}");
     let stop = report.stop.as_ref().expect("stop");
     assert!(stop.survivors_look_ms.is_some(), "{stop:?}");
     guard.assert_all_gone();
