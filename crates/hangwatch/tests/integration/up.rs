@@ -1268,3 +1268,43 @@ fn without_stall_defer_a_stall_under_pressure_stops_at_once() {
     assert_eq!(count(&events, "hangwatch", "degraded"), 0, "{events:#?}");
     guard.assert_all_gone();
 }
+
+#[test]
+fn a_stall_incident_in_up_keeps_what_the_service_last_printed() {
+    let dir = Scratch::new("up-last-output");
+    let mut up = start(
+        &dir,
+        r#"
+[service.worker]
+command = ["python3", "-c", """
+import sys, threading, notify
+print('consuming from orders', flush=True)
+def worker():
+    raise RuntimeError('queue connection lost')
+t = threading.Thread(target=worker, name='consumer')
+t.start()
+t.join()
+sys.stderr.flush()
+notify.notify('READY=1')
+threading.Event().wait()
+"""]
+watchdog = "1s"
+ready = "notify"
+restart = "never"
+"#,
+    );
+    let incident = up.wait(WAIT, |e| is(e, "worker", "incident"));
+    let Event::Incident(record) = &incident.event else {
+        unreachable!()
+    };
+    let text = std::fs::read_to_string(record.text_path.as_deref().expect("an incident file"))
+        .expect("read the incident");
+    let last = text
+        .split("Last output (oldest first):")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no last output in the incident:\n{text}"));
+    assert!(last.contains("consuming from orders"), "{last}");
+    assert!(last.contains("RuntimeError: queue connection lost"), "{last}");
+    let (_, _, guard) = up.finish();
+    guard.assert_all_gone();
+}
