@@ -1430,8 +1430,8 @@ impl Checker<'_> {
         let stall_warn = self.optional(table, "stall_warn", |c, v| {
             c.positive_duration(at("stall_warn"), v)
         });
-        let stall_defer = get(table, "stall_defer_under_pressure")
-            .map(|value| self.stall_defer(service, value));
+        let stall_defer =
+            get(table, "stall_defer_under_pressure").map(|value| self.stall_defer(service, value));
         let heartbeat_file = get(table, "heartbeat_file").map(|value| {
             let table = self.table(at("heartbeat_file"), value, "{ path = \"status.json\", stale_after = \"120s\" }")?;
             self.unknown_keys(table, HEARTBEAT_KEYS, &format!("in `heartbeat_file` of service `{service}`"));

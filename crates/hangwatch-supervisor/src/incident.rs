@@ -285,7 +285,11 @@ pub(crate) fn write(
     let json_path = dir.join(format!("{base}.json"));
     let mut text = format!("Incident: {reason}\n\n");
     if let Some(deferred) = &additions.deferred {
-        let _ = writeln!(text, "Deferred for host pressure: {}.\n", deferred.sentence());
+        let _ = writeln!(
+            text,
+            "Deferred for host pressure: {}.\n",
+            deferred.sentence()
+        );
     }
     if !additions.survivors.is_empty() {
         text.push_str("Why the stop needed KILL:\n");

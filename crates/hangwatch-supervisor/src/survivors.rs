@@ -49,8 +49,7 @@ pub(crate) async fn look(survivors: Vec<ProcessInfo>, signal: Signal, python: bo
         .collect();
     let fallback = survivors.clone();
     let known = handlings.clone();
-    let task =
-        tokio::task::spawn_blocking(move || look_now(survivors, handlings, signal, python));
+    let task = tokio::task::spawn_blocking(move || look_now(survivors, handlings, signal, python));
     match tokio::time::timeout(LOOK_BOUND, task).await {
         Ok(Ok(look)) => look,
         _ => Look {

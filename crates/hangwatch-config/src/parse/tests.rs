@@ -1097,7 +1097,12 @@ fn stall_defer_under_pressure_takes_a_bound_or_a_table() {
         "[service.worker]\ncommand = \"w\"\nwatchdog = \"10s\"\nstall_defer_under_pressure = { up_to = 5, above = 60 }\n",
     );
     assert_eq!(number.liveness.stall_defer.map(|d| d.above_pct), Some(60.0));
-    assert_eq!(service("[service.worker]\ncommand = \"w\"\n").liveness.stall_defer, None);
+    assert_eq!(
+        service("[service.worker]\ncommand = \"w\"\n")
+            .liveness
+            .stall_defer,
+        None
+    );
     assert_eq!(
         error(
             "[service.worker]\ncommand = \"w\"\nwatchdog = \"10s\"\nstall_defer_under_pressure = { up_to = \"30s\", above = \"120%\" }\n"

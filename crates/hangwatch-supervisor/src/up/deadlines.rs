@@ -232,8 +232,7 @@ impl Supervisor {
             self.perform(i, cleared, now);
             return Ok(());
         };
-        if deadline > now || deferring.is_some_and(|d| d.recheck > now && deadline <= d.deadline)
-        {
+        if deadline > now || deferring.is_some_and(|d| d.recheck > now && deadline <= d.deadline) {
             self.perform(i, cleared, now);
             return Ok(());
         }
@@ -242,8 +241,11 @@ impl Supervisor {
         if verdict.is_none()
             && let Some(d) = watch.deferral
         {
-            let more =
-                machine::deferral_cleared(&mut watch.deferral, detector.stall_deadline(d.source), now);
+            let more = machine::deferral_cleared(
+                &mut watch.deferral,
+                detector.stall_deadline(d.source),
+                now,
+            );
             self.perform(i, more, now);
         }
         self.perform(i, cleared, now);

@@ -963,7 +963,11 @@ mod tests {
         };
         assert!(matches!(
             emitted(&effects).as_slice(),
-            [Event::StallDeferred { cpu_pct: Some(90.0), up_to_ms: 5000, .. }]
+            [Event::StallDeferred {
+                cpu_pct: Some(90.0),
+                up_to_ms: 5000,
+                ..
+            }]
         ));
         let d = deferral.expect("a deferral");
         assert_eq!(d.recheck, deadline + DEFER_RECHECK);
@@ -979,7 +983,10 @@ mod tests {
             Instant::now(),
         );
         assert_eq!(call, StallCall::Wait(Vec::new()));
-        assert_eq!(deferral.map(|d| d.recheck), Some(deadline + Duration::from_secs(5)));
+        assert_eq!(
+            deferral.map(|d| d.recheck),
+            Some(deadline + Duration::from_secs(5))
+        );
         // At the bound: the stall proceeds, saying how long it waited.
         tokio::time::advance(Duration::from_secs(1)).await;
         let call = stall_due(
@@ -1014,7 +1021,14 @@ mod tests {
             memory: Some(40.0),
         });
         let mut deferral = None;
-        stall_due(&mut deferral, Some(&defer), StallSource::File, deadline, busy, deadline);
+        stall_due(
+            &mut deferral,
+            Some(&defer),
+            StallSource::File,
+            deadline,
+            busy,
+            deadline,
+        );
         assert!(deferral.is_some());
         // The deadline as it stands has not moved: nothing.
         assert!(deferral_cleared(&mut deferral, Some(deadline), deadline).is_empty());
@@ -1031,7 +1045,14 @@ mod tests {
             cpu: Some(19.9),
             memory: Some(0.0),
         });
-        let call = stall_due(&mut deferral, Some(&defer), StallSource::Notify, deadline, calm, now);
+        let call = stall_due(
+            &mut deferral,
+            Some(&defer),
+            StallSource::Notify,
+            deadline,
+            calm,
+            now,
+        );
         assert_eq!(call, StallCall::Stop { deferred: None });
         // No pressure information, no option, or a source the program raised: at once.
         for (defer, source, pressure) in [
@@ -1053,7 +1074,14 @@ mod tests {
             cpu: Some(0.0),
             memory: Some(0.0),
         });
-        let call = stall_due(&mut deferral, Some(&any), StallSource::Output, now, idle, now);
+        let call = stall_due(
+            &mut deferral,
+            Some(&any),
+            StallSource::Output,
+            now,
+            idle,
+            now,
+        );
         assert!(matches!(call, StallCall::Wait(_)));
     }
 }

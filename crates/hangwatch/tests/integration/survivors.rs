@@ -142,7 +142,11 @@ fn a_timeout_incident_keeps_what_the_program_last_printed() {
         std::ffi::OsStr::new(TRACEBACK_THEN_HANG),
     ]);
     assert_eq!(done.code(), 124, "{}", done.stderr);
-    assert!(done.stdout.contains("serving on :8080"), "passed on: {}", done.stdout);
+    assert!(
+        done.stdout.contains("serving on :8080"),
+        "passed on: {}",
+        done.stdout
+    );
     let report = read_report(&report);
     let mut guard = Guard::default();
     guard.track(report_ids(&report));
@@ -153,7 +157,10 @@ fn a_timeout_incident_keeps_what_the_program_last_printed() {
         .split("Last output (oldest first):")
         .nth(1)
         .unwrap_or_else(|| panic!("no last output in the incident:\n{text}"));
-    assert!(last.contains("stdout:") && last.contains("serving on :8080"), "{last}");
+    assert!(
+        last.contains("stdout:") && last.contains("serving on :8080"),
+        "{last}"
+    );
     assert!(
         last.contains("stderr:") && last.contains("RuntimeError: queue connection lost"),
         "{last}"
@@ -164,10 +171,10 @@ fn a_timeout_incident_keeps_what_the_program_last_printed() {
     .expect("parse the incident");
     let stderr = json["output"]["stderr"].as_array().expect("output.stderr");
     assert!(
-        stderr.iter().any(|l| l["line"]
-            .as_str()
-            .is_some_and(|t| t.contains("Traceback"))
-            && l["at"].as_str().is_some()),
+        stderr.iter().any(
+            |l| l["line"].as_str().is_some_and(|t| t.contains("Traceback"))
+                && l["at"].as_str().is_some()
+        ),
         "{stderr:?}"
     );
     guard.assert_all_gone();

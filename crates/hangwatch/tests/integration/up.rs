@@ -1304,7 +1304,10 @@ restart = "never"
         .nth(1)
         .unwrap_or_else(|| panic!("no last output in the incident:\n{text}"));
     assert!(last.contains("consuming from orders"), "{last}");
-    assert!(last.contains("RuntimeError: queue connection lost"), "{last}");
+    assert!(
+        last.contains("RuntimeError: queue connection lost"),
+        "{last}"
+    );
     let (_, _, guard) = up.finish();
     guard.assert_all_gone();
 }
