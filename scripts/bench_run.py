@@ -10,7 +10,7 @@
 2. Timeout precision: `hangwatch run --timeout 200ms --report R -- sleep 5`, 50 times; from each
    report, how long after the deadline the stop signal was sent (the timer's lateness plus the
    tree scan before the signal). Median and worst.
-3. The look at a stop's survivors: `hangwatch run --timeout 300ms --grace 500ms --no-diagnose
+3. The look at a stop's survivors: `hangwatch run --timeout 300ms --grace 500ms
    --report R -- PROGRAM` on programs that outlive TERM (Python that catches it and waits on a
    Condition; a shell that ignores it, with its `sleep` child), SURVIVOR_RUNS times each; from
    each report, `stop.survivors_look_ms` (what the KILL waited for the look: the signal masks,
@@ -114,7 +114,7 @@ def survivors(hangwatch, runs):
         "python (catches TERM, waits)": ["python3", "-c", PYTHON_CATCHES_TERM],
         "sh (ignores TERM) + sleep": ["sh", "-c", "trap '' TERM; sleep 60; :"],
     }
-    print(f"grace-expiry stops ({runs} runs each of --timeout 300ms --grace 500ms --no-diagnose)")
+    print(f"grace-expiry stops ({runs} runs each of --timeout 300ms --grace 500ms; the timeout's diagnosis comes before the stop)")
     print(f"  {'program':<30} {'look median':>11} {'look p90':>9} {'stop median':>11} {'stop p90':>9}"
           "  handling")
     with tempfile.TemporaryDirectory() as tmp:
@@ -123,7 +123,7 @@ def survivors(hangwatch, runs):
             looks, stops, handlings = [], [], {}
             for _ in range(runs):
                 subprocess.run(
-                    [hangwatch, "run", "--timeout", "300ms", "--grace", "500ms", "--no-diagnose",
+                    [hangwatch, "run", "--timeout", "300ms", "--grace", "500ms",
                      "--incident-dir", os.path.join(tmp, "incidents"), "--report", report, "--",
                      *argv],
                     stdout=subprocess.DEVNULL,
