@@ -152,7 +152,7 @@ pub(crate) fn anticipate(
                         ..IncidentRecord::default()
                     };
                     if let Some(deferred) = &additions.deferred {
-                        record.verdict.push(deferred.sentence());
+                        record.verdict.push(deferred_sentence(deferred));
                     }
                     match write(&dir, &diagnosis, &reason, &additions) {
                         Ok(files) => {
@@ -224,34 +224,22 @@ pub(crate) struct Additions {
 }
 
 /// A stall's stop that waited out host pressure.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
-pub(crate) struct Deferred {
-    /// From the stall deadline to the end of the wait, in milliseconds.
-    pub(crate) for_ms: f64,
-    /// The highest CPU or memory pressure read meanwhile (`some avg10`), percent.
-    pub(crate) peak_pct: f64,
-    /// The threshold that deferred, percent.
-    pub(crate) above_pct: f64,
-    /// Whether the wait reached its bound (else the pressure fell below the threshold).
-    pub(crate) bound_reached: bool,
-}
+pub(crate) use hangwatch_protocol::report::StallDeferral as Deferred;
 
-impl Deferred {
-    /// In words, for the verdict and the stall's event.
-    pub(crate) fn sentence(&self) -> String {
-        format!(
-            "the stop was deferred {} for host pressure (CPU or memory up to {:.0} %, \
-             threshold {:.0} %) and {}: no heartbeat came meanwhile",
-            humantime::format_duration(Duration::from_millis(self.for_ms as u64)),
-            self.peak_pct,
-            self.above_pct,
-            if self.bound_reached {
-                "reached its bound"
-            } else {
-                "ended when the pressure fell"
-            }
-        )
-    }
+/// A deferral in words, for the verdict and the stall's event.
+pub(crate) fn deferred_sentence(deferred: &Deferred) -> String {
+    format!(
+        "the stop was deferred {} for host pressure (CPU or memory up to {:.0} %, threshold \
+         {:.0} %) and {}: no heartbeat came meanwhile",
+        humantime::format_duration(Duration::from_millis(deferred.for_ms as u64)),
+        deferred.peak_pct,
+        deferred.above_pct,
+        if deferred.bound_reached {
+            "reached its bound"
+        } else {
+            "ended when the pressure fell"
+        }
+    )
 }
 
 /// Writes `diagnosis` with `additions` into `dir` (created if missing) as
@@ -288,7 +276,7 @@ pub(crate) fn write(
         let _ = writeln!(
             text,
             "Deferred for host pressure: {}.\n",
-            deferred.sentence()
+            deferred_sentence(deferred)
         );
     }
     if !additions.survivors.is_empty() {

@@ -253,6 +253,12 @@ fn describe_stall(stall: &StallRecord) -> String {
     if let Some(status) = &stall.status {
         text.push_str(&format!(" (last STATUS: {status})"));
     }
+    if let Some(deferred) = &stall.deferred {
+        text.push_str(&format!(
+            "; {}",
+            crate::incident::deferred_sentence(deferred)
+        ));
+    }
     let asleep: Vec<String> = stall
         .snapshot
         .iter()

@@ -276,7 +276,7 @@ impl Supervisor {
                 self.services[i]
                     .status_text()
                     .map(|s| format!("last STATUS: {s}")),
-                deferred.map(|d| d.sentence()),
+                deferred.map(|d| crate::incident::deferred_sentence(&d)),
             ]
             .into_iter()
             .flatten()

@@ -56,7 +56,7 @@ mod deadlines;
 mod describe;
 mod lifecycle;
 mod liveness;
-mod machine;
+pub(crate) mod machine;
 mod output;
 mod policy;
 mod probes;
@@ -64,7 +64,7 @@ mod records;
 mod requests;
 mod service;
 mod shutdown;
-mod state;
+pub(crate) mod state;
 
 use std::collections::HashMap;
 use std::io;
