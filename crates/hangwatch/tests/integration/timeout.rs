@@ -82,7 +82,12 @@ fn term_ignored_is_killed_after_grace_and_not_before() {
         program.signals[1].after_ms >= 1500.0,
         "KILL sent before the grace ran out: {program:?}"
     );
-    assert!(done.stderr.contains("killed with KILL"), "{}", done.stderr);
+    assert!(
+        done.stderr.contains("ignored TERM")
+            && done.stderr.contains("; KILL after the 1s 500ms grace"),
+        "{}",
+        done.stderr
+    );
     guard.assert_all_gone();
 }
 
