@@ -255,7 +255,17 @@ backoff = { initial = "0s" }
         *late_ms < 1000.0,
         "detected within 2x the deadline: late by {late_ms} ms"
     );
-    let incident = up.wait(WAIT, |e| is(e, "worker", "incident"));
+    // The incident is written while the stop and the restart go on: either may come first.
+    let restarted = |e: &EventRecord| {
+        is(e, "worker", "started") && matches!(e.event, Event::Started { restarts: 1, .. })
+    };
+    let first = up.wait(WAIT, |e| is(e, "worker", "incident") || restarted(e));
+    let incident = if restarted(&first) {
+        up.wait(WAIT, |e| is(e, "worker", "incident"))
+    } else {
+        up.wait(WAIT, restarted);
+        first
+    };
     let Event::Incident(record) = &incident.event else {
         unreachable!()
     };
@@ -266,9 +276,6 @@ backoff = { initial = "0s" }
     );
     let report = std::fs::read_to_string(text).expect("read the incident");
     assert!(report.contains("acquire"), "{report}");
-    up.wait(WAIT, |e| {
-        is(e, "worker", "started") && matches!(e.event, Event::Started { restarts: 1, .. })
-    });
     let (code, events, guard) = up.stop(Signal::TERMINATE);
     assert_eq!(code, 0);
     // The stop began once the diagnosis was taken, before its files were written.
