@@ -10,6 +10,14 @@
 2. Timeout precision: `hangwatch run --timeout 200ms --report R -- sleep 5`, 50 times; from each
    report, how long after the deadline the stop signal was sent (the timer's lateness plus the
    tree scan before the signal). Median and worst.
+3. The look at a stop's survivors: `hangwatch run --timeout 300ms --grace 500ms
+   --report R -- PROGRAM` on programs that outlive TERM (Python that catches it and waits on a
+   Condition; a shell that ignores it, with its `sleep` child), SURVIVOR_RUNS times each; from
+   each report, `stop.survivors_look_ms` (what the KILL waited for the look: the signal masks,
+   then a 20 ms diagnosis with Python stacks, bounded at 150 ms) and `stop.took_ms` (the whole
+   stop: grace, look, KILL, reaping). Median and p90.
+
+    python3 scripts/bench_run.py --sections survivors --survivor-runs 30
 """
 
 import argparse
@@ -90,10 +98,66 @@ def precision(hangwatch, runs):
     print(f"  median {statistics.median(late):.3f} ms, worst {max(late):.3f} ms (goal: under 5 ms)")
 
 
+PYTHON_CATCHES_TERM = """
+import signal, threading
+signal.signal(signal.SIGTERM, lambda *_: print("TERM: draining first", flush=True))
+def drain():
+    cond = threading.Condition()
+    with cond:
+        cond.wait()
+drain()
+"""
+
+
+def survivors(hangwatch, runs):
+    programs = {
+        "python (catches TERM, waits)": ["python3", "-c", PYTHON_CATCHES_TERM],
+        "sh (ignores TERM) + sleep": ["sh", "-c", "trap '' TERM; sleep 60; :"],
+    }
+    print(f"grace-expiry stops ({runs} runs each of --timeout 300ms --grace 500ms; the timeout's diagnosis comes before the stop)")
+    print(f"  {'program':<30} {'look median':>11} {'look p90':>9} {'stop median':>11} {'stop p90':>9}"
+          "  handling")
+    with tempfile.TemporaryDirectory() as tmp:
+        report = os.path.join(tmp, "r.json")
+        for name, argv in programs.items():
+            looks, stops, handlings = [], [], {}
+            for _ in range(runs):
+                subprocess.run(
+                    [hangwatch, "run", "--timeout", "300ms", "--grace", "500ms",
+                     "--incident-dir", os.path.join(tmp, "incidents"), "--report", report, "--",
+                     *argv],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    check=False,
+                )
+                with open(report) as f:
+                    r = json.load(f)
+                stop = r["stop"]
+                if stop.get("survivors_look_ms") is None:
+                    continue
+                looks.append(stop["survivors_look_ms"])
+                stops.append(stop["took_ms"])
+                for p in r["stopped"]:
+                    h = (p.get("survived") or {}).get("handling", "-")
+                    handlings[h] = handlings.get(h, 0) + 1
+            if not looks:
+                print(f"  {name:<30} no look (nothing outlived the grace)")
+                continue
+            said = ", ".join(f"{k} {v}" for k, v in sorted(handlings.items()))
+            print(f"  {name:<30} {statistics.median(looks):>8.1f} ms {pct(looks, 0.9):>6.1f} ms"
+                  f" {statistics.median(stops):>8.1f} ms {pct(stops, 0.9):>6.1f} ms  {said}")
+    print("  (stop = grace 500 ms + look + KILL + reaping; look bound 150 ms)")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=300)
     parser.add_argument("--precision-runs", type=int, default=50)
+    parser.add_argument("--survivor-runs", type=int, default=30)
+    parser.add_argument(
+        "--sections", default="overhead,precision,survivors",
+        help="which measurements (comma-separated: overhead, precision, survivors)",
+    )
     parser.add_argument(
         "--hangwatch", default=os.path.join(ROOT, "target", "release", "hangwatch")
     )
@@ -102,8 +166,13 @@ def main():
         raise SystemExit(f"{args.hangwatch} not found: run `cargo build --release` first")
     if shutil.which("timeout") is None:
         raise SystemExit("GNU timeout not found")
-    overhead(args.hangwatch, args.runs)
-    precision(args.hangwatch, args.precision_runs)
+    sections = args.sections.split(",")
+    if "overhead" in sections:
+        overhead(args.hangwatch, args.runs)
+    if "precision" in sections:
+        precision(args.hangwatch, args.precision_runs)
+    if "survivors" in sections:
+        survivors(args.hangwatch, args.survivor_runs)
 
 
 if __name__ == "__main__":

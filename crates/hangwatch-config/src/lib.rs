@@ -44,7 +44,7 @@ mod suggest;
 pub use error::{ConfigError, Diagnostic};
 pub use model::{
     Alert, AlertOn, Backoff, Check, Command, Config, Http, HttpOpen, Liveness, MaxRestarts,
-    OnGiveUp, Probe, Readiness, Replica, RestartPolicy, Service,
+    OnGiveUp, Probe, Readiness, Replica, RestartPolicy, Service, StallDefer,
 };
 
 /// A bad line of an env file: `(line, column, message)`, both 1-based.

@@ -266,8 +266,28 @@ pub struct Liveness {
     /// `stall_warn = "20s"`: a softer bound for every heartbeat source, below each of their
     /// bounds. Past it: an incident and a `stall-warning` event; the service keeps running.
     pub stall_warn: Option<Duration>,
+    /// `stall_defer_under_pressure = "30s"` (or `{ up_to, above }`): a heartbeat stall waits
+    /// while the host is under CPU or memory pressure, at most this long. Off by default.
+    pub stall_defer: Option<StallDefer>,
     /// `liveness = { http|tcp|exec = …, every, timeout, failures }`.
     pub probe: Option<Probe>,
+}
+
+/// How a heartbeat stall waits out host pressure: a starved program misses its heartbeat
+/// like a hung one, and a restart does not feed it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StallDefer {
+    /// The longest the stop waits after the stall deadline.
+    pub up_to: Duration,
+    /// The pressure that defers: `some avg10` of `/proc/pressure/cpu` or `memory` at or above
+    /// this percentage (default [`StallDefer::ABOVE`]).
+    pub above_pct: f64,
+}
+
+impl StallDefer {
+    /// The default threshold, in percent: a quarter of the last 10 s with some task waiting
+    /// for a CPU or for memory is contention that delays a heartbeat by whole seconds.
+    pub const ABOVE: f64 = 25.0;
 }
 
 /// When a service is restarted after it exits.

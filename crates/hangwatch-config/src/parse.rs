@@ -19,7 +19,7 @@ use crate::env_file::parse_env_file;
 use crate::error::{ConfigError, Diagnostic, LineIndex};
 use crate::model::{
     Alert, AlertOn, Backoff, Check, Command, Config, Http, HttpOpen, Liveness, MaxRestarts,
-    OnGiveUp, Probe, Readiness, Replica, RestartPolicy, Service,
+    OnGiveUp, Probe, Readiness, Replica, RestartPolicy, Service, StallDefer,
 };
 use crate::size::parse_size;
 use crate::suggest::did_you_mean;
@@ -58,6 +58,7 @@ const SERVICE_KEYS: &[&str] = &[
     "heartbeat_file",
     "stall_on_silence",
     "stall_warn",
+    "stall_defer_under_pressure",
     "liveness",
     "restart",
     "backoff",
@@ -77,6 +78,8 @@ const LIVENESS_KEYS: &[&str] = &[
 ];
 const CHECK_KEYS: &[&str] = &["tcp", "http", "exec"];
 const HEARTBEAT_KEYS: &[&str] = &["path", "stale_after"];
+const DEFER_KEYS: &[&str] = &["up_to", "above"];
+const DEFER_EXAMPLE: &str = "{ up_to = \"30s\", above = \"25%\" }";
 const BACKOFF_KEYS: &[&str] = &["initial", "max", "factor", "jitter", "reset_after"];
 const MAX_RESTARTS_KEYS: &[&str] = &["count", "within"];
 
@@ -1485,6 +1488,8 @@ impl Checker<'_> {
         let stall_warn = self.optional(table, "stall_warn", |c, v| {
             c.positive_duration(at("stall_warn"), v)
         });
+        let stall_defer =
+            get(table, "stall_defer_under_pressure").map(|value| self.stall_defer(service, value));
         let heartbeat_file = get(table, "heartbeat_file").map(|value| {
             let table = self.table(at("heartbeat_file"), value, "{ path = \"status.json\", stale_after = \"120s\" }")?;
             self.unknown_keys(table, HEARTBEAT_KEYS, &format!("in `heartbeat_file` of service `{service}`"));
@@ -1529,6 +1534,7 @@ impl Checker<'_> {
             heartbeat_file: heartbeat_file.map_or(Some(None), |v| v.map(Some))?,
             stall_on_silence: stall_on_silence.map_or(Some(None), |v| v.map(Some))?,
             stall_warn: stall_warn.map_or(Some(None), |v| v.map(Some))?,
+            stall_defer: stall_defer.map_or(Some(None), |v| v.map(Some))?,
             probe: probe.map_or(Some(None), |v| v.map(Some))?,
         };
         if let (Some(warn), Some(value)) = (liveness.stall_warn, get(table, "stall_warn")) {
@@ -1563,7 +1569,88 @@ impl Checker<'_> {
                 return None;
             }
         }
+        if let (Some(_), Some(value)) = (
+            liveness.stall_defer,
+            get(table, "stall_defer_under_pressure"),
+        ) && liveness.watchdog.is_none()
+            && liveness.heartbeat_file.is_none()
+            && liveness.stall_on_silence.is_none()
+        {
+            self.error(
+                &value.span(),
+                format!(
+                    "{}: defers nothing: the service has no `watchdog`, `heartbeat_file` or `stall_on_silence`",
+                    at("stall_defer_under_pressure")
+                ),
+            );
+            return None;
+        }
         Some(liveness)
+    }
+
+    /// `stall_defer_under_pressure = "30s"` (the bound, at the default threshold) or
+    /// `{ up_to = "30s", above = "25%" }`.
+    fn stall_defer(&mut self, service: &str, value: &Value<'_>) -> Option<StallDefer> {
+        let at = |key| Place {
+            key,
+            service: Some(service),
+        };
+        let DeValue::Table(table) = value.get_ref() else {
+            return self
+                .positive_duration(at("stall_defer_under_pressure"), value)
+                .map(|up_to| StallDefer {
+                    up_to,
+                    above_pct: StallDefer::ABOVE,
+                });
+        };
+        self.unknown_keys(
+            table,
+            DEFER_KEYS,
+            &format!("in `stall_defer_under_pressure` of service `{service}`"),
+        );
+        let up_to = match get(table, "up_to") {
+            Some(v) => self.positive_duration(at("stall_defer_under_pressure.up_to"), v),
+            None => {
+                self.error(
+                    &value.span(),
+                    format!(
+                        "{}: no `up_to`: expected {DEFER_EXAMPLE}",
+                        at("stall_defer_under_pressure")
+                    ),
+                );
+                None
+            }
+        };
+        let above = match get(table, "above") {
+            Some(v) => self.percent(at("stall_defer_under_pressure.above"), v),
+            None => Some(StallDefer::ABOVE),
+        };
+        Some(StallDefer {
+            up_to: up_to?,
+            above_pct: above?,
+        })
+    }
+
+    /// A percentage from 0 to 100: `"25%"`, or a number.
+    fn percent(&mut self, place: Place<'_>, value: &Value<'_>) -> Option<f64> {
+        const WHAT: &str = "a percentage from 0 to 100 like \"25%\"";
+        let DeValue::String(text) = value.get_ref() else {
+            return self.number(place, value, 0.0..=100.0, WHAT);
+        };
+        match text
+            .trim()
+            .strip_suffix('%')
+            .and_then(|n| n.trim().parse::<f64>().ok())
+        {
+            Some(n) if n.is_finite() && (0.0..=100.0).contains(&n) => Some(n),
+            _ => {
+                self.error(
+                    &value.span(),
+                    format!("{place}: expected {WHAT}, found \"{text}\""),
+                );
+                None
+            }
+        }
     }
 
     /// `backoff = { initial, max, factor, jitter, reset_after }` over the defaults.

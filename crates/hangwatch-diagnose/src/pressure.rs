@@ -138,6 +138,59 @@ pub fn read() -> Reading {
     reading
 }
 
+impl Reading {
+    /// `some avg10` of `resource`, if its file was read.
+    #[must_use]
+    pub fn some_avg10(&self, resource: &str) -> Option<f64> {
+        self.files
+            .iter()
+            .find(|(r, _)| *r == resource)
+            .map(|(_, f)| f.some.avg10)
+    }
+}
+
+/// The host's CPU and memory pressure now: `some avg10`, percent, of each file read.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Pressure {
+    /// `/proc/pressure/cpu`.
+    pub cpu: Option<f64>,
+    /// `/proc/pressure/memory`.
+    pub memory: Option<f64>,
+}
+
+impl Pressure {
+    /// The higher of the two.
+    #[must_use]
+    pub fn worst(&self) -> Option<f64> {
+        match (self.cpu, self.memory) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+/// Reads the CPU and memory pressure for a decision now (two small files of `/proc`); `None`
+/// when the kernel reports neither (no PSI), with the reason.
+pub fn host_now() -> Result<Pressure, String> {
+    let mut pressure = Pressure::default();
+    let mut why = String::new();
+    for (resource, slot) in [("cpu", &mut pressure.cpu), ("memory", &mut pressure.memory)] {
+        let path = format!("/proc/pressure/{resource}");
+        match std::fs::read_to_string(&path) {
+            Ok(text) => *slot = parse_pressure(&text).map(|f| f.some.avg10),
+            Err(err) => why = format!("{path}: {err}"),
+        }
+    }
+    if pressure.worst().is_none() {
+        return Err(if why.is_empty() {
+            "/proc/pressure/cpu and memory: not in the expected format".to_owned()
+        } else {
+            why
+        });
+    }
+    Ok(pressure)
+}
+
 /// The pressure over a window that began with `before` and ended with `after`.
 #[must_use]
 pub fn over_window(before: &Reading, after: &Reading, window_ms: f64) -> HostPressure {
@@ -255,6 +308,25 @@ mod tests {
             })
         );
         assert_eq!(parse_schedstat("12\n"), None);
+    }
+
+    #[test]
+    fn the_worst_pressure_is_the_higher_one_read() {
+        let both = Pressure {
+            cpu: Some(12.0),
+            memory: Some(30.5),
+        };
+        assert_eq!(both.worst(), Some(30.5));
+        let cpu = Pressure {
+            cpu: Some(3.0),
+            memory: None,
+        };
+        assert_eq!(cpu.worst(), Some(3.0));
+        assert_eq!(Pressure::default().worst(), None);
+        match host_now() {
+            Ok(now) => assert!(now.worst().is_some()),
+            Err(why) => assert!(why.starts_with("/proc/pressure/"), "{why}"),
+        }
     }
 
     #[test]

@@ -123,7 +123,7 @@ mod tests {
     use super::*;
 
     const STATUS: &str = "Name:\tpython3\nShdPnd:\t0000000000000000\nSigPnd:\t0000000000000000\n\
-        SigBlk:\t0000000000000000\nSigIgn:\t0000000000005000\nSigCgt:\t0000000180000002\n";
+        SigBlk:\t0000000000000000\nSigIgn:\t0000000001005000\nSigCgt:\t0000000180000002\n";
 
     #[test]
     fn reads_python_masks_captured_from_proc() {

@@ -101,6 +101,32 @@ pub enum Event {
         /// How long after the warning deadline it was noticed, in milliseconds.
         late_ms: f64,
     },
+    /// A service's stall deadline passed while the host was under CPU or memory pressure, and
+    /// its `stall_defer_under_pressure` lets the stop wait (a starved program misses its
+    /// heartbeat like a hung one). A heartbeat meanwhile clears the stall
+    /// ([`Event::StallCleared`]); past `up_to_ms`, or once the pressure falls below the
+    /// threshold, the stall proceeds ([`Event::Stalled`] says it was deferred).
+    StallDeferred {
+        /// Which liveness source missed its deadline.
+        source: StallSource,
+        /// `some avg10` of `/proc/pressure/cpu`, percent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cpu_pct: Option<f64>,
+        /// `some avg10` of `/proc/pressure/memory`, percent.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        memory_pct: Option<f64>,
+        /// The threshold that defers, percent.
+        above_pct: f64,
+        /// The longest the stop waits after the deadline, in milliseconds.
+        up_to_ms: u64,
+    },
+    /// A heartbeat came while a stall was deferred for host pressure: no stop.
+    StallCleared {
+        /// Which liveness source's stall was deferred.
+        source: StallSource,
+        /// How long after the deadline the stall was cleared, in milliseconds.
+        deferred_ms: f64,
+    },
     /// A service's processes used more memory than its `memory_limit`.
     OverMemory {
         /// Resident memory of the service's tree, in bytes.

@@ -274,6 +274,23 @@ pub struct StallRecord {
     pub status: Option<String>,
     /// Every process of the tree with its threads, as seen when the stall was detected.
     pub snapshot: Vec<ProcessSnapshot>,
+    /// How the stop waited out host pressure first (`--stall-defer-under-pressure`), if it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deferred: Option<StallDeferral>,
+}
+
+/// A stall's stop that waited out host pressure: a starved program misses its heartbeat like
+/// a hung one.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct StallDeferral {
+    /// From the stall deadline to the end of the wait, in milliseconds.
+    pub for_ms: f64,
+    /// The highest CPU or memory pressure read meanwhile (`some avg10`), percent.
+    pub peak_pct: f64,
+    /// The threshold that deferred, percent.
+    pub above_pct: f64,
+    /// Whether the wait reached its bound (else the pressure fell below the threshold).
+    pub bound_reached: bool,
 }
 
 /// What declared a stall.

@@ -151,6 +151,9 @@ pub(crate) fn anticipate(
                         verdict: diagnosis.verdict.iter().map(|f| f.text.clone()).collect(),
                         ..IncidentRecord::default()
                     };
+                    if let Some(deferred) = &additions.deferred {
+                        record.verdict.push(deferred_sentence(deferred));
+                    }
                     match write(&dir, &diagnosis, &reason, &additions) {
                         Ok(files) => {
                             record.text_path = Some(files.text.display().to_string());
@@ -215,6 +218,28 @@ pub(crate) struct Additions {
     /// What the program last wrote on stdout and stderr.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) output: Option<LastOutput>,
+    /// How long the stop waited out host pressure (`stall_defer_under_pressure`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) deferred: Option<Deferred>,
+}
+
+/// A stall's stop that waited out host pressure.
+pub(crate) use hangwatch_protocol::report::StallDeferral as Deferred;
+
+/// A deferral in words, for the verdict and the stall's event.
+pub(crate) fn deferred_sentence(deferred: &Deferred) -> String {
+    format!(
+        "the stop was deferred {} for host pressure (CPU or memory up to {:.0} %, threshold \
+         {:.0} %) and {}: no heartbeat came meanwhile",
+        humantime::format_duration(Duration::from_millis(deferred.for_ms as u64)),
+        deferred.peak_pct,
+        deferred.above_pct,
+        if deferred.bound_reached {
+            "reached its bound"
+        } else {
+            "ended when the pressure fell"
+        }
+    )
 }
 
 /// Writes `diagnosis` with `additions` into `dir` (created if missing) as
@@ -247,6 +272,13 @@ pub(crate) fn write(
     let text_path = dir.join(format!("{base}.txt"));
     let json_path = dir.join(format!("{base}.json"));
     let mut text = format!("Incident: {reason}\n\n");
+    if let Some(deferred) = &additions.deferred {
+        let _ = writeln!(
+            text,
+            "Deferred for host pressure: {}.\n",
+            deferred_sentence(deferred)
+        );
+    }
     if !additions.survivors.is_empty() {
         text.push_str("Why the stop needed KILL:\n");
         for survivor in &additions.survivors {
@@ -310,6 +342,7 @@ pub(crate) fn write_survivors(
     let additions = Additions {
         survivors: look.survivors.clone(),
         output,
+        deferred: None,
     };
     let mut record = IncidentRecord {
         verdict: look

@@ -50,7 +50,6 @@ use crate::liveness::detector::{Detector, Expiry, LivenessSpec, Verdict};
 use crate::liveness::notified;
 use crate::liveness::notify::{Datagram, NotifyError, NotifySocket};
 use crate::liveness::output::{Activity, OutputMode, capture};
-use crate::liveness::tail::LastOutput;
 use crate::survivors::Look;
 use tokio::signal::unix::{Signal as SignalStream, SignalKind, signal};
 use tokio::time::Instant;
@@ -76,6 +75,8 @@ pub struct RunSpec {
     pub diagnose: Option<DiagnoseSpec>,
     /// What to do about objects the program leaves behind.
     pub leaks: LeakPolicy,
+    /// Let a heartbeat stall wait while the host is under CPU or memory pressure, bounded.
+    pub stall_defer: Option<hangwatch_config::StallDefer>,
 }
 
 /// Where the notify socket lives.
@@ -402,6 +403,9 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
     let mut main_status: Option<ExitStatus> = None;
     let mut stopping: Option<Stopping> = None;
     let mut diagnosing: Option<Diagnosing> = None;
+    // A stall deadline that passed under host pressure and waits (see `up::machine::stall_due`).
+    let mut deferral: Option<crate::up::state::Deferral> = None;
+    let mut said_no_pressure = false;
     let mut looking: Option<Looking> = None;
     let mut stop_requests = 0u32;
     let mut rescan = false;
@@ -441,7 +445,14 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
         }
 
         let running = stopping.is_none() && main_status.is_none() && diagnosing.is_none();
-        let next_liveness = detector.next_deadline().filter(|_| running);
+        let next_liveness = detector
+            .next_deadline()
+            .filter(|_| running)
+            .map(|(at, expiry)| match deferral {
+                // A deferred stall's deadline has passed: its recheck is next.
+                Some(d) if at <= d.deadline => (d.recheck, expiry),
+                _ => (at, expiry),
+            });
         timeout_timer
             .set(deadline.filter(|_| running))
             .map_err(io("arm the timeout"))?;
@@ -515,7 +526,10 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                 stopper.begin_after_diagnosis(
                     StopCause::Timeout,
                     late_ms,
-                    pump.last_output(),
+                    crate::incident::Additions {
+                        output: pump.last_output(),
+                        ..crate::incident::Additions::default()
+                    },
                     &mut diagnosing,
                     &mut stopping,
                 )?;
@@ -523,18 +537,71 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
             Wake::Liveness(result) => {
                 result.map_err(io("wait for the stall timer"))?;
                 let now = Instant::now();
+                if let Some(d) = deferral {
+                    let cleared = crate::up::machine::deferral_cleared(
+                        &mut deferral,
+                        detector.stall_deadline(d.source),
+                        now,
+                    );
+                    say_effects(&cleared);
+                }
                 let Some((at, expiry)) = detector.next_deadline() else {
                     continue;
                 };
-                if at > now {
+                if at > now || deferral.is_some_and(|d| d.recheck > now && at <= d.deadline) {
                     // Armed for an older, earlier deadline: a heartbeat has moved it on.
                     continue;
                 }
                 let Some(verdict) = detector.expire(expiry, now) else {
+                    if let Some(d) = deferral {
+                        // The status file, looked at again, shows the heartbeat.
+                        say_effects(&crate::up::machine::deferral_cleared(
+                            &mut deferral,
+                            detector.stall_deadline(d.source),
+                            now,
+                        ));
+                    }
                     continue;
                 };
+                let mut deferred = None;
+                if let Expiry::Stall(source) = verdict.expiry
+                    && let Some(defer) = spec.stall_defer
+                {
+                    let pressure = match hangwatch_diagnose::pressure::host_now() {
+                        Ok(pressure) => Some(pressure),
+                        Err(why) => {
+                            if !said_no_pressure {
+                                said_no_pressure = true;
+                                report.notes.push(hangwatch_protocol::report::Degraded {
+                                    part: "stall-defer".to_owned(),
+                                    note: format!(
+                                        "{why}: the kernel reports no pressure stall \
+                                         information, so --stall-defer-under-pressure defers \
+                                         nothing"
+                                    ),
+                                });
+                            }
+                            None
+                        }
+                    };
+                    match crate::up::machine::stall_due(
+                        &mut deferral,
+                        Some(&defer),
+                        source,
+                        verdict.deadline,
+                        pressure,
+                        now,
+                    ) {
+                        crate::up::machine::StallCall::Wait(effects) => {
+                            say_effects(&effects);
+                            continue;
+                        }
+                        crate::up::machine::StallCall::Stop { deferred: d } => deferred = d,
+                    }
+                }
                 let status = notify_summary.as_ref().and_then(|n| n.status.clone());
-                let record = stall_record(&verdict, started, now, status, own_pid);
+                let mut record = stall_record(&verdict, started, now, status, own_pid);
+                record.deferred = deferred;
                 match verdict.expiry {
                     Expiry::Warn(_) => {
                         eprintln!("{}", crate::summary::warning(&record));
@@ -545,7 +612,11 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                         stopper.begin_after_diagnosis(
                             StopCause::Stall,
                             None,
-                            pump.last_output(),
+                            crate::incident::Additions {
+                                output: pump.last_output(),
+                                deferred,
+                                ..crate::incident::Additions::default()
+                            },
                             &mut diagnosing,
                             &mut stopping,
                         )?;
@@ -754,7 +825,7 @@ impl Stopper<'_> {
         &self,
         cause: StopCause,
         late_ms: Option<f64>,
-        output: Option<LastOutput>,
+        additions: crate::incident::Additions,
         diagnosing: &mut Option<Diagnosing>,
         stopping: &mut Option<Stopping>,
     ) -> Result<(), RunError> {
@@ -771,13 +842,7 @@ impl Stopper<'_> {
             cause,
             late_ms,
             task: Box::pin(crate::incident::bounded(
-                diagnose,
-                subject,
-                reason,
-                crate::incident::Additions {
-                    output,
-                    ..crate::incident::Additions::default()
-                },
+                diagnose, subject, reason, additions,
             )),
         });
         Ok(())
@@ -887,6 +952,7 @@ fn stall_record(
         },
         status,
         snapshot,
+        deferred: None,
     }
 }
 
@@ -924,4 +990,21 @@ fn finish_times(report: &mut RunReport, started: Instant, started_wall: SystemTi
     let elapsed = started.elapsed();
     report.duration_ms = elapsed.as_secs_f64() * 1000.0;
     report.ended_at = humantime::format_rfc3339_millis(started_wall + elapsed).to_string();
+}
+
+/// Says on stderr what a deferral of a stall for host pressure did (its `up` events, in the
+/// words of `up`'s console).
+fn say_effects(effects: &[crate::up::machine::Effect]) {
+    for effect in effects {
+        if let crate::up::machine::Effect::Emit(event) = effect {
+            let record = hangwatch_protocol::event::EventRecord {
+                at: String::new(),
+                service: Some("program".to_owned()),
+                event: event.clone(),
+            };
+            if let Some(text) = crate::up::describe(&record) {
+                eprintln!("hangwatch: {text}");
+            }
+        }
+    }
 }

@@ -237,11 +237,27 @@ pub(crate) fn stall_words(source: StallSource, bound_ms: u64) -> String {
     }
 }
 
+/// The sign of life a heartbeat source waits for, in words.
+pub(crate) fn beat_word(source: StallSource) -> &'static str {
+    match source {
+        StallSource::Notify => "WATCHDOG=1",
+        StallSource::File => "a status file change",
+        StallSource::Output => "output",
+        _ => "a sign of life",
+    }
+}
+
 /// What the stall was, in words: which heartbeat stopped and for how long.
 fn describe_stall(stall: &StallRecord) -> String {
     let mut text = stall_words(stall.source, stall.bound_ms);
     if let Some(status) = &stall.status {
         text.push_str(&format!(" (last STATUS: {status})"));
+    }
+    if let Some(deferred) = &stall.deferred {
+        text.push_str(&format!(
+            "; {}",
+            crate::incident::deferred_sentence(deferred)
+        ));
     }
     let asleep: Vec<String> = stall
         .snapshot

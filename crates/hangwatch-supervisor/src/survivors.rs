@@ -35,27 +35,32 @@ pub(crate) struct Look {
 }
 
 /// Looks at `survivors`, which outlived `signal`, on a blocking thread; at most
-/// [`LOOK_BOUND`]. Past the bound, each survivor's handling is read again (a few small
-/// `/proc` files) and where it is is said to be unknown.
+/// [`LOOK_BOUND`]. Past the bound, each survivor's handling (read first) is kept and where it
+/// is is said to be unknown.
 pub(crate) async fn look(survivors: Vec<ProcessInfo>, signal: Signal, python: bool) -> Look {
     let began = Instant::now();
+    // The masks first (one small read of `/proc` each): they are the answer even when the
+    // rest runs out of time.
+    let handlings: Vec<&'static str> = survivors.iter().map(|p| handling(p.pid, signal)).collect();
     let fallback = survivors.clone();
-    let task = tokio::task::spawn_blocking(move || look_now(survivors, signal, python));
+    let known = handlings.clone();
+    let task = tokio::task::spawn_blocking(move || look_now(survivors, handlings, signal, python));
     match tokio::time::timeout(LOOK_BOUND, task).await {
         Ok(Ok(look)) => look,
         _ => Look {
             survivors: fallback
                 .into_iter()
-                .map(|process| Survivor {
+                .zip(known)
+                .map(|(process, handling)| Survivor {
+                    process,
                     survival: Survival {
                         signal: signal.name().to_owned(),
-                        handling: handling(process.pid, signal).to_owned(),
+                        handling: handling.to_owned(),
                         at: vec![format!(
-                            "(the look at it took longer than {} ms)",
+                            "(where it was is unknown: the look took longer than {} ms)",
                             LOOK_BOUND.as_millis()
                         )],
                     },
-                    process,
                 })
                 .collect(),
             diagnoses: Vec::new(),
@@ -64,11 +69,14 @@ pub(crate) async fn look(survivors: Vec<ProcessInfo>, signal: Signal, python: bo
     }
 }
 
-/// [`look`], blocking.
-fn look_now(survivors: Vec<ProcessInfo>, signal: Signal, python: bool) -> Look {
+/// [`look`], blocking, with each survivor's handling of the signal already read.
+fn look_now(
+    survivors: Vec<ProcessInfo>,
+    handlings: Vec<&'static str>,
+    signal: Signal,
+    python: bool,
+) -> Look {
     let began = Instant::now();
-    // The masks first: they are the answer even when the rest runs out of time.
-    let handlings: Vec<&'static str> = survivors.iter().map(|p| handling(p.pid, signal)).collect();
     let mut diagnoses: Vec<Diagnosis> = Vec::new();
     let mut seen: HashSet<i32> = HashSet::new();
     for process in &survivors {

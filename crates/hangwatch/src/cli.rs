@@ -472,6 +472,19 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub stall_warn: Option<Duration>,
 
+    /// Let a heartbeat stall wait while the host is starved, at most this long after its
+    /// deadline: when CPU or memory pressure (`some avg10` of /proc/pressure/cpu or memory) is
+    /// at or above --stall-defer-above, the stop waits, the pressure is read again every 2 s,
+    /// and a heartbeat meanwhile clears the stall. Where the kernel reports no pressure it
+    /// defers nothing (a note in the report says so).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub stall_defer_under_pressure: Option<Duration>,
+
+    /// The pressure that defers a stall, in percent ("25%" or 25; default 25).
+    #[arg(long, value_name = "PERCENT", value_parser = parse_percent,
+          requires = "stall_defer_under_pressure")]
+    pub stall_defer_above: Option<f64>,
+
     /// Treat the modification time of PATH as the heartbeat (with --stall as its bound). The
     /// path is followed, so atomic replacement (write a temp file, rename) works; a missing
     /// file counts as stale only once the bound has passed since the start.
@@ -562,6 +575,17 @@ pub enum NotifySocketArg {
     Abstract,
     /// No NOTIFY_SOCKET.
     None,
+}
+
+/// A percentage from 0 to 100: `25%` or `25`.
+fn parse_percent(text: &str) -> Result<f64, String> {
+    let number = text.trim().strip_suffix('%').unwrap_or(text.trim()).trim();
+    match number.parse::<f64>() {
+        Ok(pct) if (0.0..=100.0).contains(&pct) => Ok(pct),
+        _ => Err(format!(
+            "expected a percentage from 0 to 100 like 25%, found {text}"
+        )),
+    }
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -1092,3 +1092,62 @@ fn stall_warn_is_read_and_must_come_before_every_stall_bound() {
         "3:14: `stall_warn` in service `worker`: warns of nothing: the service has no `watchdog`, `heartbeat_file` or `stall_on_silence`"
     );
 }
+
+#[test]
+fn stall_defer_under_pressure_takes_a_bound_or_a_table() {
+    let short = service(
+        "[service.worker]\ncommand = \"w\"\nwatchdog = \"10s\"\nstall_defer_under_pressure = \"30s\"\n",
+    );
+    assert_eq!(
+        short.liveness.stall_defer,
+        Some(crate::StallDefer {
+            up_to: Duration::from_secs(30),
+            above_pct: crate::StallDefer::ABOVE,
+        })
+    );
+    let table = service(
+        "[service.worker]\ncommand = \"w\"\nwatchdog = \"10s\"\nstall_defer_under_pressure = { up_to = \"1m\", above = \"0%\" }\n",
+    );
+    assert_eq!(
+        table.liveness.stall_defer,
+        Some(crate::StallDefer {
+            up_to: Duration::from_secs(60),
+            above_pct: 0.0,
+        })
+    );
+    let number = service(
+        "[service.worker]\ncommand = \"w\"\nwatchdog = \"10s\"\nstall_defer_under_pressure = { up_to = 5, above = 60 }\n",
+    );
+    assert_eq!(number.liveness.stall_defer.map(|d| d.above_pct), Some(60.0));
+    assert_eq!(
+        service("[service.worker]\ncommand = \"w\"\n")
+            .liveness
+            .stall_defer,
+        None
+    );
+    assert_eq!(
+        error(
+            "[service.worker]\ncommand = \"w\"\nwatchdog = \"10s\"\nstall_defer_under_pressure = { up_to = \"30s\", above = \"120%\" }\n"
+        ),
+        "4:55: `stall_defer_under_pressure.above` in service `worker`: expected a percentage from 0 to 100 like \"25%\", found \"120%\""
+    );
+    assert_eq!(
+        errors(
+            "[service.worker]\ncommand = \"w\"\nwatchdog = \"10s\"\nstall_defer_under_pressure = { above = \"5%\", upto = \"1s\" }\n"
+        ),
+        [
+            "4:30: `stall_defer_under_pressure` in service `worker`: no `up_to`: expected { up_to = \"30s\", above = \"25%\" }",
+            "4:46: unknown key `upto` in `stall_defer_under_pressure` of service `worker`; did you mean `up_to`?",
+        ]
+    );
+    assert_eq!(
+        error("[service.worker]\ncommand = \"w\"\nstall_defer_under_pressure = \"30s\"\n"),
+        "3:30: `stall_defer_under_pressure` in service `worker`: defers nothing: the service has no `watchdog`, `heartbeat_file` or `stall_on_silence`"
+    );
+    assert_eq!(
+        error(
+            "[service.worker]\ncommand = \"w\"\nwatchdog = \"10s\"\nstall_defer_under_pressure = \"0s\"\n"
+        ),
+        "4:30: `stall_defer_under_pressure` in service `worker`: expected a duration above zero"
+    );
+}

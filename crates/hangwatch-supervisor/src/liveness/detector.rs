@@ -225,6 +225,14 @@ impl Detector {
         best
     }
 
+    /// The stall deadline of `kind` as things stand: its last heartbeat (or the start) plus
+    /// its bound.
+    #[must_use]
+    pub fn stall_deadline(&self, kind: StallSource) -> Option<Instant> {
+        self.source(kind)
+            .map(|s| s.last.unwrap_or(self.started) + s.bound)
+    }
+
     /// The next stall deadline that a heartbeat could still move (watchdog, status file,
     /// output silence), and when a diagnosis sampling for `window` must begin to be complete
     /// there: `window` before it, but not before half the bound has passed since the last

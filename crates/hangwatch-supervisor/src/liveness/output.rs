@@ -246,13 +246,14 @@ impl OutputPump {
                 tail,
                 ..
             } = self;
+            // Each chunk goes to the tail as it is read: one call reads several into `buf`.
             let (is_stdout, read) = tokio::select! {
-                ready = readable(stdout.as_ref()) => {
-                    (true, read_ready(stdout.as_ref(), ready, buf, &mut tail.stdout))
-                }
-                ready = readable(stderr.as_ref()) => {
-                    (false, read_ready(stderr.as_ref(), ready, buf, &mut tail.stderr))
-                }
+                ready = readable(stdout.as_ref()) => (true, read_ready(stdout.as_ref(), ready, buf, |chunk| {
+                    tail.stdout.bytes(chunk, std::time::SystemTime::now());
+                })),
+                ready = readable(stderr.as_ref()) => (false, read_ready(stderr.as_ref(), ready, buf, |chunk| {
+                    tail.stderr.bytes(chunk, std::time::SystemTime::now());
+                })),
             };
             let stream = if is_stdout { stdout } else { stderr };
             let Some(stream) = stream.as_mut() else {
@@ -436,13 +437,13 @@ async fn readable(stream: Option<&Stream>) -> io::Result<AsyncFdReadyGuard<'_, O
     }
 }
 
-/// Reads what `stream` has (up to [`READS_PER_CALL`] chunks), queueing each chunk and keeping
-/// its lines in `tail`.
+/// Reads what `stream` has (up to [`READS_PER_CALL`] chunks into `buf`), queueing each chunk
+/// and handing it to `seen`.
 fn read_ready(
     stream: Option<&Stream>,
     ready: io::Result<AsyncFdReadyGuard<'_, OwnedFd>>,
     buf: &mut [u8],
-    tail: &mut crate::liveness::tail::StreamTail,
+    mut seen: impl FnMut(&[u8]),
 ) -> io::Result<Read> {
     let mut guard = ready?;
     let mut read = Read {
@@ -460,7 +461,7 @@ fn read_ready(
             }
             Ok(Ok(n)) => {
                 stream.queue.push(&buf[..n]);
-                tail.bytes(&buf[..n], std::time::SystemTime::now());
+                seen(&buf[..n]);
                 read.bytes += n;
             }
             Ok(Err(err)) if err.kind() == io::ErrorKind::Interrupted => {}

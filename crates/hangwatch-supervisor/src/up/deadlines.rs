@@ -11,6 +11,7 @@ use hangwatch_protocol::report::StopCause;
 use tokio::time::Instant;
 
 use super::lifecycle::kill_at_once;
+use super::machine;
 use super::policy::Ending;
 use super::service::{millis, ms};
 use super::state::{Life, Look, Then, Tree};
@@ -57,11 +58,17 @@ impl Supervisor {
                 }
                 if let Some((deadline, _)) = watch.detector.as_ref().and_then(|d| d.next_deadline())
                 {
-                    at(deadline);
+                    // A deferred stall's deadline has passed: its recheck is next.
+                    match watch.deferral {
+                        Some(deferral) if deadline <= deferral.deadline => at(deferral.recheck),
+                        _ => at(deadline),
+                    }
                 }
-                // The diagnosis that anticipates the next stall begins a window before it.
+                // The diagnosis that anticipates the next stall begins a window before it
+                // (not while a stall waits out pressure: its deadline has passed).
                 if svc.cfg.diagnose
                     && self.shutdown.is_none()
+                    && watch.deferral.is_none()
                     && let Some((begin, deadline)) = watch
                         .detector
                         .as_ref()
@@ -217,16 +224,39 @@ impl Supervisor {
         self.check_memory(i, now)?;
         self.anticipate_stall(i, now);
         let svc = &mut self.services[i];
-        let Some(detector) = svc.life.watch_mut().and_then(|w| w.detector.as_mut()) else {
+        let Some(watch) = svc.life.watch_mut() else {
             return Ok(());
         };
+        let Some(detector) = watch.detector.as_mut() else {
+            return Ok(());
+        };
+        // A heartbeat during a deferral clears the stall.
+        let cleared = watch.deferral.map_or_else(Vec::new, |d| {
+            machine::deferral_cleared(&mut watch.deferral, detector.stall_deadline(d.source), now)
+        });
+        let deferring = watch.deferral;
         let Some((deadline, expiry)) = detector.next_deadline() else {
+            self.perform(i, cleared, now);
             return Ok(());
         };
-        if deadline > now {
+        if deadline > now || deferring.is_some_and(|d| d.recheck > now && deadline <= d.deadline) {
+            self.perform(i, cleared, now);
             return Ok(());
         }
-        let Some(verdict) = detector.expire(expiry, now) else {
+        let verdict = detector.expire(expiry, now);
+        // A status file looked at again may show the heartbeat that clears a deferral.
+        if verdict.is_none()
+            && let Some(d) = watch.deferral
+        {
+            let more = machine::deferral_cleared(
+                &mut watch.deferral,
+                detector.stall_deadline(d.source),
+                now,
+            );
+            self.perform(i, more, now);
+        }
+        self.perform(i, cleared, now);
+        let Some(verdict) = verdict else {
             return Ok(());
         };
         if let Expiry::Warn(source) = verdict.expiry {
@@ -241,9 +271,24 @@ impl Supervisor {
             self.warn_of_stall(i);
         }
         if let Expiry::Stall(source) = verdict.expiry {
-            let detail = self.services[i]
-                .status_text()
-                .map(|s| format!("last STATUS: {s}"));
+            let deferred = match self.defer_stall(i, source, verdict.deadline, now) {
+                machine::StallCall::Wait(effects) => {
+                    self.perform(i, effects, now);
+                    return Ok(());
+                }
+                machine::StallCall::Stop { deferred } => deferred,
+            };
+            self.services[i].stall_deferred = deferred;
+            let detail = [
+                self.services[i]
+                    .status_text()
+                    .map(|s| format!("last STATUS: {s}")),
+                deferred.map(|d| crate::incident::deferred_sentence(&d)),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>();
+            let detail = (!detail.is_empty()).then(|| detail.join("; "));
             self.emit(
                 Some(i),
                 Event::Stalled {
@@ -256,6 +301,52 @@ impl Supervisor {
             self.on_stall(i, StopCause::Stall, now);
         }
         Ok(())
+    }
+
+    /// Service `i`'s stall deadline of `source` passed: whether its stop waits out host
+    /// pressure ([`machine::stall_due`]). Where the kernel reports no pressure, the option
+    /// does nothing, and a `degraded` event says so once.
+    fn defer_stall(
+        &mut self,
+        i: usize,
+        source: hangwatch_protocol::report::StallSource,
+        deadline: Instant,
+        now: Instant,
+    ) -> machine::StallCall {
+        let defer = self.services[i].cfg.liveness.stall_defer;
+        let pressure = match defer {
+            Some(_) => match hangwatch_diagnose::pressure::host_now() {
+                Ok(pressure) => Some(pressure),
+                Err(why) => {
+                    if !self.said_no_pressure {
+                        self.said_no_pressure = true;
+                        self.emit(
+                            None,
+                            Event::Degraded {
+                                part: "stall-defer".to_owned(),
+                                note: format!(
+                                    "{why}: the kernel reports no pressure stall information, \
+                                     so `stall_defer_under_pressure` defers nothing"
+                                ),
+                            },
+                        );
+                    }
+                    None
+                }
+            },
+            None => None,
+        };
+        let Some(watch) = self.services[i].life.watch_mut() else {
+            return machine::StallCall::Stop { deferred: None };
+        };
+        machine::stall_due(
+            &mut watch.deferral,
+            defer.as_ref(),
+            source,
+            deadline,
+            pressure,
+            now,
+        )
     }
 
     /// The shutdown bound passed (or a second signal): KILL every tree, and stop the rest at

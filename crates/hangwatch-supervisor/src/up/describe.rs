@@ -49,6 +49,36 @@ pub fn describe(record: &EventRecord) -> Option<String> {
             "{name} late: {} (warning; it keeps running)",
             crate::summary::stall_words(*source, *bound_ms)
         ),
+        Event::StallDeferred {
+            source,
+            cpu_pct,
+            memory_pct,
+            above_pct,
+            up_to_ms,
+        } => {
+            let mut pressure = Vec::new();
+            if let Some(cpu) = cpu_pct {
+                pressure.push(format!("CPU {cpu:.0} %"));
+            }
+            if let Some(memory) = memory_pct {
+                pressure.push(format!("memory {memory:.0} %"));
+            }
+            format!(
+                "{name}: no {} by its deadline, and the host is under pressure ({} over 10 s, \
+                 threshold {above_pct:.0} %): the stop waits up to {}",
+                crate::summary::beat_word(*source),
+                pressure.join(", "),
+                seconds(*up_to_ms as f64)
+            )
+        }
+        Event::StallCleared {
+            source,
+            deferred_ms,
+        } => format!(
+            "{name}: {} came {} after its deadline, during the pressure: no stop",
+            crate::summary::beat_word(*source),
+            seconds(*deferred_ms)
+        ),
         Event::Killing {
             grace_ms,
             survivors,

@@ -50,6 +50,7 @@ impl Supervisor {
         // spawn: `now` may have been read before the spawns of a whole start level.
         let now = Instant::now();
         let svc = &mut self.services[i];
+        svc.stall_deferred = None;
         let live = &svc.cfg.liveness;
         let spec = LivenessSpec {
             watchdog: live.watchdog,
@@ -65,6 +66,7 @@ impl Supervisor {
             live_probe: None,
             memory_check: svc.cfg.memory_limit.map(|_| now + MEMORY_EVERY),
             early: None,
+            deferral: None,
         };
         let ready_probe = match &svc.cfg.ready {
             Readiness::Probe(probe) => Some(ProbeClock {

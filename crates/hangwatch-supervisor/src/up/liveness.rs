@@ -176,6 +176,7 @@ impl Supervisor {
         let under_way = diagnose && early.is_some();
         if let Some(early) = early.filter(|_| diagnose) {
             early.keep(self.incident_reason(i, cause), self.additions(i));
+            self.incidents_due += 1;
         }
         let effects = machine::stalled(&mut self.services[i].life, cause, diagnose, under_way, now);
         self.perform(i, effects, now);
@@ -185,6 +186,7 @@ impl Supervisor {
     fn additions(&self, i: usize) -> crate::incident::Additions {
         crate::incident::Additions {
             output: self.services[i].tail.last(),
+            deferred: self.services[i].stall_deferred,
             ..crate::incident::Additions::default()
         }
     }
@@ -274,6 +276,7 @@ impl Supervisor {
         let generation = svc.generation;
         let spec = self.diagnose.clone();
         let tx = self.tx.clone();
+        self.incidents_due += 1;
         tokio::spawn(async move {
             let record =
                 crate::incident::bounded(spec, Subject::Tree { program: pid }, reason, additions)
@@ -460,13 +463,13 @@ impl Supervisor {
         );
         let output = self.services[i].tail.last();
         let tx = self.tx.clone();
+        self.incidents_due += 1;
         tokio::spawn(async move {
             let writing = tokio::task::spawn_blocking(move || {
                 crate::incident::write_survivors(&dir, &look, &reason, output)
             });
-            if let Ok(Some(record)) = writing.await {
-                let _ = tx.send(Msg::Noted { service: i, record }).await;
-            }
+            let record = writing.await.ok().flatten();
+            let _ = tx.send(Msg::Noted { service: i, record }).await;
         });
     }
 
@@ -483,11 +486,17 @@ impl Supervisor {
         let additions = self.additions(i);
         let spec = self.diagnose.clone();
         let tx = self.tx.clone();
+        self.incidents_due += 1;
         tokio::spawn(async move {
             let record =
                 crate::incident::bounded(spec, Subject::Tree { program: pid }, reason, additions)
                     .await;
-            let _ = tx.send(Msg::Noted { service: i, record }).await;
+            let _ = tx
+                .send(Msg::Noted {
+                    service: i,
+                    record: Some(record),
+                })
+                .await;
         });
     }
 }

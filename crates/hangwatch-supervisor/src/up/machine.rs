@@ -10,15 +10,16 @@
 
 use std::time::Duration;
 
-use hangwatch_config::{OnGiveUp, Probe, Service};
+use hangwatch_config::{OnGiveUp, Probe, Service, StallDefer};
+use hangwatch_diagnose::pressure::Pressure;
 use hangwatch_process::ExitStatus;
 use hangwatch_protocol::event::Event;
 use hangwatch_protocol::exit_code;
-use hangwatch_protocol::report::StopCause;
+use hangwatch_protocol::report::{StallSource, StopCause};
 use tokio::time::Instant;
 
 use super::policy::{self, Decision, Ending, Restarts};
-use super::state::{Life, Main, ProbeClock, Stop, Then, Tree, Watch};
+use super::state::{Deferral, Life, Main, ProbeClock, Stop, Then, Tree, Watch};
 
 /// How long after a failed attempt a stop is tried again.
 pub(crate) const STOP_RETRY: Duration = Duration::from_millis(500);
@@ -215,6 +216,99 @@ pub(crate) fn diagnosed<S>(life: &mut Life<S>, now: Instant) -> Vec<Effect> {
     };
     let cause = *cause;
     stop(life, cause, Then::Decide(Ending::Stopped), now)
+}
+
+/// How often the pressure is read again while a stall waits: the kernel updates `avg10`
+/// every 2 s.
+pub(crate) const DEFER_RECHECK: Duration = Duration::from_secs(2);
+
+/// What a passed stall deadline leads to ([`stall_due`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum StallCall {
+    /// Stop now. `deferred` says how the stop waited out pressure first, if it did.
+    Stop {
+        /// The wait, for the stall's event and incident.
+        deferred: Option<crate::incident::Deferred>,
+    },
+    /// The stop waits until the deferral's `recheck` (the loop's timer); these effects first.
+    Wait(Vec<Effect>),
+}
+
+/// The stall deadline `deadline` of `source` passed, as seen at `now` (at the deadline, or at
+/// a recheck of a deferral). With `defer` (the service's `stall_defer_under_pressure`) and the
+/// host's CPU or memory pressure at or above its threshold, the stop waits: the first time
+/// with a `stall-deferred` event, then read again every [`DEFER_RECHECK`], up to `defer.up_to`
+/// after the deadline. `pressure` is `None` where the kernel reports none: no deferral. Only a
+/// heartbeat source (watchdog, status file, output) defers; the program's own
+/// `WATCHDOG=trigger` or `STOPPING=1` never waits.
+pub(crate) fn stall_due(
+    deferral: &mut Option<Deferral>,
+    defer: Option<&StallDefer>,
+    source: StallSource,
+    deadline: Instant,
+    pressure: Option<Pressure>,
+    now: Instant,
+) -> StallCall {
+    let held = deferral.take().filter(|d| d.deadline == deadline);
+    let waited = |d: &Deferral, above_pct: f64| crate::incident::Deferred {
+        for_ms: ms(now.saturating_duration_since(d.deadline)),
+        peak_pct: d.peak_pct,
+        above_pct,
+        bound_reached: now >= d.until,
+    };
+    let deferrable = matches!(
+        source,
+        StallSource::Notify | StallSource::File | StallSource::Output
+    );
+    let Some(defer) = defer.filter(|_| deferrable) else {
+        return StallCall::Stop { deferred: None };
+    };
+    let until = held.map_or(deadline + defer.up_to, |d| d.until);
+    let worst = pressure.and_then(|p| p.worst());
+    let pressed = worst.filter(|pct| *pct >= defer.above_pct);
+    let (Some(pct), true) = (pressed, now < until) else {
+        return StallCall::Stop {
+            deferred: held.map(|d| waited(&d, defer.above_pct)),
+        };
+    };
+    *deferral = Some(Deferral {
+        source,
+        deadline,
+        until,
+        recheck: (now + DEFER_RECHECK).min(until),
+        peak_pct: held.map_or(pct, |d| d.peak_pct.max(pct)),
+    });
+    if held.is_some() {
+        return StallCall::Wait(Vec::new());
+    }
+    let pressure = pressure.unwrap_or_default();
+    StallCall::Wait(vec![Effect::Emit(Event::StallDeferred {
+        source,
+        cpu_pct: pressure.cpu,
+        memory_pct: pressure.memory,
+        above_pct: defer.above_pct,
+        up_to_ms: millis(defer.up_to),
+    })])
+}
+
+/// The deferred stall's source now has its stall deadline at `deadline_now`: a heartbeat
+/// that moved it clears the stall (and the deferral), with a `stall-cleared` event.
+pub(crate) fn deferral_cleared(
+    deferral: &mut Option<Deferral>,
+    deadline_now: Option<Instant>,
+    now: Instant,
+) -> Vec<Effect> {
+    let Some(d) = *deferral else {
+        return Vec::new();
+    };
+    if deadline_now.is_some_and(|at| at <= d.deadline) {
+        return Vec::new();
+    }
+    *deferral = None;
+    vec![Effect::Emit(Event::StallCleared {
+        source: d.source,
+        deferred_ms: ms(now.saturating_duration_since(d.deadline)),
+    })]
 }
 
 /// The due stop's tree was signalled: its grace runs.
@@ -841,5 +935,153 @@ mod tests {
         ));
         assert!(life.is_ready());
         assert!(ready(&mut life, "notify", None, later).is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stall_under_pressure_waits_rechecks_and_stops_by_its_bound() {
+        let deadline = Instant::now();
+        let defer = StallDefer {
+            up_to: Duration::from_secs(5),
+            above_pct: 20.0,
+        };
+        let busy = Some(Pressure {
+            cpu: Some(90.0),
+            memory: Some(0.0),
+        });
+        let mut deferral = None;
+        // At the deadline, under pressure: the stop waits, once said.
+        let call = stall_due(
+            &mut deferral,
+            Some(&defer),
+            StallSource::Notify,
+            deadline,
+            busy,
+            deadline,
+        );
+        let StallCall::Wait(effects) = call else {
+            panic!("not deferred: {call:?}")
+        };
+        assert!(matches!(
+            emitted(&effects).as_slice(),
+            [Event::StallDeferred {
+                cpu_pct: Some(90.0),
+                up_to_ms: 5000,
+                ..
+            }]
+        ));
+        let d = deferral.expect("a deferral");
+        assert_eq!(d.recheck, deadline + DEFER_RECHECK);
+        assert_eq!(d.until, deadline + Duration::from_secs(5));
+        // Rechecks under pressure: quiet, and never past the bound.
+        tokio::time::advance(DEFER_RECHECK * 2).await;
+        let call = stall_due(
+            &mut deferral,
+            Some(&defer),
+            StallSource::Notify,
+            deadline,
+            busy,
+            Instant::now(),
+        );
+        assert_eq!(call, StallCall::Wait(Vec::new()));
+        assert_eq!(
+            deferral.map(|d| d.recheck),
+            Some(deadline + Duration::from_secs(5))
+        );
+        // At the bound: the stall proceeds, saying how long it waited.
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let call = stall_due(
+            &mut deferral,
+            Some(&defer),
+            StallSource::Notify,
+            deadline,
+            busy,
+            Instant::now(),
+        );
+        let StallCall::Stop {
+            deferred: Some(waited),
+        } = call
+        else {
+            panic!("no stop at the bound: {call:?}")
+        };
+        assert!(waited.bound_reached);
+        assert!((waited.for_ms - 5000.0).abs() < 1.0);
+        assert!((waited.peak_pct - 90.0).abs() < 1e-9);
+        assert!(deferral.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_heartbeat_clears_a_deferred_stall_and_low_pressure_or_no_option_stop_at_once() {
+        let deadline = Instant::now();
+        let defer = StallDefer {
+            up_to: Duration::from_secs(30),
+            above_pct: 20.0,
+        };
+        let busy = Some(Pressure {
+            cpu: None,
+            memory: Some(40.0),
+        });
+        let mut deferral = None;
+        stall_due(
+            &mut deferral,
+            Some(&defer),
+            StallSource::File,
+            deadline,
+            busy,
+            deadline,
+        );
+        assert!(deferral.is_some());
+        // The deadline as it stands has not moved: nothing.
+        assert!(deferral_cleared(&mut deferral, Some(deadline), deadline).is_empty());
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        let now = Instant::now();
+        let effects = deferral_cleared(&mut deferral, Some(now + Duration::from_secs(1)), now);
+        assert!(matches!(
+            emitted(&effects).as_slice(),
+            [Event::StallCleared { source: StallSource::File, deferred_ms }] if (*deferred_ms - 1500.0).abs() < 1.0
+        ));
+        assert!(deferral.is_none());
+        // Pressure below the threshold: at once, and not said to be deferred.
+        let calm = Some(Pressure {
+            cpu: Some(19.9),
+            memory: Some(0.0),
+        });
+        let call = stall_due(
+            &mut deferral,
+            Some(&defer),
+            StallSource::Notify,
+            deadline,
+            calm,
+            now,
+        );
+        assert_eq!(call, StallCall::Stop { deferred: None });
+        // No pressure information, no option, or a source the program raised: at once.
+        for (defer, source, pressure) in [
+            (Some(&defer), StallSource::Notify, None),
+            (None, StallSource::Notify, busy),
+            (Some(&defer), StallSource::Trigger, busy),
+            (Some(&defer), StallSource::Stopping, busy),
+        ] {
+            let call = stall_due(&mut deferral, defer, source, deadline, pressure, now);
+            assert_eq!(call, StallCall::Stop { deferred: None }, "{source:?}");
+            assert!(deferral.is_none());
+        }
+        // A threshold of 0 % takes any reading, even an idle host's.
+        let any = StallDefer {
+            up_to: Duration::from_secs(1),
+            above_pct: 0.0,
+        };
+        let idle = Some(Pressure {
+            cpu: Some(0.0),
+            memory: Some(0.0),
+        });
+        let call = stall_due(
+            &mut deferral,
+            Some(&any),
+            StallSource::Output,
+            now,
+            idle,
+            now,
+        );
+        assert!(matches!(call, StallCall::Wait(_)));
     }
 }

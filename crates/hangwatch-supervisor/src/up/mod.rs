@@ -56,7 +56,7 @@ mod deadlines;
 mod describe;
 mod lifecycle;
 mod liveness;
-mod machine;
+pub(crate) mod machine;
 mod output;
 mod policy;
 mod probes;
@@ -64,7 +64,7 @@ mod records;
 mod requests;
 mod service;
 mod shutdown;
-mod state;
+pub(crate) mod state;
 
 use std::collections::HashMap;
 use std::io;
@@ -229,7 +229,8 @@ pub(crate) enum Msg {
     /// survivors').
     Noted {
         service: usize,
-        record: IncidentRecord,
+        /// `None`: nothing to log after all (a look that took no diagnosis).
+        record: Option<IncidentRecord>,
     },
     /// A diagnosis asked for with `hangwatch diagnose NAME` is written.
     Inspected {
@@ -279,8 +280,14 @@ struct Supervisor {
     leaks: Option<LeakWatch>,
     /// Notify datagrams accepted and refused (their sender was in no service's tree).
     notify_counts: NotifyCounts,
+    /// Whether a `degraded` event said that the kernel reports no pressure (for
+    /// `stall_defer_under_pressure`): once.
+    said_no_pressure: bool,
     /// Audits of services' trees under way (see [`Supervisor::audit_leaks`]).
     leak_audits: usize,
+    /// Incidents being taken or written whose event is still to come ([`Msg::Diagnosed`],
+    /// [`Msg::Noted`]): the shutdown waits for them, within its bound.
+    incidents_due: usize,
     diagnose: DiagnoseSpec,
     exec_probes: HashMap<i32, ExecProbe>,
     /// The scan of `/proc` for this wake-up, taken when first needed.
@@ -400,7 +407,9 @@ impl Supervisor {
             timer: DeadlineTimer::new().map_err(io_err("create a timer"))?,
             leaks: Some(LeakWatch::start(own_pid, nix::unistd::geteuid().as_raw())),
             notify_counts: NotifyCounts::default(),
+            said_no_pressure: false,
             leak_audits: 0,
+            incidents_due: 0,
             diagnose,
             exec_probes: HashMap::new(),
             table: None,
@@ -597,7 +606,10 @@ impl Supervisor {
                 service,
                 generation,
                 record,
-            } => self.on_diagnosed(service, generation, record, now),
+            } => {
+                self.incidents_due = self.incidents_due.saturating_sub(1);
+                self.on_diagnosed(service, generation, record, now);
+            }
             Msg::Taken {
                 service,
                 generation,
@@ -607,7 +619,12 @@ impl Supervisor {
                 generation,
                 look,
             } => self.on_survivors(service, generation, look),
-            Msg::Noted { service, record } => self.emit(Some(service), Event::Incident(record)),
+            Msg::Noted { service, record } => {
+                self.incidents_due = self.incidents_due.saturating_sub(1);
+                if let Some(record) = record {
+                    self.emit(Some(service), Event::Incident(record));
+                }
+            }
         }
     }
 }

@@ -47,6 +47,9 @@ pub(crate) struct Svc {
     pub(crate) last_incident: Option<PathBuf>,
     /// The last lines of its output, for incidents.
     pub(crate) tail: crate::liveness::tail::OutputTail,
+    /// How long its program's stall waited out host pressure, for the stall's incident; reset
+    /// at each start.
+    pub(crate) stall_deferred: Option<crate::incident::Deferred>,
 }
 
 impl Svc {
@@ -77,6 +80,7 @@ impl Svc {
             last_exit: None,
             last_incident: None,
             tail: crate::liveness::tail::OutputTail::default(),
+            stall_deferred: None,
             cfg,
         }
     }

@@ -123,6 +123,7 @@ impl Supervisor {
             && self.exec_probes.is_empty()
             // The services' leak audits report before `down`, within the shutdown's bound
             // (what one of them did not report, the final audit does).
+            && (self.incidents_due == 0 || past_bound)
             && (self.leak_audits == 0
                 || self
                     .shutdown

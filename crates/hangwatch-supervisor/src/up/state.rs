@@ -117,6 +117,24 @@ pub(crate) struct Watch {
     /// [`crate::incident::anticipate`]); dropped, and its readings with it, when a heartbeat
     /// moves the deadline.
     pub(crate) early: Option<crate::incident::Early>,
+    /// A stall deadline that passed under host pressure and waits
+    /// (`stall_defer_under_pressure`; see [`super::machine::stall_due`]).
+    pub(crate) deferral: Option<Deferral>,
+}
+
+/// A stall that waits out host pressure.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Deferral {
+    /// The source whose deadline passed.
+    pub(crate) source: hangwatch_protocol::report::StallSource,
+    /// That deadline; a heartbeat moves the detector's past it, which clears the stall.
+    pub(crate) deadline: Instant,
+    /// The stop waits no later than this.
+    pub(crate) until: Instant,
+    /// The pressure is read again then.
+    pub(crate) recheck: Instant,
+    /// The highest pressure read during the deferral, percent.
+    pub(crate) peak_pct: f64,
 }
 
 /// The clock of a probe.

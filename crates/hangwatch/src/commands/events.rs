@@ -142,6 +142,7 @@ fn is_alarm(event: &Event) -> bool {
             | Event::Stalled { .. }
             | Event::OverMemory { .. }
             | Event::StallWarning { .. }
+            | Event::StallDeferred { .. }
             | Event::Killing { .. }
             | Event::Incident(_)
             | Event::GaveUp { .. }

@@ -85,6 +85,14 @@ fn run_command(args: RunArgs) -> anyhow::Result<i32> {
             LeaksArg::Clean => LeakPolicy::Clean,
             LeaksArg::Fail => LeakPolicy::Fail,
         },
+        stall_defer: args
+            .stall_defer_under_pressure
+            .map(|up_to| hangwatch_config::StallDefer {
+                up_to,
+                above_pct: args
+                    .stall_defer_above
+                    .unwrap_or(hangwatch_config::StallDefer::ABOVE),
+            }),
     };
 
     // One thread: the program's death signal (PR_SET_PDEATHSIG) follows the thread that
@@ -125,6 +133,15 @@ fn liveness_spec(args: &RunArgs) -> anyhow::Result<LivenessSpec> {
         (None, Some(bound)) => spec.watchdog = Some(bound),
         (Some(_), None) => anyhow::bail!("--heartbeat-file needs --stall (the file's maximum age)"),
         (None, None) => {}
+    }
+    if args.stall_defer_under_pressure.is_some()
+        && spec.watchdog.is_none()
+        && spec.file.is_none()
+        && spec.silence.is_none()
+    {
+        anyhow::bail!(
+            "--stall-defer-under-pressure needs a stall bound (--stall or --stall-on-silence)"
+        );
     }
     if let Some(warn) = args.stall_warn {
         let bounds: Vec<_> = [spec.watchdog, spec.file.as_ref().map(|f| f.1), spec.silence]

@@ -350,3 +350,74 @@ fn output_burst_of_100_mb_is_neither_flagged_nor_blocked() {
     let report = read_report(&report);
     assert!(report.stall.is_none(), "{:?}", report.stall);
 }
+
+#[test]
+fn a_stall_deferred_for_pressure_in_run_still_stops_by_its_bound() {
+    if std::fs::read_to_string("/proc/pressure/cpu").is_err() {
+        eprintln!("skipped: this kernel reports no pressure stall information");
+        return;
+    }
+    let scratch = Scratch::new("run-defer");
+    let report = scratch.file("report.json");
+    let incidents = scratch.file("incidents");
+    let began = std::time::Instant::now();
+    // A threshold of 0 % takes any reading as pressure: real pressure cannot be forced.
+    let done = run(args(
+        &[
+            "--stall",
+            "1s",
+            "--stall-defer-under-pressure",
+            "2s",
+            "--stall-defer-above",
+            "0%",
+            "--incident-dir",
+            incidents.to_str().expect("utf-8"),
+        ],
+        &report,
+        &python("notify_client.py", &["heartbeat", "2", "0.2"]),
+    ));
+    let took = began.elapsed();
+    assert_eq!(done.code(), 122, "{}", done.stderr);
+    assert!(
+        done.stderr.contains("under pressure") && done.stderr.contains("waits up to 2"),
+        "{}",
+        done.stderr
+    );
+    assert!(done.stderr.contains("deferred 2s"), "{}", done.stderr);
+    assert!(
+        took > Duration::from_secs(3) && took < Duration::from_secs(15),
+        "{took:?}"
+    );
+    let report = read_report(&report);
+    let mut guard = Guard::default();
+    guard.track(report_ids(&report));
+    let stall = report.stall.as_ref().expect("stall record");
+    let deferred = stall.deferred.expect("deferred");
+    assert!(deferred.bound_reached, "{deferred:?}");
+    assert!(
+        deferred.for_ms >= 1900.0 && deferred.for_ms < 6000.0,
+        "{deferred:?}"
+    );
+    let verdict = &report.incident.as_ref().expect("incident").verdict;
+    assert!(
+        verdict.iter().any(|v| v.contains("deferred")),
+        "{verdict:?}"
+    );
+    guard.assert_all_gone();
+}
+
+#[test]
+fn without_stall_defer_run_stops_a_stall_at_once() {
+    let scratch = Scratch::new("run-no-defer");
+    let report = scratch.file("report.json");
+    let done = run(args(
+        &["--stall", "1s", "--no-diagnose"],
+        &report,
+        &python("notify_client.py", &["heartbeat", "2", "0.2"]),
+    ));
+    assert_eq!(done.code(), 122, "{}", done.stderr);
+    assert!(!done.stderr.contains("pressure"), "{}", done.stderr);
+    let report = read_report(&report);
+    assert_stalled(&report, StallSource::Notify);
+    assert!(report.stall.as_ref().expect("stall").deferred.is_none());
+}

@@ -1,5 +1,6 @@
 //! A stop that needs KILL says why: what each survivor did with the stop signal, and where it
-//! was, in the report, the summary line and an incident.
+//! was, in the report, the summary line and an incident; and what the program last printed,
+//! kept in the incident.
 
 use hangwatch_protocol::report::RunReport;
 
@@ -46,9 +47,10 @@ fn a_program_that_ignores_term_is_said_to() {
     let survival = survival(&report);
     assert_eq!(survival.handling, "ignored");
     assert_eq!(survival.signal, "TERM");
-    // Said as `PID (COMMAND) ignored TERM: where it was; KILL after the 1s grace`.
-    assert!(stderr.contains("ignored TERM"), "{stderr}");
-    assert!(stderr.contains("KILL after the 1s grace"), "{stderr}");
+    // What it did, where it was, then the KILL.
+    assert!(stderr.contains(") ignored TERM: thread "), "{stderr}");
+    assert!(stderr.contains("clock_nanosleep"), "{stderr}");
+    assert!(stderr.contains("; KILL after the 1s grace"), "{stderr}");
     let stop = report.stop.as_ref().expect("stop");
     assert!(stop.survivors_look_ms.is_some(), "{stop:?}");
     guard.assert_all_gone();
@@ -104,5 +106,76 @@ fn a_program_that_blocks_term_in_every_thread_is_said_to() {
     guard.track(report_ids(&report));
     assert_eq!(survival(&report).handling, "blocked");
     assert!(stderr.contains("blocked TERM in every thread"), "{stderr}");
+    guard.assert_all_gone();
+}
+
+/// A worker thread prints a traceback and dies; the main thread then waits for ever.
+const TRACEBACK_THEN_HANG: &str = r#"
+import sys, threading, time
+print("serving on :8080", flush=True)
+def worker():
+    raise RuntimeError("queue connection lost")
+t = threading.Thread(target=worker, name="consumer")
+t.start()
+t.join()
+sys.stderr.flush()
+threading.Event().wait()
+"#;
+
+#[test]
+fn a_timeout_incident_keeps_what_the_program_last_printed() {
+    let scratch = Scratch::new("last-output-run");
+    let report = scratch.file("report.json");
+    let incidents = scratch.file("incidents");
+    // Its output goes to pipes (the test's): read and passed on by default.
+    let done = run([
+        "run".as_ref(),
+        "--timeout".as_ref(),
+        "1500ms".as_ref(),
+        "--incident-dir".as_ref(),
+        incidents.as_os_str(),
+        "--report".as_ref(),
+        report.as_os_str(),
+        "--".as_ref(),
+        "python3".as_ref(),
+        "-c".as_ref(),
+        std::ffi::OsStr::new(TRACEBACK_THEN_HANG),
+    ]);
+    assert_eq!(done.code(), 124, "{}", done.stderr);
+    assert!(
+        done.stdout.contains("serving on :8080"),
+        "passed on: {}",
+        done.stdout
+    );
+    let report = read_report(&report);
+    let mut guard = Guard::default();
+    guard.track(report_ids(&report));
+    let incident = report.incident.as_ref().expect("an incident");
+    let text = std::fs::read_to_string(incident.text_path.as_deref().expect("written"))
+        .expect("read the incident");
+    let last = text
+        .split("Last output (oldest first):")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no last output in the incident:\n{text}"));
+    assert!(
+        last.contains("stdout:") && last.contains("serving on :8080"),
+        "{last}"
+    );
+    assert!(
+        last.contains("stderr:") && last.contains("RuntimeError: queue connection lost"),
+        "{last}"
+    );
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(incident.json_path.as_deref().expect("written")).expect("json"),
+    )
+    .expect("parse the incident");
+    let stderr = json["output"]["stderr"].as_array().expect("output.stderr");
+    assert!(
+        stderr.iter().any(
+            |l| l["line"].as_str().is_some_and(|t| t.contains("Traceback"))
+                && l["at"].as_str().is_some()
+        ),
+        "{stderr:?}"
+    );
     guard.assert_all_gone();
 }

@@ -83,7 +83,8 @@ fn term_ignored_is_killed_after_grace_and_not_before() {
         "KILL sent before the grace ran out: {program:?}"
     );
     assert!(
-        done.stderr.contains("KILL after the 1s 500ms grace"),
+        done.stderr.contains("ignored TERM")
+            && done.stderr.contains("; KILL after the 1s 500ms grace"),
         "{}",
         done.stderr
     );

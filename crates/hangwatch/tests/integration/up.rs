@@ -55,6 +55,9 @@ fn event_name(event: &Event) -> &'static str {
         Event::Down { .. } => "down",
         Event::StallWarning { .. } => "stall-warning",
         Event::Killing { .. } => "killing",
+        Event::StallDeferred { .. } => "stall-deferred",
+        Event::StallCleared { .. } => "stall-cleared",
+        Event::Degraded { .. } => "degraded",
         _ => "other",
     }
 }
@@ -252,7 +255,17 @@ backoff = { initial = "0s" }
         *late_ms < 1000.0,
         "detected within 2x the deadline: late by {late_ms} ms"
     );
-    let incident = up.wait(WAIT, |e| is(e, "worker", "incident"));
+    // The incident is written while the stop and the restart go on: either may come first.
+    let restarted = |e: &EventRecord| {
+        is(e, "worker", "started") && matches!(e.event, Event::Started { restarts: 1, .. })
+    };
+    let first = up.wait(WAIT, |e| is(e, "worker", "incident") || restarted(e));
+    let incident = if restarted(&first) {
+        up.wait(WAIT, |e| is(e, "worker", "incident"))
+    } else {
+        up.wait(WAIT, restarted);
+        first
+    };
     let Event::Incident(record) = &incident.event else {
         unreachable!()
     };
@@ -263,9 +276,6 @@ backoff = { initial = "0s" }
     );
     let report = std::fs::read_to_string(text).expect("read the incident");
     assert!(report.contains("acquire"), "{report}");
-    up.seen_or_wait(WAIT, |e| {
-        is(e, "worker", "started") && matches!(e.event, Event::Started { restarts: 1, .. })
-    });
     let (code, events, guard) = up.stop(Signal::TERMINATE);
     assert_eq!(code, 0);
     // The stop began once the diagnosis was taken, before its files were written.
@@ -1127,4 +1137,184 @@ diagnose = false
         made.iter().all(|name| !last.contains(name)),
         "again in the final audit: {last:?}"
     );
+}
+
+/// A service that says READY=1 and one heartbeat, then sleeps: its watchdog stalls at 1 s.
+const SILENT_AFTER_READY: &str = r#"
+[service.worker]
+command = ["python3", "-c", """
+import time, notify
+notify.notify('READY=1')
+time.sleep(300)
+"""]
+watchdog = "1s"
+ready = "notify"
+restart = "never"
+"#;
+
+#[test]
+fn a_stall_deferred_for_pressure_still_stops_by_its_bound() {
+    if std::fs::read_to_string("/proc/pressure/cpu").is_err() {
+        eprintln!("skipped: this kernel reports no pressure stall information");
+        return;
+    }
+    let dir = Scratch::new("up-defer");
+    // A threshold of 0 % takes any reading as pressure: real pressure cannot be forced.
+    let config = format!(
+        "{SILENT_AFTER_READY}stall_defer_under_pressure = {{ up_to = \"3s\", above = \"0%\" }}\n"
+    );
+    let mut up = start(&dir, &config);
+    let deferred = up.wait(WAIT, |e| is(e, "worker", "stall-deferred"));
+    let Event::StallDeferred {
+        up_to_ms,
+        above_pct,
+        cpu_pct,
+        ..
+    } = &deferred.event
+    else {
+        unreachable!()
+    };
+    assert_eq!((*up_to_ms, *above_pct), (3000, 0.0));
+    assert!(cpu_pct.is_some(), "{deferred:?}");
+    let waited = std::time::Instant::now();
+    let stalled = up.wait(WAIT, |e| is(e, "worker", "stalled"));
+    let waited = waited.elapsed();
+    assert!(
+        waited > Duration::from_secs(2) && waited < Duration::from_secs(8),
+        "the stop came {waited:?} after the deferral, not by its 3 s bound"
+    );
+    let Event::Stalled { detail, .. } = &stalled.event else {
+        unreachable!()
+    };
+    let detail = detail.as_deref().unwrap_or_default();
+    assert!(detail.contains("deferred"), "{detail}");
+    let incident = up.wait(WAIT, |e| is(e, "worker", "incident"));
+    let Event::Incident(record) = &incident.event else {
+        unreachable!()
+    };
+    assert!(
+        record.verdict.iter().any(|v| v.contains("deferred")),
+        "{record:?}"
+    );
+    let text = record.text_path.as_deref().expect("an incident file");
+    let report = std::fs::read_to_string(text).expect("read the incident");
+    assert!(report.contains("Deferred for host pressure"), "{report}");
+    // Stopped for a stall and not restarted: the supervisor ends by itself, with 1.
+    let (code, events, guard) = up.finish();
+    assert_eq!(code, 1);
+    assert_eq!(count(&events, "worker", "stall-deferred"), 1, "said once");
+    assert_eq!(count(&events, "worker", "stall-cleared"), 0, "{events:#?}");
+    guard.assert_all_gone();
+}
+
+#[test]
+fn a_heartbeat_during_a_deferral_clears_the_stall() {
+    if std::fs::read_to_string("/proc/pressure/cpu").is_err() {
+        eprintln!("skipped: this kernel reports no pressure stall information");
+        return;
+    }
+    let dir = Scratch::new("up-defer-beat");
+    let mut up = start(
+        &dir,
+        r#"
+[service.worker]
+command = ["python3", "-c", """
+import time, notify
+notify.notify('READY=1')
+time.sleep(1.6)
+notify.notify('WATCHDOG=1')
+time.sleep(300)
+"""]
+watchdog = "1s"
+ready = "notify"
+restart = "never"
+stall_defer_under_pressure = { up_to = "20s", above = "0%" }
+"#,
+    );
+    up.wait(WAIT, |e| is(e, "worker", "stall-deferred"));
+    let cleared = up.wait(WAIT, |e| is(e, "worker", "stall-cleared"));
+    let Event::StallCleared { deferred_ms, .. } = cleared.event else {
+        unreachable!()
+    };
+    assert!(
+        deferred_ms > 100.0 && deferred_ms < 5000.0,
+        "cleared {deferred_ms} ms after the deadline"
+    );
+    // Then silent again: deferred again, the bound far away; nothing stopped it meanwhile.
+    up.wait(WAIT, |e| is(e, "worker", "stall-deferred"));
+    let (code, events, guard) = up.stop(Signal::TERMINATE);
+    assert_eq!(code, 0);
+    assert_eq!(count(&events, "worker", "stalled"), 0, "{events:#?}");
+    assert_eq!(count(&events, "worker", "started"), 1, "never restarted");
+    guard.assert_all_gone();
+}
+
+#[test]
+fn without_stall_defer_a_stall_under_pressure_stops_at_once() {
+    let dir = Scratch::new("up-no-defer");
+    let mut up = start(&dir, SILENT_AFTER_READY);
+    let ready = std::time::Instant::now();
+    up.wait(WAIT, |e| is(e, "worker", "ready"));
+    let stalled = up.wait(WAIT, |e| is(e, "worker", "stalled"));
+    assert!(
+        ready.elapsed() < Duration::from_secs(3),
+        "stalled {:?} after ready with a 1 s watchdog",
+        ready.elapsed()
+    );
+    let Event::Stalled { detail, .. } = &stalled.event else {
+        unreachable!()
+    };
+    assert!(
+        !detail.as_deref().unwrap_or_default().contains("deferred"),
+        "{detail:?}"
+    );
+    // Stopped for a stall and not restarted: the supervisor ends by itself, with 1.
+    let (code, events, guard) = up.finish();
+    assert_eq!(code, 1);
+    assert_eq!(count(&events, "worker", "stall-deferred"), 0, "{events:#?}");
+    assert_eq!(count(&events, "hangwatch", "degraded"), 0, "{events:#?}");
+    guard.assert_all_gone();
+}
+
+#[test]
+fn a_stall_incident_in_up_keeps_what_the_service_last_printed() {
+    let dir = Scratch::new("up-last-output");
+    let mut up = start(
+        &dir,
+        r#"
+[service.worker]
+command = ["python3", "-c", """
+import sys, threading, notify
+print('consuming from orders', flush=True)
+def worker():
+    raise RuntimeError('queue connection lost')
+t = threading.Thread(target=worker, name='consumer')
+t.start()
+t.join()
+sys.stderr.flush()
+notify.notify('READY=1')
+threading.Event().wait()
+"""]
+watchdog = "1s"
+ready = "notify"
+restart = "never"
+"#,
+    );
+    let incident = up.wait(WAIT, |e| is(e, "worker", "incident"));
+    let Event::Incident(record) = &incident.event else {
+        unreachable!()
+    };
+    let text = std::fs::read_to_string(record.text_path.as_deref().expect("an incident file"))
+        .expect("read the incident");
+    let last = text
+        .split("Last output (oldest first):")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no last output in the incident:\n{text}"));
+    assert!(last.contains("consuming from orders"), "{last}");
+    assert!(
+        last.contains("RuntimeError: queue connection lost"),
+        "{last}"
+    );
+    let (_, _, guard) = up.finish();
+    guard.assert_all_gone();
 }
