@@ -177,6 +177,10 @@ fn io_err(about: &'static str) -> impl FnOnce(io::Error) -> UpError {
     move |source| UpError::Io { about, source }
 }
 
+/// The longest the loop goes on taking queued messages before it looks at its other sources
+/// again.
+const DRAIN_FOR: Duration = Duration::from_millis(5);
+
 /// What the helpers of the loop send it.
 pub(crate) enum Msg {
     /// A chunk of a service's output; empty at end of file.
@@ -536,8 +540,12 @@ impl Supervisor {
                 datagram = self.notify.recv() => self.on_datagram(datagram?),
                 Some(msg) = self.rx.recv() => self.on_msg(msg),
             }
-            // Drain whatever else is ready without waiting, so a burst is handled in one pass.
-            while let Ok(msg) = self.rx.try_recv() {
+            // Drain whatever else is ready without waiting, so a burst is handled in one pass;
+            // for at most DRAIN_FOR, so that a service flooding its output (64 KiB chunks of
+            // two-byte lines) cannot keep the loop from its timers, datagrams and requests.
+            let drain_until = std::time::Instant::now() + DRAIN_FOR;
+            while std::time::Instant::now() < drain_until {
+                let Ok(msg) = self.rx.try_recv() else { break };
                 self.on_msg(msg);
             }
             let now = Instant::now();

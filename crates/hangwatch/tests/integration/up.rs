@@ -1318,3 +1318,57 @@ restart = "never"
     let (_, _, guard) = up.finish();
     guard.assert_all_gone();
 }
+
+/// A service that floods its output as fast as the pipe takes it (`yes`: 64 KiB chunks of
+/// two-byte lines) must not starve the loop: a healthy service's heartbeats are still heard and
+/// `hangwatch status` is still answered.
+#[test]
+fn a_flood_at_pipe_speed_starves_nothing() {
+    let dir = Scratch::new("up-flood");
+    let mut up = start(
+        &dir,
+        r#"
+[service.flood]
+command = ["yes"]
+log_max_size = "1MiB"
+log_keep = 1
+
+[service.beat]
+command = ["python3", "-c", """
+import time, notify
+notify.notify('READY=1')
+while True:
+    notify.notify('WATCHDOG=1')
+    time.sleep(0.1)
+"""]
+ready = "notify"
+watchdog = "2s"
+"#,
+    );
+    up.wait(Duration::from_secs(20), |e| is(e, "beat", "ready"));
+    // Several watchdog periods under the flood.
+    let began = std::time::Instant::now();
+    while began.elapsed() < Duration::from_secs(6) {
+        let asked = std::time::Instant::now();
+        let status = std::process::Command::new(crate::harness::hangwatch())
+            .args(["status", "-f"])
+            .arg(dir.file("hangwatch.toml"))
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run hangwatch status");
+        assert!(status.status.success(), "{status:?}");
+        // An order of magnitude: starved, it took more than 5 s.
+        assert!(
+            asked.elapsed() < Duration::from_secs(3),
+            "status took {:?}",
+            asked.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let (_, events, guard) = up.stop(Signal::TERMINATE);
+    assert!(
+        !events.iter().any(|e| is(e, "beat", "stalled")),
+        "a healthy service stalled under the flood"
+    );
+    guard.assert_all_gone();
+}
