@@ -271,14 +271,14 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
     // Handlers first: a SIGCHLD before registration would be lost.
     let mut sigchld = signal(SignalKind::child()).map_err(io("install the SIGCHLD handler"))?;
     let mut incoming = Incoming::register()?;
-    // Before becoming a subreaper, so that the guardian is not re-parented to hangwatch.
+    // The guardian's fork first; its intermediate child is reaped (below) while the rest of the
+    // start goes on, before hangwatch becomes a subreaper.
     let mut notes = Vec::new();
     let run_token = crate::guard::run_token();
-    let mut guardian = crate::guard::arm(crate::guard::RUN_ENV, &run_token, &mut notes);
+    let guardian_start = crate::guard::arm(crate::guard::RUN_ENV, &run_token, &mut notes);
     command
         .env
         .push(crate::guard::env_entry(crate::guard::RUN_ENV, &run_token));
-    become_subreaper().map_err(io("become a child subreaper"))?;
     let own_pid = std::process::id() as i32;
 
     let notify = open_notify_socket(spec.notify, own_pid, &mut notes)?;
@@ -355,6 +355,9 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
     };
 
     let leaks = LeakWatch::start(own_pid, nix::unistd::geteuid().as_raw());
+    // Before becoming a subreaper, so that the guardian is not re-parented to hangwatch.
+    let mut guardian = crate::guard::settle(guardian_start, &mut notes);
+    become_subreaper().map_err(io("become a child subreaper"))?;
     let options = SpawnOptions {
         foreground_tty: spec.foreground_tty,
         die_with_parent: true,

@@ -437,11 +437,12 @@ impl Supervisor {
         let mut sigterm = signal(SignalKind::terminate()).map_err(io_err("handle SIGTERM"))?;
         let mut sighup = signal(SignalKind::hangup()).map_err(io_err("handle SIGHUP"))?;
         // Before becoming a subreaper, so that the guardian is not re-parented to hangwatch.
-        self.guardian = crate::guard::arm(
+        let start = crate::guard::arm(
             crate::state::instance::INSTANCE_ENV,
             &self.token,
             &mut self.notes,
         );
+        self.guardian = crate::guard::settle(start, &mut self.notes);
         become_subreaper().map_err(io_err("become a child subreaper"))?;
 
         self.emit(
