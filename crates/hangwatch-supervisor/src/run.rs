@@ -703,12 +703,18 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
     let audit = leaks.finish(spec.leaks, report.leftovers.len());
     // What the leak audit could not do (no inotify watch, an unreadable directory) is in its
     // own record too; the notes gather every part that degraded in one place.
-    notes.extend(
-        audit
-            .errors
+    for error in &audit.errors {
+        // The same failure at the start and at the end is one note.
+        if !notes
             .iter()
-            .map(|error| hangwatch_protocol::report::Degraded::new("leak-audit", error.clone())),
-    );
+            .any(|n| n.part == "leak-audit" && n.note == *error)
+        {
+            notes.push(hangwatch_protocol::report::Degraded::new(
+                "leak-audit",
+                error.clone(),
+            ));
+        }
+    }
     report.outcome.exit_code = hangwatch_leaks::exit_code(&audit, report.outcome.exit_code);
     report.leaks = Some(audit);
     // A diagnosis that could not be written (or taken) keeps its verdict in the report; the
@@ -718,6 +724,10 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
             "incident",
             error.clone(),
         ));
+    }
+    // The diagnosis's readings that failed as a whole (no pressure, no Python stacks).
+    if let Some(incident) = &report.incident {
+        notes.extend(incident.degraded.iter().cloned());
     }
     report.notes = notes;
     // Everything the program started is gone: the guardian has nothing to do.

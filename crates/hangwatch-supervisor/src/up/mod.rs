@@ -281,6 +281,9 @@ struct Supervisor {
     notify_counts: NotifyCounts,
     /// Audits of services' trees under way (see [`Supervisor::audit_leaks`]).
     leak_audits: usize,
+    /// The leak audits' failures said so far as `degraded` events: each one once, not at
+    /// every stop of every service.
+    leak_errors_said: std::collections::HashSet<String>,
     diagnose: DiagnoseSpec,
     exec_probes: HashMap<i32, ExecProbe>,
     /// The scan of `/proc` for this wake-up, taken when first needed.
@@ -401,6 +404,7 @@ impl Supervisor {
             leaks: Some(LeakWatch::start(own_pid, nix::unistd::geteuid().as_raw())),
             notify_counts: NotifyCounts::default(),
             leak_audits: 0,
+            leak_errors_said: std::collections::HashSet::new(),
             diagnose,
             exec_probes: HashMap::new(),
             table: None,
@@ -608,7 +612,7 @@ impl Supervisor {
                 generation,
                 look,
             } => self.on_survivors(service, generation, look),
-            Msg::Noted { service, record } => self.emit(Some(service), Event::Incident(record)),
+            Msg::Noted { service, record } => self.emit_incident(service, record),
         }
     }
 }
