@@ -435,3 +435,42 @@ fn issue_15_a_refused_python_stack_reader_still_stops_the_stalled_program() {
         .unwrap_or_else(|| panic!("no python-stacks note: {:?}", report.notes));
     assert!(note.note.contains("not permitted"), "{note}");
 }
+
+#[test]
+fn issue_15_up_says_once_per_incident_that_there_is_no_pressure_information() {
+    if !can_unshare_mounts() {
+        eprintln!("skipped: needs root and `unshare` to hide /proc/pressure");
+        return;
+    }
+    let dir = Scratch::new("up-no-pressure");
+    let mut up = Up::start_in_mount_namespace(
+        &dir,
+        r#"
+[service.quiet]
+command = ["sh", "-c", "echo hello; exec sleep 300"]
+stall_on_silence = "300ms"
+backoff = { initial = "30s" }
+"#,
+        "mount -t tmpfs tmpfs /proc/pressure",
+    );
+    let degraded = up.wait(
+        Duration::from_secs(15),
+        |e| matches!(&e.event, Event::Degraded { part, .. } if part == "pressure"),
+    );
+    assert_eq!(degraded.service.as_deref(), Some("quiet"));
+    let incident = up.wait(Duration::from_secs(15), |e| {
+        matches!(&e.event, Event::Incident(_))
+    });
+    let Event::Incident(record) = &incident.event else {
+        unreachable!()
+    };
+    assert!(record.text_path.is_some(), "{record:?}");
+    let (code, events, guard) = up.stop(Signal::TERMINATE);
+    assert_eq!(code, 0, "{events:?}");
+    guard.assert_none_alive();
+    let said = events
+        .iter()
+        .filter(|e| matches!(&e.event, Event::Degraded { part, .. } if part == "pressure"))
+        .count();
+    assert_eq!(said, 1, "said once: {events:?}");
+}
