@@ -27,10 +27,11 @@
 //! It is *not* hangwatch's child. It is forked through an intermediate child that calls
 //! `setsid(2)`, sets up the signals and descriptors the guardian inherits, forks it and exits
 //! at once. hangwatch reaps the intermediate later ([`GuardianStart::settle`]), just before it
-//! becomes a subreaper and spawns its program: waiting for it at once made hangwatch sleep
-//! until the intermediate was scheduled, which on a busy machine was the guardian's whole cost
-//! (see `docs/PITFALLS.md`). The guardian is re-parented to init or to the subreaper above
-//! hangwatch:
+//! becomes a subreaper and spawns its program. The fork pins the calling thread to its CPU
+//! for that moment, so that the intermediate runs there at once instead of queueing behind a
+//! busy task on another CPU while hangwatch sleeps: on a busy machine that wait was the
+//! guardian's whole cost (see `docs/PITFALLS.md`). The guardian is re-parented to init or to
+//! the subreaper above hangwatch:
 //! hangwatch's reaping never sees it, its "no child left" check and its final sweep are not
 //! held up by it, and no stop of hangwatch's tree signals it. In its own session and process
 //! group, it does not receive a signal sent to hangwatch's group (Ctrl-C) or a terminal's

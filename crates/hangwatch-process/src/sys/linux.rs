@@ -482,10 +482,14 @@ pub(crate) fn spawn_guardian(setup: GuardianSetup) -> io::Result<i32> {
     // SAFETY: the child runs only async-signal-safe system calls (setsid, dup2, fcntl,
     // close_range, fork, _exit and the guardian's own, see `guardian_main`) and allocates
     // nothing; the parent is unaffected.
+    let affinity = SameCpu::pin();
     let intermediate = unsafe { libc::fork() };
     if intermediate < 0 {
-        return Err(io::Error::last_os_error());
+        let err = io::Error::last_os_error();
+        affinity.restore();
+        return Err(err);
     }
+    affinity.restore();
     if intermediate == 0 {
         // SAFETY: setsid takes no argument; in a fresh child it cannot fail (the child is not a
         // group leader), and if it did the guardian would merely share hangwatch's group.
@@ -504,6 +508,48 @@ pub(crate) fn spawn_guardian(setup: GuardianSetup) -> io::Result<i32> {
     }
     drop(setup);
     Ok(intermediate)
+}
+
+/// The calling thread pinned to the CPU it runs on, for one `fork`: the child is then queued
+/// on that CPU, whose current task (the parent) it may preempt, instead of behind a busy
+/// task on another CPU. [`SameCpu::restore`] gives back the thread's CPUs; the child calls it
+/// too, before anything else.
+struct SameCpu {
+    before: Option<libc::cpu_set_t>,
+}
+
+impl SameCpu {
+    fn pin() -> SameCpu {
+        // SAFETY: the sets are plain bit arrays on the stack; the calls take their sizes.
+        unsafe {
+            let mut before: libc::cpu_set_t = std::mem::zeroed();
+            let cpu = libc::sched_getcpu();
+            if cpu < 0
+                || libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut before)
+                    != 0
+            {
+                return SameCpu { before: None };
+            }
+            let mut one: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu as usize, &mut one);
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one) != 0 {
+                return SameCpu { before: None };
+            }
+            SameCpu {
+                before: Some(before),
+            }
+        }
+    }
+
+    /// Async-signal-safe: one system call.
+    fn restore(&self) {
+        if let Some(before) = &self.before {
+            // SAFETY: a live set of the size given.
+            unsafe {
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), before);
+            }
+        }
+    }
 }
 
 /// Reaps the intermediate child of [`spawn_guardian`]: `Ok` once it has exited having forked
