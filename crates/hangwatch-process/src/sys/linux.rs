@@ -479,10 +479,10 @@ pub(crate) const GUARDIAN_DISARM: u8 = b'D';
 /// so the guardian never holds a copy of hangwatch's output (a reader waiting for its end of
 /// file) or of a lock, however late it is scheduled.
 pub(crate) fn spawn_guardian(setup: GuardianSetup) -> io::Result<i32> {
-    // SAFETY: the child runs only async-signal-safe system calls (setsid, dup2, fcntl,
-    // close_range, fork, _exit and the guardian's own, see `guardian_main`) and allocates
-    // nothing; the parent is unaffected.
     let affinity = SameCpu::pin();
+    // SAFETY: the child runs only async-signal-safe system calls (sched_setaffinity, setsid,
+    // dup2, fcntl, close_range, fork, _exit and the guardian's own, see `guardian_main`) and
+    // allocates nothing; the parent is unaffected.
     let intermediate = unsafe { libc::fork() };
     if intermediate < 0 {
         let err = io::Error::last_os_error();
