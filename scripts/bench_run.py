@@ -103,7 +103,8 @@ def main():
     if shutil.which("timeout") is None:
         raise SystemExit("GNU timeout not found")
     overhead(args.hangwatch, args.runs)
-    precision(args.hangwatch, args.precision_runs)
+    if args.precision_runs > 0:
+        precision(args.hangwatch, args.precision_runs)
 
 
 if __name__ == "__main__":
