@@ -169,7 +169,7 @@ def main():
     sections = args.sections.split(",")
     if "overhead" in sections:
         overhead(args.hangwatch, args.runs)
-    if "precision" in sections:
+    if "precision" in sections and args.precision_runs > 0:
         precision(args.hangwatch, args.precision_runs)
     if "survivors" in sections:
         survivors(args.hangwatch, args.survivor_runs)

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant, SystemTime};
 
 use hangwatch_process::tree::ProcessTable;
+use hangwatch_protocol::report::Degraded;
 
 use crate::fds::OpenFd;
 use crate::locks;
@@ -72,6 +73,10 @@ pub fn diagnose(root: i32, options: &Options) -> Result<Diagnosis, DiagnoseError
     let second = read_tree(root, options.skip_root)?;
     let pressure_after = crate::pressure::read();
     missing.extend(pressure_after.notes.iter().cloned());
+    let mut degraded = Vec::new();
+    if let Some(absent) = &pressure_after.absent {
+        degraded.push(Degraded::new("pressure", absent.clone()));
+    }
     let pressure = crate::pressure::over_window(&pressure_before, &pressure_after, window_ms);
     let before: HashMap<i32, HashMap<i32, ThreadReading>> = first
         .into_iter()
@@ -97,7 +102,23 @@ pub fn diagnose(root: i32, options: &Options) -> Result<Diagnosis, DiagnoseError
             |t| matches!(&t.syscall, Ok(SyscallLine::In { nr, .. }) if *nr == libc::SYS_futex),
         );
         let python = if options.python {
-            crate::python_threads(process.pid, futex_waits, &mut missing)
+            let before = missing.len();
+            let read = crate::python_threads(process.pid, futex_waits, &mut missing);
+            if read.is_none()
+                && missing.len() > before
+                && !degraded
+                    .iter()
+                    .any(|d: &Degraded| d.part == "python-stacks")
+            {
+                degraded.push(Degraded::new(
+                    "python-stacks",
+                    format!(
+                        "{}; the diagnosis shows the kernel's view of its threads only",
+                        missing[before]
+                    ),
+                ));
+            }
+            read
         } else {
             None
         };
@@ -178,6 +199,7 @@ pub fn diagnose(root: i32, options: &Options) -> Result<Diagnosis, DiagnoseError
         processes,
         missing,
         pressure,
+        degraded,
     })
 }
 

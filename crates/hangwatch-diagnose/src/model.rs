@@ -33,6 +33,11 @@ pub struct Diagnosis {
     /// The host's pressure stall information over the window, where the kernel has it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pressure: Option<crate::pressure::HostPressure>,
+    /// The optional readings that failed as a whole (`pressure`, `python-stacks`), once each:
+    /// the run's notes and `up`'s `degraded` events repeat them (the details are in
+    /// `missing`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub degraded: Vec<hangwatch_protocol::report::Degraded>,
 }
 
 /// One conclusion, with the threads it is about.

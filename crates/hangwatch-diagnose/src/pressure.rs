@@ -113,27 +113,48 @@ pub struct Reading {
     files: Vec<(&'static str, PressureFile)>,
     /// Why a file could not be read, for the diagnosis's notes.
     pub notes: Vec<String>,
+    /// Why there was no pressure to read at all (every file failed), said once.
+    pub absent: Option<String>,
 }
 
 /// Reads `/proc/pressure/*`.
 #[must_use]
 pub fn read() -> Reading {
+    read_in(std::path::Path::new("/proc/pressure"))
+}
+
+/// Reads the pressure files of `dir` (`/proc/pressure`).
+fn read_in(dir: &std::path::Path) -> Reading {
     let mut reading = Reading::default();
+    let mut failed = Vec::new();
     for resource in RESOURCES {
-        let path = format!("/proc/pressure/{resource}");
+        let path = dir.join(resource);
         match std::fs::read_to_string(&path) {
             Ok(text) => match parse_pressure(&text) {
                 Some(file) => reading.files.push((resource, file)),
                 None => reading
                     .notes
-                    .push(format!("{path}: not in the expected format")),
+                    .push(format!("{}: not in the expected format", path.display())),
             },
-            Err(err) => reading.notes.push(format!(
-                "{path}: {err} (the kernel reports no pressure stall information: it was built \
-                 without CONFIG_PSI or booted with psi=0); starvation is judged from the \
-                 threads' run-queue waits alone"
-            )),
+            Err(err) => failed.push(format!("{}: {err}", path.display())),
         }
+    }
+    if failed.len() == RESOURCES.len() {
+        // One note, not one per file: the kernel has no PSI, or /proc/pressure is hidden.
+        let note = format!(
+            "no pressure stall information ({}: the kernel was built without CONFIG_PSI, booted \
+             with psi=0, or /proc/pressure is hidden); starvation is judged from the threads' \
+             run-queue waits alone",
+            failed.first().map_or("", String::as_str)
+        );
+        reading.notes.push(note.clone());
+        reading.absent = Some(note);
+    } else {
+        reading.notes.extend(
+            failed
+                .into_iter()
+                .map(|failed| format!("{failed}; the pressure on that resource is not judged")),
+        );
     }
     reading
 }
@@ -270,6 +291,16 @@ mod tests {
     }
 
     #[test]
+    fn no_pressure_files_at_all_is_one_note() {
+        let empty = std::env::temp_dir().join(format!("hw-no-pressure-{}", std::process::id()));
+        std::fs::create_dir_all(&empty).expect("create a directory");
+        let reading = read_in(&empty);
+        let _ = std::fs::remove_dir(&empty);
+        assert_eq!(reading.notes.len(), 1, "{:?}", reading.notes);
+        assert!(reading.absent.is_some());
+    }
+
+    #[test]
     fn window_pressure_comes_from_the_totals() {
         let at = |some: u64, full: u64| Reading {
             files: vec![(
@@ -290,6 +321,7 @@ mod tests {
                 },
             )],
             notes: Vec::new(),
+            absent: None,
         };
         let host = over_window(&at(1_000_000, 0), &at(1_150_000, 20_000), 200.0);
         let cpu = host.get("cpu").expect("cpu");

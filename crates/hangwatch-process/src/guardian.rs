@@ -25,8 +25,13 @@
 //! `sys` module).
 //!
 //! It is *not* hangwatch's child. It is forked through an intermediate child that calls
-//! `setsid(2)`, forks and exits at once (reaped right there), before hangwatch becomes a
-//! subreaper, so the guardian is re-parented to init or to the subreaper above hangwatch:
+//! `setsid(2)`, sets up the signals and descriptors the guardian inherits, forks it and exits
+//! at once. hangwatch reaps the intermediate later ([`GuardianStart::settle`]), just before it
+//! becomes a subreaper and spawns its program. The fork pins the calling thread to its CPU
+//! for that moment, so that the intermediate runs there at once instead of queueing behind a
+//! busy task on another CPU while hangwatch sleeps: on a busy machine that wait was the
+//! guardian's whole cost (see `docs/PITFALLS.md`). The guardian is re-parented to init or to
+//! the subreaper above hangwatch:
 //! hangwatch's reaping never sees it, its "no child left" check and its final sweep are not
 //! held up by it, and no stop of hangwatch's tree signals it. In its own session and process
 //! group, it does not receive a signal sent to hangwatch's group (Ctrl-C) or a terminal's
@@ -58,6 +63,29 @@ use std::os::fd::{AsFd, OwnedFd};
 
 use crate::sys;
 
+/// A guardian being forked: the intermediate child may still be running.
+/// [`GuardianStart::settle`] waits for it, which must happen before this process becomes a
+/// subreaper; in between, the caller goes on with its own start (the intermediate's fork and
+/// its scheduling are then off the caller's path).
+#[derive(Debug)]
+#[must_use = "settle it before becoming a subreaper"]
+pub struct GuardianStart {
+    channel: OwnedFd,
+    intermediate: i32,
+}
+
+impl GuardianStart {
+    /// Reaps the intermediate child: the guardian is running once this returns `Ok`.
+    pub fn settle(self) -> io::Result<Guardian> {
+        sys::guardian_settle(self.intermediate)?;
+        tracing::debug!(forked_via = self.intermediate, "guardian started");
+        Ok(Guardian {
+            channel: self.channel,
+            forked_via: self.intermediate,
+        })
+    }
+}
+
 /// A running guardian. Dropping it without [`Guardian::disarm`] leaves it armed: it still acts
 /// if this process then dies without disarming.
 #[derive(Debug)]
@@ -73,10 +101,11 @@ impl Guardian {
     /// [`Guardian::disarm`], kills every process whose environment holds the entry `token_entry`
     /// (`NAME=value`, at most 256 bytes) and those processes' groups.
     ///
-    /// Must be called before [`crate::reap::become_subreaper`] (else the guardian would be
-    /// re-parented to this process) and before the entry is given to any program. `Ok(None)`
-    /// when this process is PID 1 (see the module doc).
-    pub fn start(token_entry: &[u8]) -> io::Result<Option<Guardian>> {
+    /// Must be called before the entry is given to any program, and settled
+    /// ([`GuardianStart::settle`]) before [`crate::reap::become_subreaper`] (else the guardian
+    /// would be re-parented to this process). `Ok(None)` when this process is PID 1 (see the
+    /// module doc).
+    pub fn start(token_entry: &[u8]) -> io::Result<Option<GuardianStart>> {
         if std::process::id() == 1 {
             return Ok(None);
         }
@@ -103,7 +132,7 @@ impl Guardian {
             .read(true)
             .write(true)
             .open("/dev/null")?;
-        let forked_via = sys::spawn_guardian(sys::GuardianSetup {
+        let intermediate = sys::spawn_guardian(sys::GuardianSetup {
             watched,
             channel: theirs,
             null: null.into(),
@@ -111,10 +140,9 @@ impl Guardian {
             needle_len: token_entry.len(),
             spared_group: nix::unistd::getpgrp().as_raw(),
         })?;
-        tracing::debug!(forked_via, "guardian started");
-        Ok(Some(Guardian {
+        Ok(Some(GuardianStart {
             channel: ours,
-            forked_via,
+            intermediate,
         }))
     }
 

@@ -47,7 +47,7 @@ pub mod timer;
 pub mod tree;
 pub mod user;
 
-pub use guardian::Guardian;
+pub use guardian::{Guardian, GuardianStart};
 pub use pid::ProcessId;
 pub use reap::ExitStatus;
 pub use signal::Signal;

@@ -101,6 +101,10 @@ pub struct IncidentRecord {
     /// Why there is no (complete) incident, when something failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The diagnosis's optional readings that failed as a whole (no `/proc/pressure`, the
+    /// Python stack reader refused): the run's notes and `up`'s `degraded` events say them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub degraded: Vec<Degraded>,
 }
 
 /// What to do about what a run left behind (`hangwatch run --leaks`).

@@ -8,7 +8,7 @@
 
 use std::ffi::OsString;
 
-use hangwatch_process::Guardian;
+use hangwatch_process::{Guardian, GuardianStart};
 use hangwatch_protocol::report::Degraded;
 
 /// The environment variable that marks every process of one `hangwatch run`, descendants
@@ -19,26 +19,42 @@ pub const RUN_ENV: &str = "HANGWATCH_RUN";
 /// already kills what hangwatch leaves (a PID namespace, a cgroup that is killed as a whole).
 pub const GUARDIAN_ENV: &str = "HANGWATCH_GUARDIAN";
 
-/// A guardian for this process, or a note saying why there is none.
-pub(crate) fn arm(name: &str, value: &str, notes: &mut Vec<Degraded>) -> Option<Guardian> {
+/// A guardian for this process being started, or a note saying why there is none. Settle it
+/// with [`settle`] before becoming a subreaper.
+pub(crate) fn arm(name: &str, value: &str, notes: &mut Vec<Degraded>) -> Option<GuardianStart> {
     if std::env::var_os(GUARDIAN_ENV).is_some_and(|v| v == "0") {
         tracing::debug!("{GUARDIAN_ENV}=0: no guardian");
         return None;
     }
     match Guardian::start(format!("{name}={value}").as_bytes()) {
-        Ok(guardian) => guardian,
+        Ok(start) => start,
         Err(err) => {
-            tracing::warn!(%err, "no guardian");
-            notes.push(Degraded::new(
-                "guardian",
-                format!(
-                    "cannot start the guardian ({err}): if hangwatch is killed, descendants of \
-                     its programs may outlive it"
-                ),
-            ));
+            no_guardian(&err, notes);
             None
         }
     }
+}
+
+/// The guardian [`arm`] started, once running, or a note saying why there is none.
+pub(crate) fn settle(start: Option<GuardianStart>, notes: &mut Vec<Degraded>) -> Option<Guardian> {
+    match start?.settle() {
+        Ok(guardian) => Some(guardian),
+        Err(err) => {
+            no_guardian(&err, notes);
+            None
+        }
+    }
+}
+
+fn no_guardian(err: &std::io::Error, notes: &mut Vec<Degraded>) {
+    tracing::warn!(%err, "no guardian");
+    notes.push(Degraded::new(
+        "guardian",
+        format!(
+            "cannot start the guardian ({err}): if hangwatch is killed, descendants of its \
+             programs may outlive it"
+        ),
+    ));
 }
 
 /// A token for one `hangwatch run`: this process's PID and start time and some clock bits, so

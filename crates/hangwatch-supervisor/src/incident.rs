@@ -149,6 +149,7 @@ pub(crate) fn anticipate(
                 let writing = tokio::task::spawn_blocking(move || {
                     let mut record = IncidentRecord {
                         verdict: diagnosis.verdict.iter().map(|f| f.text.clone()).collect(),
+                        degraded: diagnosis.degraded.clone(),
                         ..IncidentRecord::default()
                     };
                     if let Some(deferred) = &additions.deferred {
@@ -338,6 +339,11 @@ pub(crate) fn write_survivors(
         joined.processes.extend(more.processes.iter().cloned());
         joined.verdict.extend(more.verdict.iter().cloned());
         joined.missing.extend(more.missing.iter().cloned());
+        for degraded in &more.degraded {
+            if !joined.degraded.iter().any(|d| d.part == degraded.part) {
+                joined.degraded.push(degraded.clone());
+            }
+        }
     }
     let additions = Additions {
         survivors: look.survivors.clone(),
@@ -351,6 +357,7 @@ pub(crate) fn write_survivors(
             .map(crate::survivors::sentence)
             .collect(),
         took_ms: look.took.as_secs_f64() * 1000.0,
+        degraded: joined.degraded.clone(),
         ..IncidentRecord::default()
     };
     match write(dir, &joined, reason, &additions) {

@@ -272,14 +272,14 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
     // Handlers first: a SIGCHLD before registration would be lost.
     let mut sigchld = signal(SignalKind::child()).map_err(io("install the SIGCHLD handler"))?;
     let mut incoming = Incoming::register()?;
-    // Before becoming a subreaper, so that the guardian is not re-parented to hangwatch.
+    // The guardian's fork first; its intermediate child is reaped (below) while the rest of the
+    // start goes on, before hangwatch becomes a subreaper.
     let mut notes = Vec::new();
     let run_token = crate::guard::run_token();
-    let mut guardian = crate::guard::arm(crate::guard::RUN_ENV, &run_token, &mut notes);
+    let guardian_start = crate::guard::arm(crate::guard::RUN_ENV, &run_token, &mut notes);
     command
         .env
         .push(crate::guard::env_entry(crate::guard::RUN_ENV, &run_token));
-    become_subreaper().map_err(io("become a child subreaper"))?;
     let own_pid = std::process::id() as i32;
 
     let notify = open_notify_socket(spec.notify, own_pid, &mut notes)?;
@@ -356,6 +356,9 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
     };
 
     let leaks = LeakWatch::start(own_pid, nix::unistd::geteuid().as_raw());
+    // Before becoming a subreaper, so that the guardian is not re-parented to hangwatch.
+    let mut guardian = crate::guard::settle(guardian_start, &mut notes);
+    become_subreaper().map_err(io("become a child subreaper"))?;
     let options = SpawnOptions {
         foreground_tty: spec.foreground_tty,
         die_with_parent: true,
@@ -771,12 +774,18 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
     let audit = leaks.finish(spec.leaks, report.leftovers.len());
     // What the leak audit could not do (no inotify watch, an unreadable directory) is in its
     // own record too; the notes gather every part that degraded in one place.
-    notes.extend(
-        audit
-            .errors
+    for error in &audit.errors {
+        // The same failure at the start and at the end is one note.
+        if !notes
             .iter()
-            .map(|error| hangwatch_protocol::report::Degraded::new("leak-audit", error.clone())),
-    );
+            .any(|n| n.part == "leak-audit" && n.note == *error)
+        {
+            notes.push(hangwatch_protocol::report::Degraded::new(
+                "leak-audit",
+                error.clone(),
+            ));
+        }
+    }
     report.outcome.exit_code = hangwatch_leaks::exit_code(&audit, report.outcome.exit_code);
     report.leaks = Some(audit);
     // A diagnosis that could not be written (or taken) keeps its verdict in the report; the
@@ -786,6 +795,10 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
             "incident",
             error.clone(),
         ));
+    }
+    // The diagnosis's readings that failed as a whole (no pressure, no Python stacks).
+    if let Some(incident) = &report.incident {
+        notes.extend(incident.degraded.iter().cloned());
     }
     report.notes = notes;
     // Everything the program started is gone: the guardian has nothing to do.

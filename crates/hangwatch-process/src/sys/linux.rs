@@ -469,19 +469,35 @@ pub(crate) struct GuardianSetup {
 /// The byte hangwatch sends its guardian on a normal exit.
 pub(crate) const GUARDIAN_DISARM: u8 = b'D';
 
-/// Forks the guardian (through an intermediate child that exits at once, so the guardian is
-/// not this process's child) and returns the intermediate's PID, already reaped.
+/// Forks the guardian through an intermediate child that forks it and exits at once, so that
+/// the guardian is not this process's child. Returns the intermediate's PID at once, *not yet
+/// reaped*: [`guardian_settle`] reaps it. Not waiting here keeps the intermediate's scheduling
+/// and its fork off the caller's path (on a busy machine, that wait was the guardian's whole
+/// start-up cost).
+///
+/// The intermediate gives up every descriptor but the guardian's before it forks the guardian,
+/// so the guardian never holds a copy of hangwatch's output (a reader waiting for its end of
+/// file) or of a lock, however late it is scheduled.
 pub(crate) fn spawn_guardian(setup: GuardianSetup) -> io::Result<i32> {
-    // SAFETY: the child runs only async-signal-safe system calls (setsid, fork, _exit and the
-    // guardian's own, see `guardian_main`) and allocates nothing; the parent is unaffected.
+    let affinity = SameCpu::pin();
+    // SAFETY: the child runs only async-signal-safe system calls (sched_setaffinity, setsid,
+    // dup2, fcntl, close_range, fork, _exit and the guardian's own, see `guardian_main`) and
+    // allocates nothing; the parent is unaffected.
     let intermediate = unsafe { libc::fork() };
     if intermediate < 0 {
-        return Err(io::Error::last_os_error());
+        let err = io::Error::last_os_error();
+        affinity.restore();
+        return Err(err);
     }
+    affinity.restore();
     if intermediate == 0 {
         // SAFETY: setsid takes no argument; in a fresh child it cannot fail (the child is not a
         // group leader), and if it did the guardian would merely share hangwatch's group.
         unsafe { libc::setsid() };
+        if !guardian_prepare(&setup) {
+            // SAFETY: _exit never returns and is async-signal-safe.
+            unsafe { libc::_exit(1) };
+        }
         // SAFETY: as above: the grandchild only runs `guardian_main`, which never returns.
         let guardian = unsafe { libc::fork() };
         if guardian == 0 {
@@ -491,6 +507,54 @@ pub(crate) fn spawn_guardian(setup: GuardianSetup) -> io::Result<i32> {
         unsafe { libc::_exit(i32::from(guardian < 0)) };
     }
     drop(setup);
+    Ok(intermediate)
+}
+
+/// The calling thread pinned to the CPU it runs on, for one `fork`: the child is then queued
+/// on that CPU, whose current task (the parent) it may preempt, instead of behind a busy
+/// task on another CPU. [`SameCpu::restore`] gives back the thread's CPUs; the child calls it
+/// too, before anything else.
+struct SameCpu {
+    before: Option<libc::cpu_set_t>,
+}
+
+impl SameCpu {
+    fn pin() -> SameCpu {
+        // SAFETY: the sets are plain bit arrays on the stack; the calls take their sizes.
+        unsafe {
+            let mut before: libc::cpu_set_t = std::mem::zeroed();
+            let cpu = libc::sched_getcpu();
+            if cpu < 0
+                || libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut before)
+                    != 0
+            {
+                return SameCpu { before: None };
+            }
+            let mut one: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu as usize, &mut one);
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one) != 0 {
+                return SameCpu { before: None };
+            }
+            SameCpu {
+                before: Some(before),
+            }
+        }
+    }
+
+    /// Async-signal-safe: one system call.
+    fn restore(&self) {
+        if let Some(before) = &self.before {
+            // SAFETY: a live set of the size given.
+            unsafe {
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), before);
+            }
+        }
+    }
+}
+
+/// Reaps the intermediate child of [`spawn_guardian`]: `Ok` once it has exited having forked
+/// the guardian. Must run before this process becomes a subreaper.
+pub(crate) fn guardian_settle(intermediate: i32) -> io::Result<()> {
     let mut status = 0;
     loop {
         // SAFETY: `status` is a live int the kernel writes; the PID is our own fresh child.
@@ -504,7 +568,7 @@ pub(crate) fn spawn_guardian(setup: GuardianSetup) -> io::Result<i32> {
         }
     }
     if libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0 {
-        Ok(intermediate)
+        Ok(())
     } else {
         Err(io::Error::other("the guardian could not be forked"))
     }
@@ -530,19 +594,21 @@ pub(crate) fn guardian_disarm(channel: BorrowedFd<'_>) -> io::Result<()> {
     }
 }
 
-/// The guardian: waits for hangwatch to exit, and unless it was told the exit is normal,
-/// kills every process that carries the token, with its process group. Never returns.
+/// The guardian's descriptor numbers, set by [`guardian_prepare`]: hangwatch's pidfd and the
+/// channel.
+const GUARDIAN_WATCHED: i32 = 3;
+const GUARDIAN_CHANNEL: i32 = 4;
+
+/// Prepares the intermediate child for the guardian it is about to fork, which inherits all of
+/// it: signal dispositions, an empty mask, and its descriptors. `false` if the descriptors
+/// could not be had.
 ///
-/// Runs in a forked child of a possibly multi-threaded process: only raw system calls, no
-/// allocation, no lock, no panic path (every index is checked).
-fn guardian_main(setup: &GuardianSetup) -> ! {
+/// Runs in a forked child of a possibly multi-threaded process: only raw system calls.
+fn guardian_prepare(setup: &GuardianSetup) -> bool {
     use std::os::fd::AsRawFd;
-    const WATCHED: i32 = 3;
-    const CHANNEL: i32 = 4;
     // SAFETY: every call below takes integers or pointers to live stack values; the
     // descriptors were inherited from the parent and are owned by this process alone now.
     unsafe {
-        libc::prctl(libc::PR_SET_NAME, c"hw-guardian".as_ptr(), 0, 0, 0);
         // Signals: a stray INT, TERM, HUP or QUIT (a terminal closing, a group signal) must not
         // end the guardian before it has done its job; KILL still does. The others go back to
         // their defaults: the handlers inherited from the runtime would write into descriptors
@@ -586,12 +652,25 @@ fn guardian_main(setup: &GuardianSetup) -> ! {
         let watched = libc::fcntl(setup.watched.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10);
         let channel = libc::fcntl(setup.channel.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 10);
         if watched < 0 || channel < 0 {
-            libc::_exit(1);
+            return false;
         }
-        libc::dup2(watched, WATCHED);
-        libc::dup2(channel, CHANNEL);
-        libc::syscall(libc::SYS_close_range, CHANNEL + 1, u32::MAX, 0);
+        libc::dup2(watched, GUARDIAN_WATCHED);
+        libc::dup2(channel, GUARDIAN_CHANNEL);
+        libc::syscall(libc::SYS_close_range, GUARDIAN_CHANNEL + 1, u32::MAX, 0);
     }
+    true
+}
+
+/// The guardian: waits for hangwatch to exit, and unless it was told the exit is normal,
+/// kills every process that carries the token, with its process group. Never returns.
+///
+/// Runs in a forked child of a possibly multi-threaded process: only raw system calls, no
+/// allocation, no lock, no panic path (every index is checked).
+fn guardian_main(setup: &GuardianSetup) -> ! {
+    const WATCHED: i32 = GUARDIAN_WATCHED;
+    const CHANNEL: i32 = GUARDIAN_CHANNEL;
+    // SAFETY: a NUL-terminated literal name.
+    unsafe { libc::prctl(libc::PR_SET_NAME, c"hw-guardian".as_ptr(), 0, 0, 0) };
     let mut fds = [
         libc::pollfd {
             fd: WATCHED,

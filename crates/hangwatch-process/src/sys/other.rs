@@ -124,6 +124,10 @@ pub(crate) fn spawn_guardian(_setup: GuardianSetup) -> io::Result<i32> {
     Err(unsupported())
 }
 
+pub(crate) fn guardian_settle(_intermediate: i32) -> io::Result<()> {
+    Err(unsupported())
+}
+
 pub(crate) fn guardian_disarm(_channel: BorrowedFd<'_>) -> io::Result<()> {
     Err(unsupported())
 }

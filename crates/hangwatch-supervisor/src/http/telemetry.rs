@@ -293,6 +293,7 @@ mod tests {
                 verdict: vec!["deadlock".to_owned()],
                 took_ms: 1.0,
                 error: None,
+                degraded: Vec::new(),
             }),
         ));
         t.observe(&record(

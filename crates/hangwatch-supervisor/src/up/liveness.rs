@@ -301,7 +301,7 @@ impl Supervisor {
         now: Instant,
     ) {
         self.services[i].last_incident = record.text_path.clone().map(PathBuf::from);
-        self.emit(Some(i), Event::Incident(record));
+        self.emit_incident(i, record);
         self.on_taken(i, generation, now);
     }
 

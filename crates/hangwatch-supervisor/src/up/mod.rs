@@ -292,6 +292,9 @@ struct Supervisor {
     /// Incidents being taken or written whose event is still to come ([`Msg::Diagnosed`],
     /// [`Msg::Noted`]): the shutdown waits for them, within its bound.
     incidents_due: usize,
+    /// The leak audits' failures said so far as `degraded` events: each one once, not at
+    /// every stop of every service.
+    leak_errors_said: std::collections::HashSet<String>,
     diagnose: DiagnoseSpec,
     exec_probes: HashMap<i32, ExecProbe>,
     /// The scan of `/proc` for this wake-up, taken when first needed.
@@ -414,6 +417,7 @@ impl Supervisor {
             said_no_pressure: false,
             leak_audits: 0,
             incidents_due: 0,
+            leak_errors_said: std::collections::HashSet::new(),
             diagnose,
             exec_probes: HashMap::new(),
             table: None,
@@ -450,11 +454,12 @@ impl Supervisor {
         let mut sigterm = signal(SignalKind::terminate()).map_err(io_err("handle SIGTERM"))?;
         let mut sighup = signal(SignalKind::hangup()).map_err(io_err("handle SIGHUP"))?;
         // Before becoming a subreaper, so that the guardian is not re-parented to hangwatch.
-        self.guardian = crate::guard::arm(
+        let start = crate::guard::arm(
             crate::state::instance::INSTANCE_ENV,
             &self.token,
             &mut self.notes,
         );
+        self.guardian = crate::guard::settle(start, &mut self.notes);
         become_subreaper().map_err(io_err("become a child subreaper"))?;
 
         self.emit(
@@ -630,7 +635,7 @@ impl Supervisor {
             Msg::Noted { service, record } => {
                 self.incidents_due = self.incidents_due.saturating_sub(1);
                 if let Some(record) = record {
-                    self.emit(Some(service), Event::Incident(record));
+                    self.emit_incident(service, record);
                 }
             }
         }

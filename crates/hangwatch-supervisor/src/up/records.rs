@@ -8,6 +8,7 @@ use hangwatch_leaks::{Part, PartFound};
 use hangwatch_process::Scope;
 use hangwatch_process::tree::ProcessTable;
 use hangwatch_protocol::event::Event;
+use hangwatch_protocol::report::IncidentRecord;
 
 use super::describe::describe;
 use super::{Msg, Supervisor, UpError, View, io_err};
@@ -25,6 +26,21 @@ impl Supervisor {
         self.table
             .as_ref()
             .ok_or_else(|| io_err("scan processes")(io::Error::other("no scan")))
+    }
+
+    /// Emits service `i`'s incident, after a `degraded` event for each optional reading its
+    /// diagnosis went without.
+    pub(super) fn emit_incident(&self, i: usize, incident: IncidentRecord) {
+        for degraded in &incident.degraded {
+            self.emit(
+                Some(i),
+                Event::Degraded {
+                    part: degraded.part.clone(),
+                    note: degraded.note.clone(),
+                },
+            );
+        }
+        self.emit(Some(i), Event::Incident(incident));
     }
 
     pub(super) fn emit(&self, service: Option<usize>, event: Event) {
@@ -168,6 +184,15 @@ impl Supervisor {
         let report = leaks.reported(found);
         for error in &report.errors {
             tracing::warn!(service = %self.services[i].cfg.name, %error, "leak audit");
+            if self.leak_errors_said.insert(error.clone()) {
+                self.emit(
+                    Some(i),
+                    Event::Degraded {
+                        part: "leak-audit".into(),
+                        note: error.clone(),
+                    },
+                );
+            }
         }
         tracing::debug!(
             service = %self.services[i].cfg.name,

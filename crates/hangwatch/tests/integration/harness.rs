@@ -447,6 +447,28 @@ impl Up {
         }
     }
 
+    /// [`Up::start`] in a mount namespace of its own (`unshare --mount`), after the shell
+    /// commands `setup` ran in it (to take a part of the system away for real). The process
+    /// tracked is hangwatch itself: `unshare` and the shell exec it.
+    pub fn start_in_mount_namespace(dir: &Scratch, config: &str, setup: &str) -> Up {
+        let text = format!("state_dir = \"state\"\n{config}");
+        std::fs::write(dir.file("hangwatch.toml"), text).expect("write config");
+        let mut command = Command::new("unshare");
+        command
+            .args(["--mount", "sh", "-c"])
+            .arg(format!("{setup} && exec \"$0\" up --json -f \"$1\""))
+            .arg(hangwatch())
+            .arg(dir.file("hangwatch.toml"));
+        let hw = Hangwatch::spawn(command);
+        let mut guard = Guard::default();
+        guard.track([hw.id()]);
+        Up {
+            hw,
+            events: Vec::new(),
+            guard,
+        }
+    }
+
     /// Waits (at most `within`) for an event matching `pred`; every event read on the way is
     /// kept, and the PID of every started program is tracked.
     pub fn wait(&mut self, within: Duration, pred: impl Fn(&EventRecord) -> bool) -> EventRecord {

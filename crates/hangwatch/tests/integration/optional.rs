@@ -288,3 +288,189 @@ fn inotify_limit_reached(limit: &str) {
         .unwrap_or_else(|| panic!("{limit}: no leak-audit note: {:?}", report.notes));
     assert!(note.note.contains("/dev/shm"), "{note}");
 }
+
+#[test]
+fn issue_15_no_pressure_information_is_said_once_and_the_stall_is_still_stopped() {
+    if !can_unshare_mounts() {
+        eprintln!("skipped: needs root and `unshare` to hide /proc/pressure");
+        return;
+    }
+    let scratch = Scratch::new("no-pressure");
+    let report = scratch.file("report.json");
+    // In a mount namespace of its own, an empty tmpfs hides /proc/pressure: reading the
+    // pressure files fails for real, as on a kernel without PSI.
+    let inner = format!(
+        "mount -t tmpfs tmpfs /proc/pressure && exec {hw} run --stall 300ms --report {report} \
+         -- {fx} notify 1 0.05",
+        hw = crate::harness::hangwatch().display(),
+        fx = fixture().display(),
+        report = report.display()
+    );
+    let output = std::process::Command::new("timeout")
+        .args(["20", "unshare", "--mount", "sh", "-c", &inner])
+        .env("XDG_STATE_HOME", scratch.file("state"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run unshare");
+    assert_eq!(output.status.code(), Some(exit_code::STALLED), "{output:?}");
+    let report = read_report(&report);
+    let incident = report.incident.expect("an incident record");
+    assert!(incident.text_path.is_some(), "{incident:?}");
+    let notes: Vec<_> = report
+        .notes
+        .iter()
+        .filter(|n| n.part == "pressure")
+        .collect();
+    assert_eq!(notes.len(), 1, "one pressure note: {:?}", report.notes);
+    assert!(notes[0].note.contains("/proc/pressure"), "{}", notes[0]);
+    let text = std::fs::read_to_string(incident.text_path.expect("a text incident"))
+        .expect("read the incident");
+    assert_eq!(
+        text.matches("no pressure stall information").count(),
+        1,
+        "said once in the incident: {text}"
+    );
+}
+
+#[test]
+fn issue_15_a_leak_snapshot_that_fails_at_start_still_runs_the_program() {
+    if !can_unshare_mounts() {
+        eprintln!("skipped: needs root and `unshare` to replace /dev/shm");
+        return;
+    }
+    let scratch = Scratch::new("no-shm");
+    let report = scratch.file("report.json");
+    let old_dev = scratch.file("old-dev");
+    std::fs::create_dir_all(&old_dev).expect("create the mount point");
+    // In a mount namespace of its own, /dev is a fresh tmpfs holding /dev/null and a regular
+    // file named shm: listing and watching /dev/shm fail for real (not a directory).
+    let inner = format!(
+        "mount --bind /dev {old} && mount -t tmpfs tmpfs /dev && touch /dev/null /dev/shm && \
+         mount --bind {old}/null /dev/null && exec {hw} run --report {report} \
+         -- sh -c 'echo program-ran'",
+        old = old_dev.display(),
+        hw = crate::harness::hangwatch().display(),
+        report = report.display()
+    );
+    let output = std::process::Command::new("timeout")
+        .args(["20", "unshare", "--mount", "sh", "-c", &inner])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run unshare");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(stdout.contains("program-ran"), "{stdout}");
+    let report = read_report(&report);
+    assert_eq!(report.outcome.exit_code, 0);
+    let notes: Vec<_> = report
+        .notes
+        .iter()
+        .filter(|n| n.part == "leak-audit" && n.note.contains("/dev/shm"))
+        .collect();
+    assert!(!notes.is_empty(), "no leak-audit note: {:?}", report.notes);
+    let mut texts: Vec<_> = notes.iter().map(|n| &n.note).collect();
+    texts.dedup();
+    assert_eq!(texts.len(), notes.len(), "each failure once: {notes:?}");
+}
+
+#[test]
+fn issue_15_a_refused_python_stack_reader_still_stops_the_stalled_program() {
+    let python = PathBuf::from("/usr/bin/python3");
+    if !nix::unistd::geteuid().is_root() || which("setpriv").is_none() || !python.exists() {
+        eprintln!("skipped: needs root, `setpriv` and /usr/bin/python3 to run as another user");
+        return;
+    }
+    let scratch = Scratch::new("no-python-stacks");
+    // hangwatch runs as nobody; the program, as nobody too, makes itself not dumpable: without
+    // CAP_SYS_PTRACE the kernel refuses to let hangwatch read its memory, for real.
+    std::fs::set_permissions(
+        &scratch.path,
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .expect("open the scratch directory to nobody");
+    let program = scratch.file("locked.py");
+    std::fs::write(
+        &program,
+        "import ctypes, threading\n\
+         ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0\n\
+         print('ready', flush=True)\n\
+         lock = threading.Lock()\n\
+         lock.acquire()\n\
+         lock.acquire()\n",
+    )
+    .expect("write the program");
+    let report = scratch.file("report.json");
+    let output = std::process::Command::new("timeout")
+        .arg("30")
+        .args([
+            "setpriv",
+            "--reuid",
+            "65534",
+            "--regid",
+            "65534",
+            "--clear-groups",
+        ])
+        .arg(crate::harness::hangwatch())
+        .args(["run", "--stall-on-silence", "500ms", "--report"])
+        .arg(&report)
+        .arg("--")
+        .arg(&python)
+        .arg(&program)
+        .env("XDG_STATE_HOME", scratch.file("state"))
+        .env_remove("XDG_RUNTIME_DIR")
+        .current_dir(&scratch.path)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run setpriv");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("ready"), "{output:?}");
+    assert_eq!(output.status.code(), Some(exit_code::STALLED), "{output:?}");
+    let report = read_report(&report);
+    let incident = report.incident.expect("an incident record");
+    assert!(incident.text_path.is_some(), "{incident:?}");
+    let note = report
+        .notes
+        .iter()
+        .find(|n| n.part == "python-stacks")
+        .unwrap_or_else(|| panic!("no python-stacks note: {:?}", report.notes));
+    assert!(note.note.contains("not permitted"), "{note}");
+}
+
+#[test]
+fn issue_15_up_says_once_per_incident_that_there_is_no_pressure_information() {
+    if !can_unshare_mounts() {
+        eprintln!("skipped: needs root and `unshare` to hide /proc/pressure");
+        return;
+    }
+    let dir = Scratch::new("up-no-pressure");
+    let mut up = Up::start_in_mount_namespace(
+        &dir,
+        r#"
+[service.quiet]
+command = ["sh", "-c", "echo hello; exec sleep 300"]
+stall_on_silence = "300ms"
+backoff = { initial = "30s" }
+"#,
+        "mount -t tmpfs tmpfs /proc/pressure",
+    );
+    let degraded = up.wait(
+        Duration::from_secs(15),
+        |e| matches!(&e.event, Event::Degraded { part, .. } if part == "pressure"),
+    );
+    assert_eq!(degraded.service.as_deref(), Some("quiet"));
+    let incident = up.wait(Duration::from_secs(15), |e| {
+        matches!(&e.event, Event::Incident(_))
+    });
+    let Event::Incident(record) = &incident.event else {
+        unreachable!()
+    };
+    assert!(record.text_path.is_some(), "{record:?}");
+    let (code, events, guard) = up.stop(Signal::TERMINATE);
+    assert_eq!(code, 0, "{events:?}");
+    guard.assert_none_alive();
+    let said = events
+        .iter()
+        .filter(|e| matches!(&e.event, Event::Degraded { part, .. } if part == "pressure"))
+        .count();
+    assert_eq!(said, 1, "said once: {events:?}");
+}
