@@ -406,6 +406,16 @@ impl LeakWatch {
         }
     }
 
+    /// A copy of the inotify descriptor the watch reads, if it has one. Its last close waits
+    /// for an RCU grace period (10 to 20 ms on an idle machine), which a short run would pay
+    /// on its way out: hangwatch hands this copy to its guardian, which closes it after
+    /// hangwatch is gone.
+    #[must_use]
+    pub fn inotify_copy(&self) -> Option<std::os::fd::OwnedFd> {
+        let watch = lock(&self.shared).watch.clone()?;
+        watch.fd_copy().ok()
+    }
+
     /// Audits what the run left, once its tree is gone, and cleans under
     /// [`LeakPolicy::Clean`]. `leftovers` is how many processes outlived the program. Objects
     /// already reported by [`LeakWatch::reported`] are left out.

@@ -39,6 +39,11 @@ pub(crate) struct ShmWatch {
 }
 
 impl ShmWatch {
+    /// A copy of the inotify descriptor (see [`crate::LeakWatch::inotify_copy`]).
+    pub(crate) fn fd_copy(&self) -> io::Result<OwnedFd> {
+        self.fd.get_ref().try_clone()
+    }
+
     /// Starts watching `dir`. Must be called inside a tokio runtime.
     pub(crate) fn new(dir: &Path) -> io::Result<ShmWatch> {
         let fd = inotify::init(CreateFlags::CLOEXEC | CreateFlags::NONBLOCK)?;

@@ -152,10 +152,16 @@ impl Guardian {
         self.forked_via
     }
 
-    /// Tells the guardian that this process is ending normally: it exits at once and kills
-    /// nothing. Call it once everything this process started is gone.
-    pub fn disarm(self) {
-        if let Err(err) = sys::guardian_disarm(self.channel.as_fd()) {
+    /// Tells the guardian that this process is ending normally: it kills nothing and exits
+    /// (at once, or once this process is gone when `handed` is not empty). Call it once
+    /// everything this process started is gone.
+    ///
+    /// `handed`: descriptors whose last close is slow (an inotify instance's waits for an RCU
+    /// grace period, 10 to 20 ms). The guardian holds copies until this process has exited,
+    /// so the last close, and its wait, are the guardian's; this process's own closes are then
+    /// quick. At most 8.
+    pub fn disarm(self, handed: &[std::os::fd::BorrowedFd<'_>]) {
+        if let Err(err) = sys::guardian_disarm(self.channel.as_fd(), handed) {
             // Gone already (killed by someone): nothing to disarm.
             tracing::debug!(%err, "guardian not disarmed");
         }

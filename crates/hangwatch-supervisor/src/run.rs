@@ -380,7 +380,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
             finish_times(&mut report, started, started_wall);
             report.notes = notes;
             if let Some(guardian) = guardian.take() {
-                guardian.disarm();
+                guardian.disarm(&[]);
             }
             return Ok(RunOutcome { report });
         }
@@ -771,6 +771,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
         }
     }
     finish_times(&mut report, started, started_wall);
+    let inotify = leaks.inotify_copy();
     let audit = leaks.finish(spec.leaks, report.leftovers.len());
     // What the leak audit could not do (no inotify watch, an unreadable directory) is in its
     // own record too; the notes gather every part that degraded in one place.
@@ -801,10 +802,13 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
         notes.extend(incident.degraded.iter().cloned());
     }
     report.notes = notes;
-    // Everything the program started is gone: the guardian has nothing to do.
+    // Everything the program started is gone: the guardian has nothing to do but close the
+    // leak watch's inotify instance after hangwatch is gone (its last close is slow).
     if let Some(guardian) = guardian.take() {
-        guardian.disarm();
+        let handed: Vec<_> = inotify.iter().map(std::os::fd::AsFd::as_fd).collect();
+        guardian.disarm(&handed);
     }
+    drop(inotify);
     Ok(RunOutcome { report })
 }
 

@@ -574,25 +574,38 @@ pub(crate) fn guardian_settle(intermediate: i32) -> io::Result<()> {
     }
 }
 
-/// Sends the disarm byte. `MSG_NOSIGNAL`: a guardian that is gone must not raise `SIGPIPE`.
-pub(crate) fn guardian_disarm(channel: BorrowedFd<'_>) -> io::Result<()> {
+/// Sends the disarm byte, with `handed` attached (`SCM_RIGHTS`): descriptors whose last close
+/// is slow (an inotify instance's costs an RCU grace period, 10 to 20 ms), which the guardian
+/// then holds until this process is gone, so that it closes them, not this process on its way
+/// out. `MSG_NOSIGNAL`: a guardian that is gone must not raise `SIGPIPE`.
+pub(crate) fn guardian_disarm(
+    channel: BorrowedFd<'_>,
+    handed: &[BorrowedFd<'_>],
+) -> io::Result<()> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
     use std::os::fd::AsRawFd;
     let byte = [GUARDIAN_DISARM];
-    // SAFETY: one byte from a live stack array to a live socket.
-    let rc = unsafe {
-        libc::send(
-            channel.as_raw_fd(),
-            byte.as_ptr().cast(),
-            1,
-            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-        )
-    };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    let iov = [std::io::IoSlice::new(&byte)];
+    let raw: Vec<i32> = handed
+        .iter()
+        .take(GUARDIAN_HANDED_MAX)
+        .map(|fd| fd.as_raw_fd())
+        .collect();
+    let rights = [ControlMessage::ScmRights(&raw)];
+    let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &rights };
+    sendmsg::<()>(
+        channel.as_raw_fd(),
+        &iov,
+        cmsgs,
+        MsgFlags::MSG_NOSIGNAL | MsgFlags::MSG_DONTWAIT,
+        None,
+    )
+    .map(|_| ())
+    .map_err(io::Error::from)
 }
+
+/// The most descriptors one disarm hands over.
+pub(crate) const GUARDIAN_HANDED_MAX: usize = 8;
 
 /// The guardian's descriptor numbers, set by [`guardian_prepare`]: hangwatch's pidfd and the
 /// channel.
@@ -696,16 +709,40 @@ fn guardian_main(setup: &GuardianSetup) -> ! {
         // The channel first: a disarm sent just before the exit is read before the exit is seen.
         if fds[1].revents != 0 {
             let mut byte = [0u8; 16];
-            // SAFETY: reads into a live stack buffer of the length given.
+            // Room for the descriptors a disarm hands over (`SCM_RIGHTS`), 8-byte aligned as
+            // `cmsghdr` needs: they stay open here, and are closed by this process's exit.
+            let mut control = [0u64; 8];
+            let mut iov = libc::iovec {
+                iov_base: byte.as_mut_ptr().cast(),
+                iov_len: byte.len(),
+            };
+            // SAFETY: a zeroed msghdr is valid; its pointers are set to live stack values
+            // below.
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = control.as_mut_ptr().cast();
+            msg.msg_controllen = std::mem::size_of_val(&control) as _;
+            // SAFETY: `msg` points at live stack buffers of the lengths given.
             let n = unsafe {
-                libc::recv(
+                libc::recvmsg(
                     CHANNEL,
-                    byte.as_mut_ptr().cast(),
-                    byte.len(),
-                    libc::MSG_DONTWAIT,
+                    &mut msg,
+                    libc::MSG_DONTWAIT | libc::MSG_CMSG_CLOEXEC,
                 )
             };
             if n > 0 && byte[..n as usize].contains(&GUARDIAN_DISARM) {
+                // A normal exit. What was handed over is closed here once hangwatch is gone
+                // (bounded: 10 s), so that its last close costs hangwatch nothing.
+                if msg.msg_controllen > 0 {
+                    let mut watched = [libc::pollfd {
+                        fd: WATCHED,
+                        events: libc::POLLIN,
+                        revents: 0,
+                    }];
+                    // SAFETY: `watched` is a live array of one pollfd.
+                    unsafe { libc::poll(watched.as_mut_ptr(), 1, 10_000) };
+                }
                 // SAFETY: _exit never returns.
                 unsafe { libc::_exit(0) };
             }

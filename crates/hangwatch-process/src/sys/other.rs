@@ -128,6 +128,9 @@ pub(crate) fn guardian_settle(_intermediate: i32) -> io::Result<()> {
     Err(unsupported())
 }
 
-pub(crate) fn guardian_disarm(_channel: BorrowedFd<'_>) -> io::Result<()> {
+pub(crate) fn guardian_disarm(
+    _channel: BorrowedFd<'_>,
+    _handed: &[BorrowedFd<'_>],
+) -> io::Result<()> {
     Err(unsupported())
 }

@@ -137,7 +137,7 @@ impl Supervisor {
             .env
             .push((INSTANCE_ENV.into(), self.token.clone().into()));
         command.env.push(("HANGWATCH_ID".into(), marker.into()));
-        let ends = output::open(i, self.services[i].generation, &self.tx)
+        let ends = output::open(i, self.services[i].generation, &self.out_tx)
             .map_err(|err| format!("cannot create output pipes: {err}"))?;
         command.stdout = Some(ends.stdout);
         command.stderr = Some(ends.stderr);

@@ -278,6 +278,10 @@ struct Supervisor {
     notify: NotifySocket,
     tx: mpsc::Sender<Msg>,
     rx: mpsc::Receiver<Msg>,
+    /// The services' output, a queue of its own: chunks of a flooding service must not stand
+    /// in front of a control request, a probe result or a diagnosis on `rx`.
+    out_tx: mpsc::Sender<Msg>,
+    out_rx: mpsc::Receiver<Msg>,
     watch: Arc<ExitWatch>,
     timer: DeadlineTimer,
     /// The leak audit of the whole supervisor; taken by the final audit.
@@ -375,6 +379,7 @@ impl Supervisor {
             all_users,
         )?;
         let (tx, rx) = mpsc::channel(256);
+        let (out_tx, out_rx) = mpsc::channel(64);
         let alerts = (!config.alerts.is_empty()).then(|| {
             std::cell::RefCell::new(crate::alert::Alerts::new(
                 &config.alerts,
@@ -410,6 +415,8 @@ impl Supervisor {
             notify,
             tx,
             rx,
+            out_tx,
+            out_rx,
             watch: Arc::new(ExitWatch::new().map_err(io_err("create an exit watch"))?),
             timer: DeadlineTimer::new().map_err(io_err("create a timer"))?,
             leaks: Some(LeakWatch::start(own_pid, nix::unistd::geteuid().as_raw())),
@@ -544,13 +551,16 @@ impl Supervisor {
                 fired = self.timer.fired() => fired.map_err(io_err("wait for a deadline"))?,
                 datagram = self.notify.recv() => self.on_datagram(datagram?),
                 Some(msg) = self.rx.recv() => self.on_msg(msg),
+                Some(msg) = self.out_rx.recv() => self.on_msg(msg),
             }
             // Drain whatever else is ready without waiting, so a burst is handled in one pass;
             // for at most DRAIN_FOR, so that a service flooding its output (64 KiB chunks of
             // two-byte lines) cannot keep the loop from its timers, datagrams and requests.
             let drain_until = std::time::Instant::now() + DRAIN_FOR;
             while std::time::Instant::now() < drain_until {
-                let Ok(msg) = self.rx.try_recv() else { break };
+                let Ok(msg) = self.rx.try_recv().or_else(|_| self.out_rx.try_recv()) else {
+                    break;
+                };
                 self.on_msg(msg);
             }
             let now = Instant::now();
@@ -563,7 +573,11 @@ impl Supervisor {
         if outcome.is_ok()
             && let Some(guardian) = self.guardian.take()
         {
-            guardian.disarm();
+            // It also closes the leak watch's inotify instance after hangwatch is gone (a
+            // last close waits for an RCU grace period).
+            let inotify = self.leaks.as_ref().and_then(LeakWatch::inotify_copy);
+            let handed: Vec<_> = inotify.iter().map(std::os::fd::AsFd::as_fd).collect();
+            guardian.disarm(&handed);
         }
         outcome
     }
