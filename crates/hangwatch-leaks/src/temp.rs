@@ -389,10 +389,7 @@ pub(crate) fn uses_of(pids: &[i32]) -> io::Result<Vec<(i32, PathBuf, Hold)>> {
 /// `tops` now, the first found for each.
 fn users_now(tops: &HashSet<PathBuf>) -> io::Result<HashMap<PathBuf, (ProcessInfo, Hold)>> {
     let mut found = HashMap::new();
-    let pids: Vec<i32> = std::fs::read_dir("/proc")?
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
-        .collect();
+    let pids = hangwatch_process::tree::pids()?;
     for (pid, path, hold) in uses_of(&pids)? {
         let Some(top) = tops.iter().find(|top| path.starts_with(top)) else {
             continue;

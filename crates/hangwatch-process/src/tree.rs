@@ -14,6 +14,29 @@ use std::sync::OnceLock;
 
 use crate::stat::{Stat, is_gone, read_stat};
 
+/// Every process on the machine, by PID: the one listing of `/proc` that every whole-machine
+/// look builds on (a [`ProcessTable::scan`], the search for holders of a leaked temp directory,
+/// the diagnosis's search for the other end of a pipe). A process may be gone by the time the
+/// caller reads it.
+pub fn pids() -> io::Result<Vec<i32>> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(err) if is_gone(&err) => continue,
+            Err(err) => return Err(err),
+        };
+        if let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|name| name.parse().ok())
+        {
+            pids.push(pid);
+        }
+    }
+    Ok(pids)
+}
+
 /// One scan of `/proc`: every process with its parent.
 #[derive(Debug, Default)]
 pub struct ProcessTable {
@@ -29,19 +52,7 @@ impl ProcessTable {
     /// leaked object). A process that exits mid-read is skipped.
     pub fn scan() -> io::Result<ProcessTable> {
         let mut by_pid = HashMap::new();
-        for entry in std::fs::read_dir("/proc")? {
-            let entry = match entry {
-                Ok(entry) => entry,
-                Err(err) if is_gone(&err) => continue,
-                Err(err) => return Err(err),
-            };
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|name| name.parse::<i32>().ok())
-            else {
-                continue;
-            };
+        for pid in pids()? {
             if let Some(stat) = read_stat(pid)? {
                 by_pid.insert(pid, stat);
             }

@@ -212,16 +212,10 @@ pub(super) fn scan_system(
     sockets: &HashSet<u64>,
 ) -> SystemScan {
     let mut scan = SystemScan::default();
-    let Ok(mut proc_dir) = open_dir("/proc") else {
+    let Ok(pids) = hangwatch_process::tree::pids() else {
         return scan;
     };
-    let pids: Vec<i32> = proc_dir
-        .iter()
-        .filter_map(Result::ok)
-        .filter_map(|entry| parse_fd_name(entry.file_name()))
-        .filter(|pid| !skip.contains(pid))
-        .collect();
-    for pid in pids {
+    for pid in pids.into_iter().filter(|pid| !skip.contains(pid)) {
         match scan_process(pid, pipes, sockets, &mut scan.found) {
             Ok(()) => {}
             Err(errno) if is_gone(errno) => {}
