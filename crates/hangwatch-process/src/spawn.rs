@@ -163,6 +163,27 @@ pub enum SpawnError {
     },
 }
 
+impl SpawnError {
+    /// Whether the start failed for want of something on hangwatch's side (descriptors for
+    /// its pipes, memory, or a process slot: `EMFILE`, `ENFILE`, `ENOMEM`, `EAGAIN` from
+    /// `fork`), not because of the program.
+    #[must_use]
+    pub fn is_local_shortage(&self) -> bool {
+        let SpawnError::Io { source, .. } = self else {
+            return false;
+        };
+        source.raw_os_error().is_some_and(|code| {
+            [
+                nix::errno::Errno::EMFILE,
+                nix::errno::Errno::ENFILE,
+                nix::errno::Errno::ENOMEM,
+                nix::errno::Errno::EAGAIN,
+            ]
+            .contains(&nix::errno::Errno::from_raw(code))
+        })
+    }
+}
+
 /// Starts `command` as the leader of a new process group.
 ///
 /// Standard input, output and error are inherited untouched. The child's signal mask and

@@ -124,6 +124,39 @@ pub enum ProbeError {
     },
 }
 
+impl ProbeError {
+    /// Whether the attempt failed for want of something on hangwatch's side (its descriptors,
+    /// the machine's buffers or local ports) rather than because of the service: such a
+    /// failure says nothing of the service, so it must not count against it.
+    #[must_use]
+    pub fn is_local_shortage(&self) -> bool {
+        match self {
+            ProbeError::Resolve { error, .. }
+            | ProbeError::Connect { error, .. }
+            | ProbeError::Io { error, .. } => is_shortage(error),
+            _ => false,
+        }
+    }
+}
+
+/// An OS error that means hangwatch (or the machine) ran short, whoever it was talking to:
+/// out of descriptors (`EMFILE`, `ENFILE`), buffers (`ENOBUFS`), memory (`ENOMEM`) or local
+/// ports (`EADDRNOTAVAIL` on a connect).
+#[must_use]
+pub fn is_shortage(error: &io::Error) -> bool {
+    use nix::errno::Errno;
+    error.raw_os_error().is_some_and(|code| {
+        [
+            Errno::EMFILE,
+            Errno::ENFILE,
+            Errno::ENOBUFS,
+            Errno::ENOMEM,
+            Errno::EADDRNOTAVAIL,
+        ]
+        .contains(&Errno::from_raw(code))
+    })
+}
+
 /// One TCP probe attempt: resolves `addr` (`host:port`, `[v6]:port`) and connects to it; the
 /// connection is closed at once. Bounded by `timeout` as a whole.
 pub async fn tcp(addr: &str, timeout: Duration) -> Result<(), ProbeError> {

@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use super::machine::{self, Policy};
 use super::policy::Ending;
+use super::probes::Attempt;
 use super::service::{millis, ms, run_as, service_env};
 use super::state::{Life, Main, ProbeClock, Then, Tree, Watch};
 use super::{Supervisor, UpError, io_err, output};
@@ -74,6 +75,7 @@ impl Supervisor {
                 in_flight: false,
                 give_up: Some(now + probe.within),
                 failures: 0,
+                not_made: false,
             }),
             _ => None,
         };
@@ -173,8 +175,8 @@ impl Supervisor {
             }
             if let Some(probe) = self.exec_probes.remove(&pid) {
                 let result = match status {
-                    ExitStatus::Exited(0) => Ok(()),
-                    other => Err(format!(
+                    ExitStatus::Exited(0) => Attempt::Passed,
+                    other => Attempt::Failed(format!(
                         "exited with {}",
                         super::service::describe_status(other)
                     )),

@@ -89,6 +89,7 @@ pub(crate) fn ready<S>(
         in_flight: false,
         give_up: None,
         failures: 0,
+        not_made: false,
     });
     let after_ms = ms(main.uptime(now));
     *life = Life::Ready { main, watch };

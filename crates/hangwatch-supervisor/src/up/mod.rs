@@ -195,7 +195,7 @@ pub(crate) enum Msg {
         service: usize,
         generation: u32,
         ready: bool,
-        result: Result<(), String>,
+        result: probes::Attempt,
     },
     /// A diagnosis before a stop is written (or failed, or was abandoned).
     Diagnosed {

@@ -14,6 +14,30 @@ use super::service::{millis, run_as, service_env};
 use super::state::{Life, ProbeClock};
 use super::{Msg, Supervisor};
 
+/// What one probe attempt found.
+#[derive(Debug)]
+pub(crate) enum Attempt {
+    /// The service answered as it should.
+    Passed,
+    /// It did not: counted against it.
+    Failed(String),
+    /// hangwatch could not make the attempt (out of descriptors, memory or processes). That
+    /// says nothing of the service, so it is not counted against it; it is said once per
+    /// spell as a `degraded` event, and the next attempt comes at the usual interval.
+    NotMade(String),
+}
+
+impl Attempt {
+    /// A TCP or HTTP probe's result.
+    fn of(result: Result<(), crate::probe::ProbeError>) -> Attempt {
+        match result {
+            Ok(()) => Attempt::Passed,
+            Err(error) if error.is_local_shortage() => Attempt::NotMade(error.to_string()),
+            Err(error) => Attempt::Failed(error.to_string()),
+        }
+    }
+}
+
 /// An `exec` probe in flight.
 pub(super) struct ExecProbe {
     pub(super) service: usize,
@@ -59,9 +83,7 @@ impl Supervisor {
             Check::Tcp(addr) => {
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
-                    let result = crate::probe::tcp(&addr, timeout)
-                        .await
-                        .map_err(|e| e.to_string());
+                    let result = Attempt::of(crate::probe::tcp(&addr, timeout).await);
                     let _ = tx
                         .send(Msg::Probe {
                             service: i,
@@ -75,10 +97,7 @@ impl Supervisor {
             Check::Http(url) => {
                 let tx = self.tx.clone();
                 tokio::spawn(async move {
-                    let result = crate::probe::http(&url, timeout)
-                        .await
-                        .map(drop)
-                        .map_err(|e| e.to_string());
+                    let result = Attempt::of(crate::probe::http(&url, timeout).await.map(drop));
                     let _ = tx
                         .send(Msg::Probe {
                             service: i,
@@ -99,7 +118,8 @@ impl Supervisor {
                 program.run_as = match run_as(svc.cfg.user.as_deref()) {
                     Ok(user) => user,
                     Err(error) => {
-                        return self.on_probe_result(i, generation, ready, Err(error), now);
+                        let failed = Attempt::Failed(error);
+                        return self.on_probe_result(i, generation, ready, failed, now);
                     }
                 };
                 program.cwd = Some(svc.cfg.cwd.clone());
@@ -134,7 +154,12 @@ impl Supervisor {
                         );
                     }
                     Err(err) => {
-                        self.on_probe_result(i, generation, ready, Err(err.to_string()), now);
+                        let attempt = if err.is_local_shortage() {
+                            Attempt::NotMade(err.to_string())
+                        } else {
+                            Attempt::Failed(err.to_string())
+                        };
+                        self.on_probe_result(i, generation, ready, attempt, now);
                     }
                 }
             }
@@ -146,7 +171,7 @@ impl Supervisor {
         i: usize,
         generation: u32,
         ready: bool,
-        result: Result<(), String>,
+        result: Attempt,
         now: Instant,
     ) {
         let svc = &mut self.services[i];
@@ -172,18 +197,38 @@ impl Supervisor {
         };
         clock.in_flight = false;
         clock.next = now + every;
+        if let Attempt::NotMade(error) = result {
+            if !clock.not_made {
+                clock.not_made = true;
+                let which = if ready { "readiness" } else { "liveness" };
+                self.emit(
+                    Some(i),
+                    Event::Degraded {
+                        part: "probe".to_owned(),
+                        note: format!(
+                            "the {which} probe could not be made ({error}); hangwatch itself \
+                             is short, so it is not counted against the service and is \
+                             tried again every {}",
+                            humantime::format_duration(every)
+                        ),
+                    },
+                );
+            }
+            return;
+        }
+        clock.not_made = false;
         if let Some(telemetry) = &self.telemetry {
             let kind = crate::http::ProbeKind::of(ready);
-            telemetry.probe_finished(&svc.cfg.name, kind, result.is_ok(), now);
+            telemetry.probe_finished(&svc.cfg.name, kind, matches!(result, Attempt::Passed), now);
         }
         match result {
-            Ok(()) => {
+            Attempt::Passed => {
                 clock.failures = 0;
                 if ready {
                     self.mark_ready(i, "probe", now);
                 }
             }
-            Err(error) => {
+            Attempt::Failed(error) => {
                 clock.failures += 1;
                 let failed = !ready && clock.failures >= failures_allowed;
                 svc.last_probe_error = Some(error.clone());
@@ -208,6 +253,7 @@ impl Supervisor {
                     self.on_stall(i, StopCause::Stall, now);
                 }
             }
+            Attempt::NotMade(_) => unreachable!("handled above"),
         }
     }
 }

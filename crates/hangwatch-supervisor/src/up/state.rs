@@ -148,6 +148,8 @@ pub(crate) struct ProbeClock {
     pub(crate) give_up: Option<Instant>,
     /// Consecutive failures (liveness).
     pub(crate) failures: u32,
+    /// Whether the last attempt could not be made on hangwatch's side (said once per spell).
+    pub(crate) not_made: bool,
 }
 
 /// A stop of a service's tree.

@@ -474,3 +474,96 @@ backoff = { initial = "30s" }
         .count();
     assert_eq!(said, 1, "said once: {events:?}");
 }
+
+/// Sets the soft limit of open files of process `pid` (with Python's `resource.prlimit`, as
+/// util-linux's `prlimit` may be absent) and returns the old `(soft, hard)`.
+fn set_open_files_limit(pid: i32, soft: Option<u64>) -> (u64, u64) {
+    let script = "import resource, sys\n\
+                  pid = int(sys.argv[1])\n\
+                  old = resource.prlimit(pid, resource.RLIMIT_NOFILE)\n\
+                  soft = int(sys.argv[2]) if sys.argv[2] != '-' else old[0]\n\
+                  resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, old[1]))\n\
+                  print(old[0], old[1])";
+    let soft = soft.map_or_else(|| "-".to_owned(), |soft| soft.to_string());
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, &pid.to_string(), &soft])
+        .output()
+        .expect("run python3");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut old = text.split_whitespace().map(|n| n.parse().expect("a limit"));
+    (old.next().expect("soft"), old.next().expect("hard"))
+}
+
+#[test]
+fn a_probe_hangwatch_cannot_make_is_not_counted_against_the_service() {
+    let dir = Scratch::new("probe-short");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut up = Up::start(
+        &dir,
+        &format!(
+            r#"
+[service.web]
+command = ["python3", "-c", """
+import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('127.0.0.1', {port}))
+s.listen(64)
+while True:
+    s.accept()[0].close()
+"""]
+ready = {{ tcp = "127.0.0.1:{port}", every = "50ms", within = "10s" }}
+liveness = {{ tcp = "127.0.0.1:{port}", every = "100ms", timeout = "1s", failures = 2 }}
+diagnose = false
+"#
+        ),
+    );
+    up.wait(Duration::from_secs(10), |e| {
+        e.service.as_deref() == Some("web") && matches!(e.event, Event::Ready { .. })
+    });
+    // hangwatch may keep every descriptor it has, but gets no new one: a limit below its
+    // lowest free descriptor fails each probe's socket with EMFILE, as when it runs out.
+    let pid = up.hw.id().pid;
+    let old = set_open_files_limit(pid, Some(3));
+    let degraded = up.wait(
+        Duration::from_secs(10),
+        |e| matches!(&e.event, Event::Degraded { part, .. } if part == "probe"),
+    );
+    // Two failures in a row (0.2 s) would stop the service if these counted; give it five
+    // times that before the limit is lifted.
+    std::thread::sleep(Duration::from_secs(1));
+    set_open_files_limit(pid, Some(old.0));
+    let (code, events, guard) = up.stop(Signal::TERMINATE);
+    assert_eq!(code, 0);
+    guard.assert_none_alive();
+    let Event::Degraded { note, .. } = &degraded.event else {
+        unreachable!()
+    };
+    assert!(
+        note.contains("liveness probe") && note.contains("open files"),
+        "{note}"
+    );
+    assert_eq!(degraded.service.as_deref(), Some("web"));
+    // The shutdown stops it too, but says no stall and starts nothing.
+    let counted: Vec<_> = events
+        .iter()
+        .filter(|e| e.service.as_deref() == Some("web"))
+        .filter(|e| {
+            matches!(e.event, Event::Stalled { .. })
+                || matches!(e.event, Event::Started { restarts, .. } if restarts > 0)
+        })
+        .collect();
+    assert!(
+        counted.is_empty(),
+        "counted against the service: {counted:?}"
+    );
+    let said = events
+        .iter()
+        .filter(|e| matches!(&e.event, Event::Degraded { part, .. } if part == "probe"))
+        .count();
+    assert_eq!(said, 1, "said once per spell: {events:?}");
+}
