@@ -343,6 +343,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
             exit_code: 0,
             program: None,
             error: None,
+            oom: None,
         },
         stop: None,
         stopped: Vec::new(),
@@ -363,6 +364,8 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
         foreground_tty: spec.foreground_tty,
         die_with_parent: true,
     };
+    // Before the program starts: the kernel log from now on, to tell an OOM kill.
+    let mut oom_watch = crate::oom::OomWatch::begin();
     let spawned = match spawn(command, options) {
         Ok(spawned) => spawned,
         Err(err) => {
@@ -376,6 +379,7 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
                 exit_code: code,
                 program: None,
                 error: Some(err.to_string()),
+                oom: None,
             };
             finish_times(&mut report, started, started_wall);
             report.notes = notes;
@@ -720,6 +724,9 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
     };
     report.outcome.reason = reason;
     report.outcome.exit_code = code;
+    if reason == EndReason::Signalled {
+        report.outcome.oom = oom_watch.check(main, status);
+    }
     if let Some(summary) = &mut notify_summary {
         summary.watchdog_ms = detector.watchdog().map(millis);
     }
