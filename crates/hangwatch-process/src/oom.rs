@@ -30,7 +30,7 @@
 //!
 //! - The record's timestamp is the kernel's `local_clock`, the process's start time is
 //!   `CLOCK_BOOTTIME`: the time spent suspended is subtracted, and a slack of a second plus
-//!   100 ppm of the uptime absorbs the drift between the two clocks. A record of the same PID
+//!   100 ppm of the uptime (at most 10 s) absorbs the drift between the two clocks. A record of the same PID
 //!   from before that bound is not taken for this process's kill, nor for proof that it had none.
 //! - The OOM killer signals its victim before it logs the kill. When the victim is the process
 //!   that ran out of memory (one program in its cgroup, the usual case), the victim cannot
@@ -474,10 +474,12 @@ fn suspended_usec() -> u64 {
 }
 
 /// How far a record may seem to precede the start of a process it belongs to: a second, plus
-/// 100 ppm of the uptime for the drift between the log's clock and the boot clock.
+/// 100 ppm of the uptime for the drift between the log's clock and the boot clock, at most 10 s.
+/// A wider slack would let a reused PID's older OOM kill pass for this process's; a narrower
+/// one makes a short-lived victim on a long-running machine undecided, never misjudged.
 fn slack_usec() -> u64 {
     let uptime = clock_usec(nix::time::ClockId::CLOCK_MONOTONIC).unwrap_or(0);
-    1_000_000 + uptime / 10_000
+    (1_000_000 + uptime / 10_000).min(10_000_000)
 }
 
 /// The `oom_kill` counter of a process's memory cgroup: `memory.events` (cgroup v2, counting
@@ -506,6 +508,13 @@ impl CgroupOomKills {
     #[must_use]
     pub fn of_self() -> Option<CgroupOomKills> {
         Self::of(i32::try_from(std::process::id()).ok()?)
+    }
+
+    /// Reads the count again, from the same file.
+    pub fn refresh(&mut self) {
+        if let Some(count) = read_count(&self.file) {
+            self.count = count;
+        }
     }
 
     /// A hint when the counter rose since this reading.

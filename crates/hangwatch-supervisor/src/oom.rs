@@ -52,9 +52,11 @@ impl OomWatch {
     }
 
     /// For a long-lived watch (`up`): the cgroup counter as of a program's start, so that a
-    /// hint speaks of its run.
+    /// hint speaks of its run (one small file read; the file was found once, at the start).
     pub(crate) fn rebase_cgroup(&mut self) {
-        self.cgroup = CgroupOomKills::of_self();
+        if let Some(cgroup) = &mut self.cgroup {
+            cgroup.refresh();
+        }
     }
 }
 
