@@ -4,7 +4,8 @@
 //! of its own ([`mod@spawn`]), as another user if asked ([`user`]), becoming a subreaper and reaping ([`reap`]), naming processes in a way
 //! that a reused PID cannot fool ([`pid`], [`pidfd`]), stopping a whole tree with an escalation
 //! ladder ([`stop`]), killing what is left when hangwatch itself is killed ([`guardian`]), and
-//! removing a SysV segment a program left ([`ipc`]). Read-only inspection
+//! removing a SysV segment a program left ([`ipc`]), and telling whether the kernel's OOM
+//! killer killed a program ([`oom`]). Read-only inspection
 //! (thread states, stacks, the leak audit) lives elsewhere.
 //!
 //! All `unsafe` code and every raw system call is in `sys/`, one file per platform exporting the
@@ -34,6 +35,7 @@ pub mod guardian;
 pub mod ipc;
 pub mod mappings;
 pub mod net_unix;
+pub mod oom;
 pub mod pid;
 pub mod pidfd;
 #[cfg(test)]

@@ -6,7 +6,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::report::{IncidentRecord, ProcessInfo, ProgramStatus, StallSource, StopCause, Survivor};
+use crate::report::{
+    IncidentRecord, OomCheck, ProcessInfo, ProgramStatus, StallSource, StopCause, Survivor,
+};
 
 /// Version of the event format, written in the supervisor's `up` event.
 pub const EVENT_VERSION: u32 = 1;
@@ -180,6 +182,10 @@ pub enum Event {
         /// Processes of its tree that had to be killed (stop signal ignored past the grace).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         killed: Vec<ProcessInfo>,
+        /// For a program that died of a `KILL` hangwatch did not send: whether the kernel's
+        /// OOM killer sent it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        oom: Option<OomCheck>,
     },
     /// A restart was scheduled.
     Restarting {

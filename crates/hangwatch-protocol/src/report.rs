@@ -390,6 +390,103 @@ pub struct Outcome {
     pub program: Option<ProgramStatus>,
     /// Why the program could not be started, for [`EndReason::FailedToStart`].
     pub error: Option<String>,
+    /// For a program that died of a `KILL` hangwatch did not send: whether the kernel's OOM
+    /// killer sent it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom: Option<OomCheck>,
+}
+
+/// Whether the kernel's OOM killer killed a program that died of a `KILL` hangwatch did not
+/// send, and what the look cost.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct OomCheck {
+    /// The answer.
+    pub finding: OomFinding,
+    /// How long the look at the kernel log took, in milliseconds.
+    pub took_ms: f64,
+    /// How many bytes of the kernel log the look read.
+    pub kmsg_bytes: u64,
+}
+
+impl OomCheck {
+    /// Whether the kernel log says that the OOM killer killed the program.
+    #[must_use]
+    pub fn killed(&self) -> bool {
+        matches!(self.finding, OomFinding::Killed(_))
+    }
+}
+
+/// What the kernel log says about a `KILL` hangwatch did not send.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "verdict", rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum OomFinding {
+    /// The kernel log records the OOM kill of this very process (its PID, after it started).
+    Killed(OomKill),
+    /// The kernel log was read over the whole life of the process and records no OOM kill of
+    /// it: the `KILL` came from elsewhere.
+    NotOom,
+    /// The kernel log could not be read (a container, `dmesg_restrict`), or not all of it:
+    /// nothing weaker is taken for an answer.
+    Undecided {
+        /// Why, as a fragment: `/dev/kmsg cannot be opened: permission denied`.
+        why: String,
+        /// A hint, never a verdict: the program's cgroup counted an OOM kill during its run.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cgroup_hint: Option<CgroupOomHint>,
+    },
+}
+
+/// An OOM kill as the kernel logged it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct OomKill {
+    /// The killed process's PID.
+    pub pid: i32,
+    /// Its command name as the kernel logged it (at most 15 bytes).
+    pub task: String,
+    /// Why memory ran out: the whole machine, a memory cgroup's limit, a cpuset, a memory policy.
+    pub constraint: OomConstraint,
+    /// The memory cgroup whose limit was reached (`oom_memcg=`), when it was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<String>,
+    /// The memory cgroup the process was in (`task_memcg=`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_cgroup: Option<String>,
+    /// Its anonymous resident memory at the kill, in KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anon_rss_kib: Option<u64>,
+    /// Its virtual memory size at the kill, in KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_vm_kib: Option<u64>,
+    /// When the kernel logged the kill, in microseconds since boot.
+    pub at_usec: u64,
+}
+
+/// What ran out of memory, after the kernel's `constraint=` (`enum oom_constraint`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum OomConstraint {
+    /// The whole machine (`CONSTRAINT_NONE`).
+    Machine,
+    /// A memory cgroup's limit (`CONSTRAINT_MEMCG`).
+    MemoryCgroup,
+    /// The memory nodes of a cpuset (`CONSTRAINT_CPUSET`).
+    Cpuset,
+    /// The nodes of a memory policy (`CONSTRAINT_MEMORY_POLICY`).
+    MemoryPolicy,
+}
+
+/// The program's cgroup counted OOM kills during its run (`oom_kill` of `memory.events`, or
+/// of `memory.oom_control` under cgroup v1).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CgroupOomHint {
+    /// The file read.
+    pub file: String,
+    /// `oom_kill` when the program started.
+    pub before: u64,
+    /// `oom_kill` after it died.
+    pub after: u64,
 }
 
 /// Why a run ended.
@@ -689,6 +786,7 @@ mod tests {
                     core_dumped: false,
                 }),
                 error: None,
+                oom: None,
             },
             stop: Some(StopRecord {
                 cause: StopCause::Timeout,

@@ -335,6 +335,7 @@ mod tests {
                 uptime_ms: 1.0,
                 stopped: false,
                 killed: Vec::new(),
+                oom: None,
             }),
             Some(AlertOn::Down)
         );
@@ -345,6 +346,7 @@ mod tests {
                 uptime_ms: 1.0,
                 stopped: true,
                 killed: Vec::new(),
+                oom: None,
             }),
             None,
             "a stop that was asked for is not a service going down"

@@ -38,6 +38,7 @@ pub mod guard;
 pub mod http;
 pub mod incident;
 pub mod liveness;
+mod oom;
 pub mod probe;
 #[cfg(test)]
 mod properties;

@@ -16,6 +16,10 @@ pub(crate) fn summarize(report: &RunReport) -> Option<String> {
     let leaks = leak_parts(report);
     let mut parts = match &report.stop {
         Some(stop) => stop_parts(report, stop),
+        // A KILL from outside: who sent it, as far as the kernel log tells.
+        None if report.outcome.oom.is_some() => {
+            vec![format!("the program was {}", program_status(report))]
+        }
         None if !leaks.is_empty() => {
             vec![format!("the program exited ({})", program_status(report))]
         }
@@ -277,6 +281,9 @@ fn describe_stall(stall: &StallRecord) -> String {
 }
 
 fn program_status(report: &RunReport) -> String {
+    if let Some(oom) = &report.outcome.oom {
+        return crate::oom::words(oom);
+    }
     match &report.outcome.program {
         Some(hangwatch_protocol::report::ProgramStatus::Exited { code }) => {
             format!("status {code}")
@@ -359,6 +366,7 @@ mod tests {
                 exit_code: 0,
                 program: Some(ProgramStatus::Exited { code: 0 }),
                 error: None,
+                oom: None,
             },
             stop: None,
             stopped: vec![],

@@ -163,6 +163,21 @@ pub(crate) fn render(snapshot: &Snapshot<'_>) -> String {
     }
     family(
         &mut out,
+        "hangwatch_service_oom_kills_total",
+        "counter",
+        "The service's program killed by the kernel's OOM killer (as the kernel log says), \
+         since hangwatch started.",
+    );
+    for s in services {
+        let _ = writeln!(
+            out,
+            "hangwatch_service_oom_kills_total{{service=\"{}\"}} {}",
+            Escaped(&s.name),
+            counters(&s.name).oom_kills
+        );
+    }
+    family(
+        &mut out,
         "hangwatch_service_stalls_total",
         "counter",
         "Stalls detected, by the liveness source that missed its deadline.",

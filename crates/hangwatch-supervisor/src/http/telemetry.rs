@@ -72,6 +72,8 @@ pub(crate) struct Counters {
     /// Indexed like [`STALL_SOURCES`].
     pub(crate) stalls: [u64; STALL_SOURCES.len()],
     pub(crate) incidents: u64,
+    /// Programs the kernel log says the OOM killer killed.
+    pub(crate) oom_kills: u64,
     pub(crate) leaked_processes: u64,
     pub(crate) leaked_objects: u64,
     pub(crate) ready_probe: Option<ProbeResult>,
@@ -152,6 +154,7 @@ impl Telemetry {
                     }
                 }
                 Event::Incident(_) => counters.incidents += 1,
+                Event::Exited { oom: Some(oom), .. } if oom.killed() => counters.oom_kills += 1,
                 Event::Leak { leftovers, objects } => {
                     counters.leaked_processes += leftovers.len() as u64;
                     counters.leaked_objects += objects.len() as u64;

@@ -202,6 +202,8 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
         foreground_tty: spec.foreground_tty,
         die_with_parent: true,
     };
+    // Before the program starts: the kernel log from now on, to tell an OOM kill.
+    let oom = crate::oom::OomWatch::begin();
     let spawned = match spawn(command, options) {
         Ok(spawned) => spawned,
         Err(err) => {
@@ -243,6 +245,8 @@ pub async fn run(spec: RunSpec) -> Result<RunOutcome, RunError> {
         notify: notify_summary,
         deadline: spec.timeout.map(|t| started + t),
         detector: Detector::new(&spec.liveness, started),
+        main,
+        oom,
         main_status: None,
         phase: Phase::Running {
             stop_requests: 0,
@@ -296,6 +300,11 @@ struct Run<'a> {
     /// The `--timeout` deadline; the program may move it later (`EXTEND_TIMEOUT_USEC=`).
     deadline: Option<Instant>,
     detector: Detector,
+    /// The program.
+    main: hangwatch_process::ProcessId,
+    /// The kernel log since the program started: whether a KILL from outside was the OOM
+    /// killer's.
+    oom: crate::oom::OomWatch,
     /// How the program ended, once reaped.
     main_status: Option<ExitStatus>,
     phase: Phase,

@@ -38,6 +38,7 @@ pub(super) fn blank(spec: &RunSpec, started_wall: SystemTime) -> RunReport {
             exit_code: 0,
             program: None,
             error: None,
+            oom: None,
         },
         stop: None,
         stopped: Vec::new(),
@@ -70,6 +71,7 @@ pub(super) fn failed_to_start(
         exit_code: code,
         program: None,
         error: Some(err.to_string()),
+        oom: None,
     };
     finish_times(&mut report, began);
     report.notes = notes;
@@ -94,6 +96,8 @@ impl Run<'_> {
             foreground,
             notify,
             detector,
+            main,
+            mut oom,
             main_status,
             phase,
             ..
@@ -132,6 +136,9 @@ impl Run<'_> {
         };
         report.outcome.reason = reason;
         report.outcome.exit_code = code;
+        if reason == EndReason::Signalled {
+            report.outcome.oom = oom.check(main, status);
+        }
         let mut notify = notify;
         if let Some(summary) = &mut notify {
             summary.watchdog_ms = detector.watchdog().map(millis);
@@ -227,6 +234,9 @@ pub(super) fn seal(
     if let Some(incident) = &report.incident {
         notes.extend(incident.degraded.iter().cloned());
     }
+    // Notes the loop added (a stall deferral without pressure readings) come after the
+    // start's.
+    notes.append(&mut report.notes);
     report.notes = notes;
     // Everything the program started is gone: the guardian has nothing to do but close the
     // leak watch's inotify instance after hangwatch is gone (its last close is slow).

@@ -140,9 +140,11 @@ pub fn describe(record: &EventRecord) -> Option<String> {
             stopped,
             killed,
             uptime_ms,
+            oom,
             ..
         } => {
             let how = match status {
+                _ if oom.is_some() => oom.as_ref().map(crate::oom::words).unwrap_or_default(),
                 ProgramStatus::Exited { code } => format!("exited with code {code}"),
                 ProgramStatus::Signalled { name: signal, .. } => format!("killed by {signal}"),
                 _ => "ended".to_owned(),

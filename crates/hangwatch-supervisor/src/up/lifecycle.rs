@@ -47,6 +47,7 @@ impl Supervisor {
         if let Some(leaks) = &self.leaks {
             leaks.note_started(spawned.id.pid);
         }
+        self.oom.rebase_cgroup();
         // The program's clocks (uptime, watchdog and silence deadlines, probes) start at its
         // spawn: `now` may have been read before the spawns of a whole start level.
         let now = Instant::now();
@@ -191,7 +192,15 @@ impl Supervisor {
             else {
                 continue;
             };
-            let effects = machine::exited(&mut self.services[i].life, status, now);
+            // A program that was up (not being stopped) died of a signal hangwatch did not
+            // send: if it was KILL, ask the kernel log whether the OOM killer sent it. The look
+            // reads only what the kernel logged since the last one, bounded (see `crate::oom`).
+            let life = &self.services[i].life;
+            let oom = match life.live_main() {
+                Some(main) if life.up() => self.oom.check(main.id, status),
+                _ => None,
+            };
+            let effects = machine::exited(&mut self.services[i].life, status, oom, now);
             self.perform(i, effects, now);
         }
         self.rescan = true;
@@ -334,6 +343,7 @@ impl Supervisor {
                     uptime_ms: ms(uptime),
                     stopped: true,
                     killed,
+                    oom: None,
                 },
             );
         }

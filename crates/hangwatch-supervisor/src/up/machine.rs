@@ -15,7 +15,7 @@ use hangwatch_diagnose::pressure::Pressure;
 use hangwatch_process::ExitStatus;
 use hangwatch_protocol::event::Event;
 use hangwatch_protocol::exit_code;
-use hangwatch_protocol::report::{StallSource, StopCause};
+use hangwatch_protocol::report::{OomCheck, StallSource, StopCause};
 use tokio::time::Instant;
 
 use super::policy::{self, Decision, Ending, Restarts};
@@ -102,24 +102,30 @@ pub(crate) fn ready<S>(
 /// The program was reaped with `status`. A running program's tree is stopped (what it left
 /// behind), and the restart policy decides once it is gone; during a diagnosis or a stop, the
 /// end of that decides.
-pub(crate) fn exited<S>(life: &mut Life<S>, status: ExitStatus, now: Instant) -> Vec<Effect> {
+/// `oom` says whether the kernel's OOM killer sent a `KILL` hangwatch did not send.
+pub(crate) fn exited<S>(
+    life: &mut Life<S>,
+    status: ExitStatus,
+    oom: Option<OomCheck>,
+    now: Instant,
+) -> Vec<Effect> {
     match life {
         Life::Starting { main, .. } | Life::Ready { main, .. } => {
             main.status = Some(status);
+            let reason = if oom.as_ref().is_some_and(OomCheck::killed) {
+                "oom-killed"
+            } else {
+                "exited"
+            };
             let exited = Event::Exited {
                 pid: main.id.pid,
                 status: status.to_record(),
                 uptime_ms: ms(main.uptime(now)),
                 stopped: false,
                 killed: Vec::new(),
+                oom,
             };
-            let mut effects = vec![
-                Effect::LastExit {
-                    status,
-                    reason: "exited",
-                },
-                Effect::Emit(exited),
-            ];
+            let mut effects = vec![Effect::LastExit { status, reason }, Effect::Emit(exited)];
             effects.extend(stop(
                 life,
                 StopCause::Leftovers,
@@ -650,7 +656,7 @@ mod tests {
         let now = Instant::now();
         let mut life = starting(now);
         stalled(&mut life, StopCause::Stall, true, false, now);
-        let effects = exited(&mut life, ExitStatus::Exited(3), now);
+        let effects = exited(&mut life, ExitStatus::Exited(3), None, now);
         assert!(
             effects.is_empty(),
             "the diagnosis's end decides, not the exit"
@@ -675,7 +681,7 @@ mod tests {
         let mut life = starting(now);
         tokio::time::advance(Duration::from_secs(2)).await;
         let later = Instant::now();
-        let effects = exited(&mut life, ExitStatus::Exited(1), later);
+        let effects = exited(&mut life, ExitStatus::Exited(1), None, later);
         assert!(matches!(
             effects.as_slice(),
             [
@@ -709,7 +715,7 @@ mod tests {
         tokio::time::advance(STOP_RETRY).await;
         signal(&mut life);
         tree_gone(&mut life);
-        exited(&mut life, ExitStatus::Exited(0), now);
+        exited(&mut life, ExitStatus::Exited(0), None, now);
         assert!(finish_stop(&mut life, |t| t.gone).is_some());
     }
 
@@ -723,7 +729,7 @@ mod tests {
         let (effects, left) = retire(&mut life, Then::Wait, Some(new), now);
         assert!(effects.is_empty(), "the stop under way goes on");
         assert!(left.is_none(), "the definition waits inside the stop");
-        exited(&mut life, ExitStatus::Exited(0), now);
+        exited(&mut life, ExitStatus::Exited(0), None, now);
         tree_gone(&mut life);
         let finished = finish_stop(&mut life, |t| t.gone).expect("finished");
         assert!(finished.pending.is_some());
@@ -776,6 +782,7 @@ mod tests {
                 signal: 15,
                 core_dumped: false,
             },
+            None,
             now,
         );
         tree_gone(&mut dependent);

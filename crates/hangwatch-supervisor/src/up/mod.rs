@@ -299,6 +299,9 @@ struct Supervisor {
     /// The leak audits' failures said so far as `degraded` events: each one once, not at
     /// every stop of every service.
     leak_errors_said: std::collections::HashSet<String>,
+    /// The kernel log since the supervisor started: whether a `KILL` it did not send came
+    /// from the OOM killer (see [`crate::oom`]).
+    oom: crate::oom::OomWatch,
     diagnose: DiagnoseSpec,
     exec_probes: HashMap<i32, ExecProbe>,
     /// The scan of `/proc` for this wake-up, taken when first needed.
@@ -425,6 +428,7 @@ impl Supervisor {
             leak_audits: 0,
             incidents_due: 0,
             leak_errors_said: std::collections::HashSet::new(),
+            oom: crate::oom::OomWatch::begin(),
             diagnose,
             exec_probes: HashMap::new(),
             table: None,

@@ -19,6 +19,7 @@ mod http;
 mod kubernetes;
 mod leaks;
 mod leftovers;
+mod oom;
 mod optional;
 mod page;
 mod pid1;

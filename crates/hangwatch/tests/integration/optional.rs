@@ -333,6 +333,41 @@ fn issue_15_no_pressure_information_is_said_once_and_the_stall_is_still_stopped(
 }
 
 #[test]
+fn without_pressure_information_a_stall_deferral_says_it_defers_nothing() {
+    if !can_unshare_mounts() {
+        eprintln!("skipped: needs root and `unshare` to hide /proc/pressure");
+        return;
+    }
+    let scratch = Scratch::new("no-pressure-defer");
+    let report = scratch.file("report.json");
+    let inner = format!(
+        "mount -t tmpfs tmpfs /proc/pressure && exec {hw} run --stall 300ms \
+         --stall-defer-under-pressure 30s --no-diagnose --report {report} \
+         -- {fx} notify 1 0.05",
+        hw = crate::harness::hangwatch().display(),
+        fx = fixture().display(),
+        report = report.display()
+    );
+    let output = std::process::Command::new("timeout")
+        .args(["20", "unshare", "--mount", "sh", "-c", &inner])
+        .env("XDG_STATE_HOME", scratch.file("state"))
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run unshare");
+    // Nothing to defer on: the stall is stopped at its bound, and the report says why the
+    // option did nothing.
+    assert_eq!(output.status.code(), Some(exit_code::STALLED), "{output:?}");
+    let report = read_report(&report);
+    let notes: Vec<_> = report
+        .notes
+        .iter()
+        .filter(|n| n.part == "stall-defer")
+        .collect();
+    assert_eq!(notes.len(), 1, "one stall-defer note: {:?}", report.notes);
+    assert!(notes[0].note.contains("defers nothing"), "{}", notes[0]);
+}
+
+#[test]
 fn issue_15_a_leak_snapshot_that_fails_at_start_still_runs_the_program() {
     if !can_unshare_mounts() {
         eprintln!("skipped: needs root and `unshare` to replace /dev/shm");
