@@ -1,6 +1,6 @@
 //! Read-only inspection of live processes: what a stalled program is waiting on.
 //!
-//! [`diagnose`] reads a process tree twice, a sampling window apart, and reports every thread's
+//! [`diagnose()`] reads a process tree twice, a sampling window apart, and reports every thread's
 //! state, wait channel, decoded system call, CPU use and context switches, the open file
 //! descriptors with what is at their other end, Python stacks of CPython processes, the owner
 //! of a glibc mutex a thread waits for, and a verdict naming what the program waits on. It

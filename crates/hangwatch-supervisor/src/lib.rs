@@ -31,6 +31,9 @@
 //! the service state machine; two small loops over the shared parts keep each one's rules in
 //! one place, and the parts keep them from drifting apart.
 #![forbid(unsafe_code)]
+// The module docs of `up` and `http` are a map of their private parts for whoever works on them
+// (`cargo doc --document-private-items`, as `.ci/run` builds them); the links are meant.
+#![allow(rustdoc::private_intra_doc_links)]
 
 mod alert;
 pub mod duration;

@@ -38,14 +38,14 @@
 //! - [`shutdown`]: the order of starts and stops, and the bounded shutdown;
 //! - [`records`]: the event log, the console, the instance record, leak audits;
 //! - [`requests`] and [`control`]: the control socket;
-//! - [`describe`]: the events in words.
+//! - [`describe`](mod@describe): the events in words.
 //!
 //! # Which processes are a service's
 //!
 //! Each program leads its own process group, and gets `HANGWATCH_ID=<instance>/<service>/<n>`
 //! in its environment. hangwatch is a subreaper, so a descendant that escaped with `setsid` and a
 //! double fork is adopted by hangwatch: it has left the group but kept the environment, and a
-//! stop ([`Scope::Service`]) finds it by that entry. Every service's program also dies with
+//! stop ([`hangwatch_process::stop::Scope::Service`]) finds it by that entry. Every service's program also dies with
 //! hangwatch (`PR_SET_PDEATHSIG`, set from this thread, which lives as long as hangwatch); if
 //! hangwatch is killed, its guardian ([`crate::guard`]) kills every process that carries this
 //! instance's `HANGWATCH_INSTANCE` token, and a later `hangwatch up` on the same state directory
